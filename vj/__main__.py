@@ -1,0 +1,5 @@
+import sys
+
+from vj.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""The `vj` command: check, analyze, render, bench."""
+
+import argparse
+import logging
+import sys
+
+from vj.audio import AudioError
+from vj.preset import PresetError, load_preset
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used."""
+
+
+def _domain_errors():
+    errors = [PresetError, AudioError, UsageError]
+    try:
+        from engine.errors import EngineError
+        from vj.render import RenderError
+        errors += [EngineError, RenderError]
+    except ImportError:  # the engine's dependencies are optional for check/analyze
+        pass
+    return tuple(errors)
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def cmd_check(args):
+    failed = False
+    for path in args.presets:
+        try:
+            preset = load_preset(path)
+        except PresetError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+            continue
+        prompts = sum(len(s.prompts) for s in preset.scenes)
+        names = ", ".join(preset.audio_variables) or "none"
+        total = sum(preset.scene_durations())
+        print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
+              f"scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
+              f"model {preset.model}")
+        for warning in preset.warnings:
+            print(f"{path}: warning: {warning}")
+    return 1 if failed else 0
+
+
+def _non_negative(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def cmd_analyze(args):
+    from vj import analyze
+    preset = load_preset(args.preset)
+    fps = args.fps or preset.frames_per_second
+    count = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
+    print(f"wrote {count} frames of {', '.join(preset.audio_variables)} to {args.output}"
+          + (f" and a plot to {args.plot}" if args.plot else ""))
+    return 0
+
+
+def cmd_render(args):
+    from vj import render
+    return render.main(args)
+
+
+def cmd_bench(args):
+    from engine import bench
+    return bench.main(args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="vj", description="Audio-reactive VJ: presets, analysis, renders.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate presets and print a summary of each",
+                       description="Validate presets; print a summary, or every error with file and line.")
+    p.add_argument("presets", nargs="+", metavar="PRESET", help="YAML preset files")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("analyze", help="per-frame audio variable values to CSV (and a plot)",
+                       description="Run the preset's filters over an audio file; write frame, t and one "
+                                   "column per variable.")
+    p.add_argument("audio", metavar="AUDIO", help="audio file (wav, flac, ogg, mp3)")
+    p.add_argument("--preset", required=True, help="preset whose input_audio_filters to use")
+    p.add_argument("--fps", type=_positive, help="frames per second (default: the preset's)")
+    p.add_argument("--start", type=_non_negative, default=0.0, help="first frame's time in seconds (default 0)")
+    p.add_argument("--duration", type=_positive, help="seconds to analyse (default: to the end of the audio)")
+    p.add_argument("-o", "--output", required=True, help="CSV file to write")
+    p.add_argument("--plot", metavar="PNG", help="also draw band levels above the waveform into this PNG")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("render", help="render a preset to an MP4 synced with the track",
+                       description="Render a preset offline to H.264 + AAC in one MP4.")
+    p.add_argument("preset", metavar="PRESET")
+    p.add_argument("--audio", metavar="TRACK", help="audio track (default: the preset's input_audio)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="MP4 file to write")
+    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
+    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the engine runs")
+    p.add_argument("--start", type=_non_negative, default=0.0, help="seconds into the show to start")
+    p.add_argument("--duration", type=_positive, help="seconds to render (default: the preset's, the track's "
+                                                      "or the scenes')")
+    p.add_argument("--fps", type=_positive, help="frames per second (default: the preset's)")
+    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
+    p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE (CUDA)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bench", help="time the frame engine per stage",
+                       description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")
+    p.add_argument("--model", default="tiny", help="model (default tiny; arch:sd-turbo for real compute)")
+    p.add_argument("--vae", default="auto", help="'auto' or 'taesd'")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--frames", type=int, default=20, help="timed frames after warm-up")
+    p.add_argument("--steps", type=int, default=1, help="denoising steps per frame")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE (CUDA)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="vj: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except _domain_errors() as exc:
+        print(f"vj {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
