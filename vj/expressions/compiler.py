@@ -203,6 +203,11 @@ def compile_expression(source, variables=BUILTIN_VARIABLES):
     tree = ast.fix_missing_locations(_FloatConstants().visit(tree))
     code = compile(tree, f"<expression {text}>", "eval")
     if not validator.used:
-        value = Expression(text, (), code)({})
+        try:
+            value = float(eval(code, Expression._globals, {}))
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise ExpressionError(f"expression '{text}': {exc}") from None
+        if not math.isfinite(value):
+            raise ExpressionError(f"expression '{text}': the value is {value}, not a finite number")
         return Expression(text, (), None, value)
     return Expression(text, validator.used, code)

@@ -255,7 +255,7 @@ def _check_fields(raw, fields, problems, prefix=""):
 
 
 def _filters(raw_list, line, problems, audio_rate):
-    if not isinstance(raw_list, list):
+    if not isinstance(raw_list, (list, tuple)):
         problems.add(line, "input_audio_filters", "expected a list of {variable_name, f_center, f_width, order}")
         return ()
     bands, seen = [], {}

@@ -45,7 +45,7 @@ class Prompt:
     @property
     def path(self):
         """The image path of an image prompt `[path]`."""
-        return self.text if self.is_image else None
+        return self.text[1:-1].strip() if self.is_image else None
 
 
 @dataclass(frozen=True)
@@ -206,16 +206,17 @@ def _prompt(fields, variables, scene_no):
 
 def parse_scenes(text, variables, prefix="", suffix=""):
     """Parse a pytti scene string into Scenes; raise SceneError naming the scene and prompt."""
-    scenes, problems = [], []
+    scenes, problems, number = [], [], 0
     for raw in _split_scenes(text or ""):
         if not raw.strip():
             continue
+        number += 1
         prompts = []
         for fields in _fields(prefix + raw + suffix):
             if len(fields) == 1 and not _text(fields[0]):
                 continue
             try:
-                prompts.append(_prompt(fields, variables, len(scenes) + 1))
+                prompts.append(_prompt(fields, variables, number))
             except SceneError as exc:
                 problems.extend(exc.problems)
         if prompts:

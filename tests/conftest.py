@@ -1,0 +1,29 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tone(freq, seconds, sr=48000, amp=0.5, start=0.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t + start)).astype(np.float32)
+
+
+@pytest.fixture
+def write_audio(tmp_path):
+    """Write a signal to an audio file and return its path."""
+    def write(signal, sr=48000, name="track.wav", **kw):
+        path = tmp_path / name
+        soundfile.write(str(path), signal, sr, **kw)
+        return path
+    return write
+
+
+def run_vj(*args, cwd=ROOT):
+    """Run the real `vj` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "vj", *map(str, args)], cwd=cwd, capture_output=True, text=True)
