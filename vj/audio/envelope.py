@@ -61,6 +61,8 @@ class BandEnvelope:
     def process(self, detector):
         band = self.band
         x = detector
+        if len(x) == 0:  # lfilter would not hand back its state unchanged for an empty input
+            return x
         if band.envelope == "rms":
             x, self._rms_zi = signal.lfilter(*self._rms, x, zi=self._rms_zi)
             x = np.sqrt(np.maximum(x, 0.0))

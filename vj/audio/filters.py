@@ -100,12 +100,20 @@ class FilterBank:
         self._samples = 0
         self._ticks = 0
 
+    @staticmethod
+    def _filter(sos, x, states, i):
+        """sosfilt with the state kept in states[i]."""
+        if len(x) == 0:
+            return x
+        y, states[i] = signal.sosfilt(sos, x, zi=states[i])
+        return y
+
     def process(self, block):
         """Filter one block; return an array (n_bands, n_new_ticks) of detector values."""
         block = np.asarray(block, dtype=np.float32)
         levels = [block]
         for k, sos in enumerate(self._lowpass):
-            y, self._lowpass_zi[k] = signal.sosfilt(sos, levels[-1], zi=self._lowpass_zi[k])
+            y = self._filter(sos, levels[-1], self._lowpass_zi, k)
             levels.append(y[self._level_count[k] % 2::2])  # keep the samples at even global indices
             self._level_count[k] += len(y)
         self._samples += len(block)
@@ -113,7 +121,7 @@ class FilterBank:
         self._ticks += new_ticks
         out = np.empty((len(self.bands), new_ticks))
         for i, (band, level) in enumerate(zip(self.bands, self.levels)):
-            y, self._zi[i] = signal.sosfilt(self._sos[i], levels[level], zi=self._zi[i])
+            y = self._filter(self._sos[i], levels[level], self._zi, i)
             pending = np.concatenate((self._pending[i], y)) if len(self._pending[i]) else y
             hop = self.hop >> level
             ticks = pending[:new_ticks * hop].reshape(new_ticks, hop)
