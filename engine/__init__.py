@@ -1,0 +1,1 @@
+"""The GPU frame engine: streaming img2img with weighted prompt conditioning. Knows nothing about audio."""

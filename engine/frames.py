@@ -1,0 +1,161 @@
+"""The frame engine: one call per frame, streaming img2img on the previous (warped) frame."""
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.conditioning import ConditioningCache, combine, crossfade
+from engine.errors import EngineError
+from engine.motion import Motion, warp
+from engine.sampler import denoise, guidance_embedding, img2img_schedule, txt2img_schedule
+
+INFILL_MODES = ("mirror", "wrap", "black", "smear")
+SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What stays fixed for a stream of frames."""
+
+    width: int = 512
+    height: int = 512
+    steps: int = 1
+    fixed_noise: bool = True
+    infill_mode: str = "mirror"
+    sampling_mode: str = "bilinear"
+    transition_mode: str = "slerp"
+    guidance_scale: float = 1.0  # only used by UNets with guidance conditioning (LCM)
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """Everything one frame needs, as numbers: prompts as (text, weight) pairs, and during a scene
+    transition the previous scene's prompts with `mix` going 0 -> 1 towards `prompts`."""
+
+    index: int
+    prompts: tuple
+    strength: float = 0.5
+    motion: Motion = field(default_factory=Motion)
+    seed: int = 0
+    previous_prompts: tuple | None = None
+    mix: float = 1.0
+    init_weight: float = 0.0
+
+
+class _NoTimer:
+    @contextlib.contextmanager
+    def stage(self, name):
+        yield
+
+
+class StageTimer:
+    """Wall time per stage (synchronizing CUDA at stage edges; for benchmarks only)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.totals = {}
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+
+def image_to_tensor(rgb, device, dtype):
+    """uint8 HxWx3 -> (1, 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].to(dtype)
+    return x / 127.5 - 1.0
+
+
+class FrameEngine:
+    """Turns FrameRequests into frames. Keeps the previous frame and the conditioning cache."""
+
+    def __init__(self, components, settings, init_image=None, timer=None):
+        c = self.c = components
+        self.settings = settings
+        if settings.width % 8 or settings.height % 8:
+            raise EngineError(f"width and height must be multiples of 8, got {settings.width}x{settings.height}")
+        if settings.infill_mode not in INFILL_MODES or settings.sampling_mode not in SAMPLING_MODES:
+            raise EngineError(f"infill_mode must be one of {INFILL_MODES} and sampling_mode one of {SAMPLING_MODES}")
+        self.cache = ConditioningCache(c.text_encoder, c.tokenizer, c.device)
+        self.timer = timer or _NoTimer()
+        self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
+        self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
+        self._fixed_noise = None
+        self._empty = None
+        self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
+
+    def reset(self):
+        self.previous = None
+
+    def _generator(self, request):
+        seed = request.seed if self.settings.fixed_noise else request.seed + request.index
+        return torch.Generator(device=self.c.device).manual_seed(seed)
+
+    def conditioning(self, request):
+        if self._empty is None:
+            self._empty = self.cache.embed("")
+        def one(prompts):
+            return combine([self.cache.embed(text) for text, _ in prompts], [w for _, w in prompts], self._empty)
+        cond = one(request.prompts)
+        if request.previous_prompts is not None and request.mix < 1.0:
+            cond = crossfade(one(request.previous_prompts), cond, request.mix, self.settings.transition_mode)
+        return cond.to(self.c.dtype)
+
+    def encode(self, image, generator):
+        vae = self.c.vae
+        if self.c.is_tiny_vae:
+            return vae.encode(image).latents * vae.config.scaling_factor
+        return vae.encode(image).latent_dist.sample(generator) * vae.config.scaling_factor
+
+    def decode(self, latents):
+        return self.c.vae.decode(latents / self.c.vae.config.scaling_factor, return_dict=False)[0]
+
+    def render_tensor(self, request):
+        """The frame as a (1, 3, H, W) tensor in [-1, 1] on the device."""
+        c, s, timer = self.c, self.settings, self.timer
+        generator = self._generator(request)
+        with torch.inference_mode():
+            with timer.stage("conditioning"):
+                cond = self.conditioning(request)
+            source = self.previous if self.previous is not None else self.init
+            if source is None:
+                timesteps = txt2img_schedule(c.scheduler, s.steps, c.device)
+                shape = (1, c.unet.config.in_channels, s.height // c.vae_scale, s.width // c.vae_scale)
+                latents = torch.randn(shape, generator=generator, device=c.device, dtype=c.dtype)
+                latents = latents * c.scheduler.init_noise_sigma
+            else:
+                with timer.stage("warp"):
+                    image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
+                    if self.init is not None and request.init_weight > 0:
+                        image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
+                with timer.stage("encode"):
+                    latents = self.encode(image, generator)
+                _, timesteps = img2img_schedule(c.scheduler, s.steps, request.strength, c.device)
+                noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
+                latents = c.scheduler.add_noise(latents, noise, timesteps[:1])
+            with timer.stage("unet"):
+                latents = denoise(c.unet, c.scheduler, latents, timesteps, cond, self._timestep_cond)
+            with timer.stage("decode"):
+                image = self.decode(latents).clamp(-1.0, 1.0)
+        self.previous = image
+        return image
+
+    def render(self, request):
+        """The frame as uint8 HxWx3 on the host."""
+        try:
+            image = self.render_tensor(request)
+        except torch.OutOfMemoryError:
+            raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+                              "--width/--height, --vae taesd, or fewer steps") from None
+        with self.timer.stage("host copy"):
+            rgb = ((image[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+            return rgb.cpu().numpy()

@@ -1,0 +1,160 @@
+"""Model components: real checkpoints (from_pretrained), `tiny` random models, `arch:NAME` random real architectures."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.errors import ModelError
+from engine.tokenizer import clip_tokenizer
+
+CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_MODEL = "stabilityai/sd-turbo"
+TAESD = "madebyollin/taesd"
+
+
+@dataclass
+class Components:
+    """What a frame needs: UNet, VAE, text encoder, tokenizer and scheduler, on one device and dtype."""
+
+    name: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def vae_scale(self):
+        return 2 ** (len(self.vae.config.decoder_block_out_channels if self.is_tiny_vae
+                         else self.vae.config.block_out_channels) - 1)
+
+    @property
+    def is_tiny_vae(self):
+        return type(self.vae).__name__ == "AutoencoderTiny"
+
+
+def _euler_turbo():
+    from diffusers import EulerDiscreteScheduler
+    return EulerDiscreteScheduler.from_config(json.loads((CONFIGS / "sd-turbo" / "scheduler.json").read_text()))
+
+
+def _random_taesd(tiny):
+    from diffusers import AutoencoderTiny
+    if tiny:
+        return AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                               num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    return AutoencoderTiny()  # the default config is TAESD's architecture
+
+
+def build_tiny(vae="auto"):
+    """Small UNet, VAE and text encoder with seeded random weights: fast on CPU, for tests and demos."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8)
+    if vae == "taesd":
+        autoencoder = _random_taesd(tiny=True)
+    else:
+        autoencoder = AutoencoderKL(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8,
+                                    in_channels=3, out_channels=3, latent_channels=4,
+                                    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+                                                hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                                                num_hidden_layers=2, vocab_size=49408, max_position_embeddings=77))
+    return unet, autoencoder, text_encoder, clip_tokenizer(), _euler_turbo()
+
+
+def build_architecture(name, vae="auto"):
+    """A real architecture from its packaged config, with random weights (benchmarks without downloads)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = CONFIGS / name
+    if not folder.is_dir():
+        known = ", ".join(f"arch:{p.name}" for p in sorted(CONFIGS.iterdir()))
+        raise ModelError(f"unknown architecture 'arch:{name}'; known: {known}")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(json.loads((folder / "unet.json").read_text()))
+    autoencoder = (_random_taesd(tiny=False) if vae == "taesd"
+                   else AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text())))
+    text_config = json.loads((folder / "text_encoder.json").read_text())
+    text_encoder = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in text_config.items() if k != "architectures"}))
+    return unet, autoencoder, text_encoder, clip_tokenizer(pad_token="!"), _euler_turbo()
+
+
+def _load_pretrained(model, vae):
+    """Load a diffusers Stable Diffusion checkpoint (hub id or folder) and optionally TAESD."""
+    from diffusers import AutoencoderKL, AutoencoderTiny, SchedulerMixin, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    def load(kind, source, **kw):
+        try:
+            return kind.from_pretrained(source, **kw)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"could not load '{source}' ({kw.get('subfolder', 'model')}): {reason}. Weights come from the "
+                f"Hugging Face hub on first use: where there is internet run `huggingface-cli download {source}` "
+                "(then copy ~/.cache/huggingface here), or pass a local diffusers folder; "
+                "without weights use --model tiny (random, for trying the app) or arch:sd-turbo (benchmarks)"
+            ) from None
+
+    if (Path(model) / "model_index.json").is_file():
+        index = json.loads((Path(model) / "model_index.json").read_text())
+        if "text_encoder_2" in index:
+            raise ModelError(f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
+                             "checkpoints (sd-turbo, LCM fine-tunes) so far")
+    unet = load(UNet2DConditionModel, model, subfolder="unet")
+    if unet.config.get("addition_embed_type") == "text_time":
+        raise ModelError(f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
+                         "checkpoints (sd-turbo, LCM fine-tunes) so far")
+    if vae == "taesd":
+        autoencoder = load(AutoencoderTiny, TAESD)
+    elif vae == "auto":
+        autoencoder = load(AutoencoderKL, model, subfolder="vae")
+    else:
+        autoencoder = load(AutoencoderTiny if "taesd" in vae else AutoencoderKL, vae)
+    text_encoder = load(CLIPTextModel, model, subfolder="text_encoder")
+    tokenizer = load(CLIPTokenizer, model, subfolder="tokenizer")
+    scheduler = load(SchedulerMixin, model, subfolder="scheduler")
+    return unet, autoencoder, text_encoder, tokenizer, scheduler
+
+
+def resolve_device(device="auto"):
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def load_components(model=DEFAULT_MODEL, vae="auto", device="auto"):
+    """Components for `model`: 'tiny', 'arch:NAME', a hub id or a local folder. fp16 on CUDA, fp32 on CPU."""
+    device = resolve_device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if model == "tiny":
+        parts = build_tiny(vae)
+    elif model.startswith("arch:"):
+        parts = build_architecture(model[5:], vae)
+    elif "/" in model or Path(model).exists():
+        parts = _load_pretrained(model, vae)
+    else:
+        raise ModelError(f"unknown model '{model}': use a hub id like {DEFAULT_MODEL}, a local diffusers folder, "
+                         "'tiny' or 'arch:sd-turbo'")
+    unet, autoencoder, text_encoder, tokenizer, scheduler = parts
+    for module in (unet, autoencoder, text_encoder):
+        module.to(device).eval().requires_grad_(False)
+        if dtype != torch.float32:
+            module.to(dtype=dtype)
+    if device.type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+        autoencoder.to(memory_format=torch.channels_last)
+    return Components(model, unet, autoencoder, text_encoder, tokenizer, scheduler, device, dtype)

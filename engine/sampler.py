@@ -1,0 +1,52 @@
+"""Few-step denoising as small functions over tensors, driving a diffusers scheduler."""
+
+import math
+
+import torch
+
+
+def img2img_schedule(scheduler, steps, strength, device):
+    """Timesteps of diffusers' img2img for exactly `steps` steps at `strength`.
+
+    diffusers runs int(N * strength) of N scheduled steps; N = ceil(steps / strength) makes that
+    `steps`. Returns (num_inference_steps N, timesteps to run, begin index).
+    """
+    strength = min(max(strength, 1e-3), 1.0)
+    n = max(steps, math.ceil(steps / strength - 1e-9))
+    while min(int(n * strength), n) < steps:
+        n += 1
+    scheduler.set_timesteps(n, device=device)
+    t_start = max(n - min(int(n * strength), n), 0) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start)
+    return n, scheduler.timesteps[t_start:]
+
+
+def txt2img_schedule(scheduler, steps, device):
+    scheduler.set_timesteps(steps, device=device)
+    return scheduler.timesteps
+
+
+def guidance_embedding(unet, scale, batch, device, dtype):
+    """LCM-style guidance conditioning (w - 1) for UNets with time_cond_proj_dim, else None."""
+    dim = unet.config.time_cond_proj_dim
+    if dim is None:
+        return None
+    w = torch.full((batch,), (scale - 1.0) * 1000.0, device=device, dtype=torch.float32)
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    emb = w[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    if dim % 2:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb.to(dtype)
+
+
+def denoise(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
+    """Run the scheduler's steps over `timesteps` with the UNet's noise prediction (no CFG)."""
+    for t in timesteps:
+        model_input = scheduler.scale_model_input(latents, t)
+        noise = unet(model_input, t, encoder_hidden_states=conditioning, timestep_cond=timestep_cond,
+                     return_dict=False)[0]
+        latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+    return latents

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.conditioning import combine, crossfade
+from engine.frames import EngineSettings, FrameEngine, FrameRequest
+from engine.models import load_components
+from engine.motion import Motion, warp
+from engine.errors import ModelError
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_components("tiny", device="cpu")
+
+
+def pipeline(kind, c):
+    return kind(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def test_first_frame_equals_diffusers_txt2img(tiny):
+    from diffusers import StableDiffusionPipeline
+    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2))
+    ours = engine.render_tensor(FrameRequest(0, (("a red fox", 1.0),), seed=5))
+    ref = pipeline(StableDiffusionPipeline, tiny)("a red fox", num_inference_steps=2, guidance_scale=0.0,
+                                                  height=SIZE, width=SIZE, output_type="pt",
+                                                  generator=torch.Generator().manual_seed(5)).images
+    np.testing.assert_allclose((ours / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("strength, steps", [(0.5, 1), (0.75, 2), (0.3, 1)])
+def test_next_frame_equals_diffusers_img2img(tiny, strength, steps):
+    from diffusers import StableDiffusionImg2ImgPipeline
+    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=steps))
+    rng = np.random.default_rng(0)
+    engine.previous = torch.from_numpy(rng.uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32))
+    image01 = engine.previous / 2 + 0.5
+    ours = engine.render_tensor(FrameRequest(1, (("a red fox", 1.0),), strength=strength, seed=9))
+    n = int(np.ceil(steps / strength))
+    ref = pipeline(StableDiffusionImg2ImgPipeline, tiny)("a red fox", image=image01, strength=strength,
+                                                         num_inference_steps=n, guidance_scale=0.0, output_type="pt",
+                                                         generator=torch.Generator().manual_seed(9)).images
+    np.testing.assert_allclose((ours / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
+
+
+def test_deterministic_and_seed_dependent(tiny):
+    def frames(seed):
+        engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE))
+        return [engine.render(FrameRequest(i, (("waves", 1.0),), seed=seed, motion=Motion(1, 0, 2, 1, 1)))
+                for i in range(3)]
+    a, b, c = frames(1), frames(1), frames(2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_conditioning_cache_hits(tiny):
+    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE))
+    for i in range(4):
+        engine.render(FrameRequest(i, (("a", 1.0), ("b", 0.5 * i))))
+    assert engine.cache.misses == 3  # "", "a", "b"
+    assert engine.cache.hits == 6  # 4 frames x 2 prompts, less the 2 first lookups
+
+
+def test_combine_weights():
+    a, b, empty = torch.ones(1, 2, 3), torch.zeros(1, 2, 3), torch.full((1, 2, 3), 5.0)
+    assert torch.equal(combine([a, b], [1.0, 0.0], empty), a)
+    assert torch.allclose(combine([a, b], [1.0, 3.0], empty), torch.full_like(a, 0.25))
+    assert torch.equal(combine([a, b], [0.0, 0.0], empty), empty)
+    pushed = combine([a, b], [1.0, -1.0], empty)          # away from b: 1 + 0.5 * (1 - 0)
+    assert torch.allclose(pushed, torch.full_like(a, 1.5))
+    assert torch.equal(crossfade(a, b, 0.0, "slerp"), a) and torch.equal(crossfade(a, b, 1.0, "linear"), b)
+    mid = crossfade(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), 0.5, "slerp")
+    assert torch.allclose(mid, torch.tensor([[2 ** -0.5, 2 ** -0.5]]))
+
+
+def test_identity_motion_leaves_the_frame_unchanged():
+    image = torch.rand(1, 3, 16, 24)
+    assert torch.equal(warp(image, Motion(), "mirror", "bicubic"), image)
+
+
+@pytest.mark.parametrize("infill", ["mirror", "wrap", "black", "smear"])
+def test_translation_moves_pixels(infill):
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 3, 2] = 1.0
+    moved = warp(image, Motion(translate_x=2, translate_y=1), infill, "nearest")
+    assert moved[0, 0, 4, 4] == 1.0 and moved.sum() == 1.0
+
+
+def test_rotation_is_counterclockwise_and_zoom_enlarges():
+    image = torch.zeros(1, 1, 9, 9)
+    image[0, 0, 4, 7] = 1.0                     # right of center
+    turned = warp(image, Motion(rotate=90), "black", "nearest")
+    assert turned[0, 0, 1, 4] == 1.0            # now above center
+    image = torch.zeros(1, 1, 9, 9)
+    image[0, 0, 4, 5] = 1.0                     # one pixel right of center
+    zoomed = warp(image, Motion(zoom_x=4.5, zoom_y=4.5), "black", "nearest")   # sampling scale 0.5: 2x larger
+    assert zoomed[0, 0, 4, 6] == 1.0 and zoomed[0, 0, 4, 3] == 0.0 and zoomed[0, 0, 4, 8] == 0.0
+
+
+def test_wrap_brings_pixels_around():
+    image = torch.zeros(1, 1, 4, 4)
+    image[0, 0, 0, 3] = 1.0
+    assert warp(image, Motion(translate_x=1), "wrap", "nearest")[0, 0, 0, 0] == 1.0
+
+
+def test_unknown_and_missing_models_are_clear(monkeypatch, tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'sdturbo'"):
+        load_components("sdturbo", device="cpu")
+    with pytest.raises(ModelError, match="unknown architecture"):
+        load_components("arch:nope", device="cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match="huggingface-cli download stabilityai/sd-turbo"):
+        load_components("stabilityai/sd-turbo", device="cpu")

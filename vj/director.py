@@ -1,0 +1,38 @@
+"""Turns time, inputs and the preset into the engine's per-frame requests (numbers only)."""
+
+from engine.frames import FrameRequest
+from engine.motion import Motion
+from vj.preset.schema import MOTION_KEYS
+from vj.timeline import Timeline
+from vj.variables import FrameVariables
+
+
+class Director:
+    """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
+
+    def __init__(self, preset, seed=None):
+        self.preset = preset
+        self.seed = preset.seed if seed is None else seed
+        self.variables = FrameVariables(preset.audio_variables)
+        self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
+        self._motion = [getattr(preset, key) for key in MOTION_KEYS]
+
+    def _prompts(self, scene, env):
+        # image prompts need CLIP guidance (not available yet); `vj check` warns about them
+        return tuple((p.text, p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
+
+    def request(self, frame, t, inputs):
+        """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`."""
+        env = self.variables.frame(t, frame, inputs)
+        position = self.timeline.at(t)
+        preset = self.preset
+        return FrameRequest(
+            index=frame,
+            prompts=self._prompts(position.scene, env),
+            strength=min(max(preset.strength(env), 0.01), 1.0),
+            motion=Motion(*(expr(env) for expr in self._motion)),
+            seed=self.seed,
+            previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
+            mix=position.mix,
+            init_weight=max(0.0, preset.direct_init_weight(env)),
+        )

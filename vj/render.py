@@ -1,0 +1,120 @@
+"""`vj render`: a preset (and its track) to an MP4, frame i at show time start + i/fps."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.frames import EngineSettings, FrameEngine
+from engine.models import load_components
+from engine.stream import FrameStream
+from vj.audio import AudioAnalyzer, FileSource
+from vj.director import Director
+from vj.preset import load_preset
+from vj.video import Mp4Writer, read_track
+
+
+class RenderError(Exception):
+    """A render that cannot start or finish; the message says what to change."""
+
+
+def load_image(path, width, height):
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RenderError(f"init_image '{path}' cannot be read ({exc})") from None
+
+
+def plan(preset, args):
+    """(audio path or None, duration in seconds, frame count) for this render."""
+    track = Path(args.audio) if args.audio else preset.input_audio
+    if preset.input_audio_filters and track is None:
+        raise RenderError("the preset's input_audio_filters need a track: pass --audio TRACK or set input_audio")
+    if args.duration:
+        duration = args.duration
+    elif preset.duration:
+        duration = preset.duration - args.start
+    elif track is not None:
+        duration = FileSource(track, preset.input_audio_offset).duration - args.start
+    else:
+        duration = sum(preset.scene_durations()) - args.start
+    count = int(round(duration * preset.frames_per_second))
+    if count < 1:
+        raise RenderError(f"nothing to render: {duration:.3f} s from --start {args.start:g} is less than one frame")
+    return track, duration, count
+
+
+def requests(preset, director, track, start, count):
+    fps = preset.frames_per_second
+    analyzer = None
+    if track is not None and preset.input_audio_filters:
+        analyzer = AudioAnalyzer(FileSource(track, preset.input_audio_offset), preset.input_audio_filters)
+    for i in range(count):
+        t = start + i / fps
+        yield director.request(int(round(t * fps)), t, analyzer.advance_to(t) if analyzer else {})
+
+
+def main(args):
+    overrides = {"model": args.model, "vae": args.vae, "frames_per_second": args.fps, "width": args.width,
+                 "height": args.height, "seed": args.seed}
+    preset = load_preset(args.preset, overrides)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise RenderError(f"'{out}' exists; pass --overwrite to replace it")
+    if out.suffix.lower() != ".mp4":
+        raise RenderError(f"output '{out}' must end in .mp4")
+    track, duration, count = plan(preset, args)
+    if track is not None:
+        FileSource(track, preset.input_audio_offset)  # a missing or unreadable track fails before the models load
+    components = load_components(preset.model, preset.vae, args.device)
+    if args.compile:
+        import torch
+        components.unet = torch.compile(components.unet, mode="max-autotune", fullgraph=True)
+    settings = EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
+                              fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
+                              sampling_mode=preset.sampling_mode, transition_mode=preset.transition_mode)
+    init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
+    engine = FrameEngine(components, settings, init)
+    director = Director(preset)
+    audio = read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
+    frames_dir = Path(args.frames) if args.frames else None
+    if frames_dir:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    return write(engine, requests(preset, director, track, args.start, count), out, preset, audio, count, frames_dir)
+
+
+def write(engine, request_stream, out, preset, audio, count, frames_dir=None, on_frame=None):
+    """Render into `out`; on Ctrl-C or an error the frames so far stay in a playable file."""
+    fps = preset.frames_per_second
+    writer = Mp4Writer(out, fps, preset.width, preset.height, audio)
+    stream = FrameStream(engine, request_stream)
+    progress = tqdm(total=count, unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for request, rgb in stream:
+            writer.write(rgb)
+            if frames_dir:
+                from PIL import Image
+                Image.fromarray(rgb).save(frames_dir / f"frame_{request.index:06d}.png")
+            progress.update(1)
+            if on_frame:
+                on_frame(writer.frames)
+    except KeyboardInterrupt:
+        stream.close()
+        writer.close()
+        progress.close()
+        print(f"vj render: interrupted; {writer.frames} of {count} frames ({writer.frames / fps:.2f} s) are in "
+              f"'{out}', which plays", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        stream.close()
+        writer.close()
+        progress.close()
+        raise RenderError(f"{exc} (the {writer.frames} frames rendered before it are in '{out}', which plays)") from exc
+    stream.close()
+    writer.close()
+    progress.close()
+    print(f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}'", file=sys.stderr)
+    return 0
