@@ -93,28 +93,24 @@ def write(engine, request_stream, out, preset, audio, count, frames_dir=None, on
     stream = FrameStream(engine, request_stream)
     progress = tqdm(total=count, unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True)
     try:
-        for request, rgb in stream:
-            writer.write(rgb)
-            if frames_dir:
-                from PIL import Image
-                Image.fromarray(rgb).save(frames_dir / f"frame_{request.index:06d}.png")
-            progress.update(1)
-            if on_frame:
-                on_frame(writer.frames)
+        try:
+            for request, rgb in stream:
+                writer.write(rgb)
+                if frames_dir:
+                    from PIL import Image
+                    Image.fromarray(rgb).save(frames_dir / f"frame_{request.index:06d}.png")
+                progress.update(1)
+                if on_frame:
+                    on_frame(writer.frames)
+        finally:
+            stream.close()
+            writer.close()
+            progress.close()
     except KeyboardInterrupt:
-        stream.close()
-        writer.close()
-        progress.close()
         print(f"vj render: interrupted; {writer.frames} of {count} frames ({writer.frames / fps:.2f} s) are in "
               f"'{out}', which plays", file=sys.stderr)
         return 130
     except Exception as exc:
-        stream.close()
-        writer.close()
-        progress.close()
         raise RenderError(f"{exc} (the {writer.frames} frames rendered before it are in '{out}', which plays)") from exc
-    stream.close()
-    writer.close()
-    progress.close()
     print(f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}'", file=sys.stderr)
     return 0
