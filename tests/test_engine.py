@@ -1,10 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from engine.conditioning import combine, crossfade
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import load_components
+from engine.models import compile_components, load_components, tiny_autoencoder_kl
 from engine.motion import Motion, warp
 from engine.errors import ModelError
 
@@ -16,13 +18,23 @@ def tiny():
     return load_components("tiny", device="cpu")
 
 
+@pytest.fixture(scope="module", params=["taesd", "kl"])
+def either_vae(request, tiny):
+    """The tiny model with its own TAESD-shaped VAE, and with a KL autoencoder (the VAE of real SD models)."""
+    if request.param == "taesd":
+        return tiny
+    kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    return dataclasses.replace(tiny, vae=kl)
+
+
 def pipeline(kind, c):
     return kind(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-def test_first_frame_equals_diffusers_txt2img(tiny):
+def test_first_frame_equals_diffusers_txt2img(either_vae):
     from diffusers import StableDiffusionPipeline
+    tiny = either_vae
     engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2))
     ours = engine.render_tensor(FrameRequest(0, (("a red fox", 1.0),), seed=5))
     ref = pipeline(StableDiffusionPipeline, tiny)("a red fox", num_inference_steps=2, guidance_scale=0.0,
@@ -32,8 +44,9 @@ def test_first_frame_equals_diffusers_txt2img(tiny):
 
 
 @pytest.mark.parametrize("strength, steps", [(0.5, 1), (0.75, 2), (0.3, 1)])
-def test_next_frame_equals_diffusers_img2img(tiny, strength, steps):
+def test_next_frame_equals_diffusers_img2img(either_vae, strength, steps):
     from diffusers import StableDiffusionImg2ImgPipeline
+    tiny = either_vae
     engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=steps))
     rng = np.random.default_rng(0)
     engine.previous = torch.from_numpy(rng.uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32))
@@ -46,7 +59,8 @@ def test_next_frame_equals_diffusers_img2img(tiny, strength, steps):
     np.testing.assert_allclose((ours / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
 
 
-def test_deterministic_and_seed_dependent(tiny):
+def test_deterministic_and_seed_dependent(either_vae):
+    tiny = either_vae
     def frames(seed):
         engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE))
         return [engine.render(FrameRequest(i, (("waves", 1.0),), seed=seed, motion=Motion(1, 0, 2, 1, 1)))
@@ -54,6 +68,27 @@ def test_deterministic_and_seed_dependent(tiny):
     a, b, c = frames(1), frames(1), frames(2)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[0], c[0])
+
+
+def frames_of(components, count=3):
+    engine = FrameEngine(components, EngineSettings(width=SIZE, height=SIZE))
+    return [engine.render(FrameRequest(i, (("waves", 1.0), ("sparks", -0.5)), motion=Motion(1, 0, 2, 1.2, 1.2)))
+            for i in range(count)]
+
+
+def test_half_precision_frames_match_float32(tiny):
+    """The float16 path that CUDA uses, run on the CPU: same frames within rounding."""
+    half = load_components("tiny", device="cpu", dtype="float16")
+    assert half.unet.dtype == half.vae.dtype == half.text_encoder.dtype == torch.float16
+    for a, b in zip(frames_of(tiny), frames_of(half)):
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.mean() < 0.2 and diff.max() <= 8
+
+
+def test_compiled_components_are_whole_graphs_and_render_the_same(tiny):
+    """fullgraph=True raises on any graph break; the eager backend keeps the test fast (inductor is the same graph)."""
+    compiled = compile_components(load_components("tiny", device="cpu"), backend="eager")
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(tiny), frames_of(compiled)))
 
 
 def test_conditioning_cache_hits(tiny):
@@ -111,6 +146,8 @@ def test_unknown_and_missing_models_are_clear(monkeypatch, tmp_path):
         load_components("sdturbo", device="cpu")
     with pytest.raises(ModelError, match="unknown architecture"):
         load_components("arch:nope", device="cpu")
+    with pytest.raises(ModelError, match="the tiny model has its own"):
+        load_components("tiny", vae="madebyollin/taesd", device="cpu")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(ModelError, match="huggingface-cli download stabilityai/sd-turbo"):

@@ -1,12 +1,18 @@
 import json
+import re
+import signal
 import subprocess
-from argparse import Namespace
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import run_vj, tone
+from conftest import ROOT, run_vj, tone
+from engine.errors import EngineError
+from engine.frames import FrameEngine
 from vj import render
+from vj.cli import build_parser
+from vj.render import RenderError
 
 PRESET = """
 scenes: a forest:1 | sparks:fHi || a city:1 | rain:fLo
@@ -61,27 +67,45 @@ def test_render_writes_synced_h264_and_aac(setup, tmp_path):
         assert a.read_bytes() == (tmp_path / "g" / a.name).read_bytes()
 
 
-def test_interrupted_render_still_plays(setup, tmp_path, capsys):
+def test_ctrl_c_mid_render_leaves_a_playable_file(setup, tmp_path):
+    """A real SIGINT to a running `vj render`, sent once the progress bar shows 5 frames or more."""
     preset, track = setup
     out = tmp_path / "cut.mp4"
-    args = Namespace(preset=str(preset), audio=str(track), output=str(out), model=None, vae=None, fps=None, width=None,
-                     height=None, seed=None, overwrite=False, frames=None, device="cpu", start=0.0, duration=2.0,
-                     compile=False)
-
-    def stop_after_five(frames):
-        if frames == 5:
-            raise KeyboardInterrupt
-
-    original = render.write
-    try:
-        render.write = lambda *a, **kw: original(*a, **kw, on_frame=stop_after_five)
-        assert render.main(args) == 130
-    finally:
-        render.write = original
-    assert "interrupted; 5 of 16 frames" in capsys.readouterr().err
+    proc = subprocess.Popen([sys.executable, "-m", "vj", "render", str(preset), "--audio", str(track), "-o", str(out),
+                             "--duration", "600"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while not any(int(n) >= 5 for n in re.findall(r"(\d+)/4800", seen)):
+        char = proc.stderr.read(1)
+        assert char, f"vj render ended before frame 5: {seen[-500:]}"
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    done = int(re.search(r"interrupted; (\d+) of 4800 frames", rest).group(1))
+    assert 5 <= done < 4800 and "Traceback" not in rest
     streams = probe(out)
-    assert int(streams["video"]["nb_read_frames"]) == 5
-    assert abs(float(streams["audio"]["duration"]) - 5 / 8) < 1 / 8
+    assert int(streams["video"]["nb_read_frames"]) == done
+    assert abs(float(streams["audio"]["duration"]) - done / 8) < 1 / 8
+
+
+def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch):
+    preset, track = setup
+    out = tmp_path / "broken.mp4"
+    original = FrameEngine.render
+
+    def fail_at_frame_7(self, request):
+        if request.index == 7:
+            raise EngineError("the GPU fell off the truss")
+        return original(self, request)
+
+    monkeypatch.setattr(FrameEngine, "render", fail_at_frame_7)
+    args = build_parser().parse_args(["render", str(preset), "--audio", str(track), "-o", str(out)])
+    with pytest.raises(RenderError, match=r"the GPU fell off the truss \(the 7 frames rendered before it are in "
+                                          r".*broken.mp4', which plays\)"):
+        render.main(args)
+    streams = probe(out)
+    assert int(streams["video"]["nb_read_frames"]) == 7
+    assert abs(float(streams["audio"]["duration"]) - 7 / 8) < 1 / 8
 
 
 @pytest.mark.parametrize("extra, fragment", [

@@ -81,6 +81,15 @@ def cmd_bench(args):
     return bench.main(args)
 
 
+def _engine_options(p):
+    """Where and how the engine runs: the same options for render and bench."""
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the engine runs")
+    p.add_argument("--dtype", choices=["auto", "float16", "float32", "bfloat16"], default="auto",
+                   help="weights and activations (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet and VAE (faster frames after a slow start; needs a C compiler)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vj", description="Audio-reactive VJ: presets, analysis, renders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -110,7 +119,6 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="MP4 file to write")
     p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
     p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the engine runs")
     p.add_argument("--start", type=_non_negative, default=0.0, help="seconds into the show to start")
     p.add_argument("--duration", type=_positive, help="seconds to render (default: the preset's, the track's "
                                                       "or the scenes')")
@@ -120,19 +128,18 @@ def build_parser():
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE (CUDA)")
+    _engine_options(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("bench", help="time the frame engine per stage",
                        description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")
     p.add_argument("--model", default="tiny", help="model (default tiny; arch:sd-turbo for real compute)")
     p.add_argument("--vae", default="auto", help="'auto' or 'taesd'")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--frames", type=int, default=20, help="timed frames after warm-up")
     p.add_argument("--steps", type=int, default=1, help="denoising steps per frame")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet and VAE (CUDA)")
+    _engine_options(p)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
     return parser

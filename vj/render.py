@@ -1,13 +1,14 @@
 """`vj render`: a preset (and its track) to an MP4, frame i at show time start + i/fps."""
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from engine.frames import EngineSettings, FrameEngine
-from engine.models import load_components
+from engine.models import compile_components, load_components
 from engine.stream import FrameStream
 from vj.audio import AudioAnalyzer, FileSource
 from vj.director import Director
@@ -69,10 +70,9 @@ def main(args):
     track, duration, count = plan(preset, args)
     if track is not None:
         FileSource(track, preset.input_audio_offset)  # a missing or unreadable track fails before the models load
-    components = load_components(preset.model, preset.vae, args.device)
+    components = load_components(preset.model, preset.vae, args.device, args.dtype)
     if args.compile:
-        import torch
-        components.unet = torch.compile(components.unet, mode="max-autotune", fullgraph=True)
+        compile_components(components)
     settings = EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
                               fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
                               sampling_mode=preset.sampling_mode, transition_mode=preset.transition_mode)
@@ -86,12 +86,13 @@ def main(args):
     return write(engine, requests(preset, director, track, args.start, count), out, preset, audio, count, frames_dir)
 
 
-def write(engine, request_stream, out, preset, audio, count, frames_dir=None, on_frame=None):
+def write(engine, request_stream, out, preset, audio, count, frames_dir=None):
     """Render into `out`; on Ctrl-C or an error the frames so far stay in a playable file."""
     fps = preset.frames_per_second
     writer = Mp4Writer(out, fps, preset.width, preset.height, audio)
     stream = FrameStream(engine, request_stream)
     progress = tqdm(total=count, unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         try:
             for request, rgb in stream:
@@ -100,8 +101,6 @@ def write(engine, request_stream, out, preset, audio, count, frames_dir=None, on
                     from PIL import Image
                     Image.fromarray(rgb).save(frames_dir / f"frame_{request.index:06d}.png")
                 progress.update(1)
-                if on_frame:
-                    on_frame(writer.frames)
         finally:
             stream.close()
             writer.close()
@@ -112,5 +111,7 @@ def write(engine, request_stream, out, preset, audio, count, frames_dir=None, on
         return 130
     except Exception as exc:
         raise RenderError(f"{exc} (the {writer.frames} frames rendered before it are in '{out}', which plays)") from exc
-    print(f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}'", file=sys.stderr)
+    took = time.perf_counter() - started
+    print(f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}' in {took:.1f} s "
+          f"({writer.frames / took:.1f} frames/s, model loading excluded)", file=sys.stderr)
     return 0
