@@ -10,7 +10,7 @@ import torch
 from engine.conditioning import ConditioningCache, combine, crossfade
 from engine.errors import EngineError
 from engine.motion import Motion, warp
-from engine.sampler import denoise, guidance_embedding, img2img_schedule, txt2img_schedule
+from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
 SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
@@ -89,7 +89,7 @@ class FrameEngine:
         self.timer = timer or _NoTimer()
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
-        self._fixed_noise = None
+        self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
         self._empty = None
         self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
 
@@ -133,15 +133,19 @@ class FrameEngine:
                 latents = torch.randn(shape, generator=generator, device=c.device, dtype=c.dtype)
                 latents = latents * c.scheduler.init_noise_sigma
             else:
+                # the schedule first, while the device is idle: what it reads back costs no stall here
+                timesteps, schedule = img2img_schedule(c.scheduler, s.steps, request.strength, c.device)
+                if schedule not in self._noise_scales:
+                    self._noise_scales[schedule] = noise_scales(c.scheduler, timesteps[:1], c.dtype)
+                keep, add = self._noise_scales[schedule]
                 with timer.stage("warp"):
                     image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
                     if self.init is not None and request.init_weight > 0:
                         image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
                 with timer.stage("encode"):
                     latents = self.encode(image, generator)
-                _, timesteps = img2img_schedule(c.scheduler, s.steps, request.strength, c.device)
                 noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
-                latents = c.scheduler.add_noise(latents, noise, timesteps[:1])
+                latents = latents * keep + noise * add  # = scheduler.add_noise(latents, noise, timesteps[:1])
             with timer.stage("unet"):
                 latents = denoise(c.unet, c.scheduler, latents, timesteps, cond, self._timestep_cond)
             with timer.stage("decode"):

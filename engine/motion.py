@@ -47,7 +47,10 @@ def warp(image, motion, infill="mirror", sampling="bilinear"):
     if motion.is_identity:
         return image
     _, _, h, w = image.shape
-    theta = affine_theta(motion, w, h).to(device=image.device, dtype=image.dtype)
+    theta = affine_theta(motion, w, h)
+    if image.device.type == "cuda":  # a pageable copy would wait for the GPU; a pinned one does not
+        theta = theta.pin_memory().to(image.device, non_blocking=True)
+    theta = theta.to(device=image.device, dtype=image.dtype)
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
     if infill == "wrap":
         grid = torch.remainder(grid + 1.0, 2.0) - 1.0

@@ -1,5 +1,6 @@
 """Few-step denoising as small functions over tensors, driving a diffusers scheduler."""
 
+import copy
 import math
 
 import torch
@@ -9,7 +10,7 @@ def img2img_schedule(scheduler, steps, strength, device):
     """Timesteps of diffusers' img2img for exactly `steps` steps at `strength`.
 
     diffusers runs int(N * strength) of N scheduled steps; N = ceil(steps / strength) makes that
-    `steps`. Returns (num_inference_steps N, timesteps to run, begin index).
+    `steps`. Returns (timesteps to run, (N, begin index)): the pair names the schedule.
     """
     strength = min(max(strength, 1e-3), 1.0)
     n = max(steps, math.ceil(steps / strength - 1e-9))
@@ -19,7 +20,20 @@ def img2img_schedule(scheduler, steps, strength, device):
     t_start = max(n - min(int(n * strength), n), 0) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(t_start)
-    return n, scheduler.timesteps[t_start:]
+    return scheduler.timesteps[t_start:], (n, t_start)
+
+
+def noise_scales(scheduler, timestep, dtype):
+    """(a, b) with scheduler.add_noise(x, noise, timestep) == a * x + b * noise, computed on the host.
+
+    diffusers' schedulers all noise linearly. Asking a copy of the scheduler (add_noise moves its tables
+    to the inputs' device) with 1-element host tensors gives the two numbers before a frame queues GPU
+    work, so that noising inside the frame needs no host-device sync.
+    """
+    probe = copy.deepcopy(scheduler)
+    one, zero = torch.ones(1, dtype=dtype), torch.zeros(1, dtype=dtype)
+    t = timestep.reshape(1).cpu()
+    return probe.add_noise(one, zero, t).item(), probe.add_noise(zero, one, t).item()
 
 
 def txt2img_schedule(scheduler, steps, device):

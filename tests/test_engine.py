@@ -8,6 +8,7 @@ from engine.conditioning import combine, crossfade
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
 from engine.models import compile_components, load_components, tiny_autoencoder_kl
 from engine.motion import Motion, warp
+from engine.sampler import img2img_schedule, noise_scales
 from engine.errors import ModelError
 
 SIZE = 64
@@ -97,6 +98,19 @@ def test_conditioning_cache_hits(tiny):
         engine.render(FrameRequest(i, (("a", 1.0), ("b", 0.5 * i))))
     assert engine.cache.misses == 3  # "", "a", "b"
     assert engine.cache.hits == 6  # 4 frames x 2 prompts, less the 2 first lookups
+
+
+@pytest.mark.parametrize("kind", ["EulerDiscreteScheduler", "LCMScheduler", "DDPMScheduler",
+                                  "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"])
+@pytest.mark.parametrize("strength", [0.3, 0.5, 0.9])
+def test_noise_scales_reproduce_add_noise(tiny, kind, strength):
+    import diffusers
+    scheduler = getattr(diffusers, kind).from_config(tiny.scheduler.config)
+    timesteps, _ = img2img_schedule(scheduler, 1, strength, torch.device("cpu"))
+    keep, add = noise_scales(scheduler, timesteps[:1], torch.float32)
+    x, noise = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    assert torch.equal(x * keep + noise * add, scheduler.add_noise(x, noise, timesteps[:1]))
+    assert 0 < keep <= 1 and add > 0
 
 
 def test_combine_weights():
