@@ -45,8 +45,14 @@ def _euler_turbo():
 def _random_taesd(tiny):
     from diffusers import AutoencoderTiny
     if tiny:
-        return AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-                               num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+        vae = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                              num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+        # With default init this decodes to near-black (output ~0 in 0..1); centre it on mid-grey and
+        # give it a spread like a random KL decoder's (std ~50 of 255), so a CPU try-out shows texture.
+        with torch.no_grad():
+            vae.decoder.layers[-1].weight.mul_(8.0)
+            vae.decoder.layers[-1].bias.fill_(0.5)
+        return vae
     return AutoencoderTiny()  # the default config is TAESD's architecture
 
 
