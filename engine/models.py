@@ -1,6 +1,7 @@
 """Model components: real checkpoints (from_pretrained), `tiny` random models, `arch:NAME` random real architectures."""
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def _load_pretrained(model, vae):
 
     def load(kind, source, **kw):
         try:
-            return kind.from_pretrained(source, **kw)
+            with warnings.catch_warnings():  # diffusers passes an argument huggingface_hub deprecated; not ours to fix
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+                return kind.from_pretrained(source, **kw)
         except (OSError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(
@@ -180,9 +183,13 @@ def load_components(model=DEFAULT_MODEL, vae="auto", device="auto", dtype="auto"
         raise ModelError(f"unknown model '{model}': use a hub id like {DEFAULT_MODEL}, a local diffusers folder, "
                          "'tiny' or 'arch:sd-turbo'")
     unet, autoencoder, text_encoder, tokenizer, scheduler = parts
-    for module in (unet, autoencoder, text_encoder):
-        # nn.Module.to, not diffusers' override: that one warns about fp32-only modules these models lack
-        torch.nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
+    try:
+        for module in (unet, autoencoder, text_encoder):
+            # nn.Module.to, not diffusers' override: that one warns about fp32-only modules these models lack
+            torch.nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
+    except torch.OutOfMemoryError:
+        raise ModelError(f"out of GPU memory loading '{model}' in {str(dtype)[6:]}: close other programs on the "
+                         "GPU, use --dtype float16 and --vae taesd, or a smaller model") from None
     autoencoder.to(memory_format=torch.channels_last)  # faster convolutions on CPU too (oneDNN), ~1.5x here
     if device.type == "cuda":
         unet.to(memory_format=torch.channels_last)  # on CPU the UNet gains nothing from it

@@ -162,7 +162,19 @@ def test_unknown_and_missing_models_are_clear(monkeypatch, tmp_path):
         load_components("arch:nope", device="cpu")
     with pytest.raises(ModelError, match="the tiny model has its own"):
         load_components("tiny", vae="madebyollin/taesd", device="cpu")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="unknown dtype 'half'"):
+        load_components("tiny", device="cpu", dtype="half")
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; set it as it is read
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelError, match="huggingface-cli download stabilityai/sd-turbo"):
         load_components("stabilityai/sd-turbo", device="cpu")
+
+
+def test_out_of_memory_while_loading_is_one_clear_error(monkeypatch):
+    def full(module, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+    monkeypatch.setattr(torch.nn.Module, "to", full)
+    with pytest.raises(ModelError, match=r"out of GPU memory loading 'tiny' in float32: .*--dtype float16"):
+        load_components("tiny", device="cpu")

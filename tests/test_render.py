@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT, run_vj, tone
 from engine.errors import EngineError
@@ -88,19 +89,24 @@ def test_ctrl_c_mid_render_leaves_a_playable_file(setup, tmp_path):
     assert abs(float(streams["audio"]["duration"]) - done / 8) < 1 / 8
 
 
-def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, message", [
+    (EngineError("the GPU fell off the truss"), "the GPU fell off the truss"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+     "out of GPU memory at 64x64: try a smaller --width/--height, --vae taesd, or fewer steps"),
+])
+def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch, error, message):
     preset, track = setup
     out = tmp_path / "broken.mp4"
-    original = FrameEngine.render
+    original = FrameEngine.render_tensor
 
     def fail_at_frame_7(self, request):
         if request.index == 7:
-            raise EngineError("the GPU fell off the truss")
+            raise error
         return original(self, request)
 
-    monkeypatch.setattr(FrameEngine, "render", fail_at_frame_7)
+    monkeypatch.setattr(FrameEngine, "render_tensor", fail_at_frame_7)
     args = build_parser().parse_args(["render", str(preset), "--audio", str(track), "-o", str(out)])
-    with pytest.raises(RenderError, match=r"the GPU fell off the truss \(the 7 frames rendered before it are in "
+    with pytest.raises(RenderError, match=re.escape(message) + r" \(the 7 frames rendered before it are in "
                                           r".*broken.mp4', which plays\)"):
         render.main(args)
     streams = probe(out)
