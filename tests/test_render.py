@@ -118,6 +118,9 @@ def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch
     (["--width", "100"], "width: must be a multiple of 8"),
     (["--model", "nonsense"], "unknown model 'nonsense'"),
     (["--audio", "missing.wav"], "missing.wav' not found"),
+    pytest.param(["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+    (["--dtype", "float8"], "argument --dtype: invalid choice: 'float8'"),
 ])
 def test_bad_input_is_one_clear_error(setup, tmp_path, extra, fragment):
     preset, track = setup
