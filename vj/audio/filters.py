@@ -88,7 +88,7 @@ class FilterBank:
         self.control_rate = self.sample_rate / self.hop
         self.levels = [int(np.log2(decimation_for(b, self.sample_rate))) for b in self.bands]
         depth = max(self.levels, default=0)
-        # Pyramid stage k takes level k-1 (rate sr/2^(k-1)) to level k; cutoff at half the new Nyquist.
+        # Pyramid stage k takes level k (rate sr/2^k) to level k+1; cutoff at the new Nyquist (sr/2^(k+2)).
         self._lowpass = [signal.butter(6, self.sample_rate / 2 ** (k + 2), "lowpass", fs=self.sample_rate / 2 ** k,
                                        output="sos").astype(np.float32) for k in range(depth)]
         self._lowpass_zi = [np.zeros((s.shape[0], 2), np.float32) for s in self._lowpass]
