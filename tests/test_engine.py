@@ -20,7 +20,7 @@ def tiny():
 
 
 @pytest.fixture(scope="module", params=["taesd", "kl"])
-def either_vae(request, tiny):
+def model(request, tiny):
     """The tiny model with its own TAESD-shaped VAE, and with a KL autoencoder (the VAE of real SD models)."""
     if request.param == "taesd":
         return tiny
@@ -33,37 +33,34 @@ def pipeline(kind, c):
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-def test_first_frame_equals_diffusers_txt2img(either_vae):
+def test_first_frame_equals_diffusers_txt2img(model):
     from diffusers import StableDiffusionPipeline
-    tiny = either_vae
-    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2))
+    engine = FrameEngine(model, EngineSettings(width=SIZE, height=SIZE, steps=2))
     ours = engine.render_tensor(FrameRequest(0, (("a red fox", 1.0),), seed=5))
-    ref = pipeline(StableDiffusionPipeline, tiny)("a red fox", num_inference_steps=2, guidance_scale=0.0,
-                                                  height=SIZE, width=SIZE, output_type="pt",
-                                                  generator=torch.Generator().manual_seed(5)).images
+    ref = pipeline(StableDiffusionPipeline, model)("a red fox", num_inference_steps=2, guidance_scale=0.0,
+                                                   height=SIZE, width=SIZE, output_type="pt",
+                                                   generator=torch.Generator().manual_seed(5)).images
     np.testing.assert_allclose((ours / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("strength, steps", [(0.5, 1), (0.75, 2), (0.3, 1)])
-def test_next_frame_equals_diffusers_img2img(either_vae, strength, steps):
+def test_next_frame_equals_diffusers_img2img(model, strength, steps):
     from diffusers import StableDiffusionImg2ImgPipeline
-    tiny = either_vae
-    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=steps))
+    engine = FrameEngine(model, EngineSettings(width=SIZE, height=SIZE, steps=steps))
     rng = np.random.default_rng(0)
     engine.previous = torch.from_numpy(rng.uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32))
     image01 = engine.previous / 2 + 0.5
     ours = engine.render_tensor(FrameRequest(1, (("a red fox", 1.0),), strength=strength, seed=9))
     n = int(np.ceil(steps / strength))
-    ref = pipeline(StableDiffusionImg2ImgPipeline, tiny)("a red fox", image=image01, strength=strength,
-                                                         num_inference_steps=n, guidance_scale=0.0, output_type="pt",
-                                                         generator=torch.Generator().manual_seed(9)).images
+    ref = pipeline(StableDiffusionImg2ImgPipeline, model)("a red fox", image=image01, strength=strength,
+                                                          num_inference_steps=n, guidance_scale=0.0, output_type="pt",
+                                                          generator=torch.Generator().manual_seed(9)).images
     np.testing.assert_allclose((ours / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
 
 
-def test_deterministic_and_seed_dependent(either_vae):
-    tiny = either_vae
+def test_deterministic_and_seed_dependent(model):
     def frames(seed):
-        engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE))
+        engine = FrameEngine(model, EngineSettings(width=SIZE, height=SIZE))
         return [engine.render(FrameRequest(i, (("waves", 1.0),), seed=seed, motion=Motion(1, 0, 2, 1, 1)))
                 for i in range(3)]
     a, b, c = frames(1), frames(1), frames(2)
