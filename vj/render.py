@@ -34,12 +34,16 @@ def plan(preset, args):
     track = Path(args.audio) if args.audio else preset.input_audio
     if preset.input_audio_filters and track is None:
         raise RenderError("the preset's input_audio_filters need a track: pass --audio TRACK or set input_audio")
+    if track is not None:  # a missing or unreadable track fails here, before the models load
+        source = FileSource(track, preset.input_audio_offset)
+        track_seconds = source.duration
+        source.close()
     if args.duration:
         duration = args.duration
     elif preset.duration:
         duration = preset.duration - args.start
     elif track is not None:
-        duration = FileSource(track, preset.input_audio_offset).duration - args.start
+        duration = track_seconds - args.start
     else:
         duration = sum(preset.scene_durations()) - args.start
     count = int(round(duration * preset.frames_per_second))
@@ -68,8 +72,6 @@ def main(args):
     if out.suffix.lower() != ".mp4":
         raise RenderError(f"output '{out}' must end in .mp4")
     track, duration, count = plan(preset, args)
-    if track is not None:
-        FileSource(track, preset.input_audio_offset)  # a missing or unreadable track fails before the models load
     components = load_components(preset.model, preset.vae, args.device, args.dtype)
     if args.compile:
         compile_components(components)
