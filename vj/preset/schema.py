@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from vj.audio.filters import ENVELOPES, NORMALIZATIONS, Band, check_band
+from vj.audio.bands import ENVELOPES, NORMALIZATIONS, Band, check_band
 from vj.audio.sources import AudioError, audio_info
 from vj.expressions import RESERVED_NAMES, Expression, ExpressionError, compile_expression
 from vj.expressions.compiler import did_you_mean
