@@ -33,7 +33,7 @@ def test_analyze_writes_csv_and_plot(tmp_path, write_audio):
     result = run_vj("analyze", audio, "--preset", preset, "--fps", 10, "-o", out, "--plot", png)
     assert result.returncode == 0, result.stderr
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["frame", "t", "fLo", "fHi"]
+    assert rows[0] == ["frame", "t", "fLo", "fHi", "beat", "beat_phase", "bar_phase", "bpm", "beat_count"]
     assert len(rows) == 1 + 20
     values = np.array([[float(v) for v in r] for r in rows[1:]])
     assert values[9, 2] > 0.9 and values[9, 3] < 0.1      # 100 Hz tone: fLo high, fHi low

@@ -4,21 +4,18 @@ import csv
 
 import numpy as np
 
-from vj.audio import AudioAnalyzer, AudioError, FileSource
+from vj.audio import AudioAnalyzer, FileSource
+from vj.audio.musical import HIT_SUFFIX
 
 
-def frame_values(source, bands, fps, start, duration):
+def frame_values(analyzer, fps, start, duration):
     """(frame numbers, times, {name: values}) for frames at start + i/fps, analysed causally from 0."""
-    analyzer = AudioAnalyzer(source, bands)
     first = int(round(start * fps))
     count = int(round(duration * fps))
     frames = np.arange(first, first + count)
     times = frames / fps
-    table = {name: np.empty(count) for name in analyzer.names}
-    for i, t in enumerate(times):
-        for name, value in analyzer.advance_to(t).items():
-            table[name][i] = value
-    return frames, times, table
+    values = analyzer.values_at(times)
+    return frames, times, dict(zip(analyzer.names, values))
 
 
 def write_csv(path, frames, times, table):
@@ -29,8 +26,13 @@ def write_csv(path, frames, times, table):
             writer.writerow([int(frame), f"{t:.6f}", *(f"{table[n][i]:.6f}" for n in table)])
 
 
+def _event_times(times, values):
+    """Frame times where a decaying pulse rises again (a new event), or a running count goes up."""
+    return times[np.diff(values, prepend=0.0) > 0]
+
+
 def plot(path, audio_path, offset, times, table, start, duration):
-    """Band levels over time above the waveform of the same span."""
+    """Band levels over time above the waveform of the same span, with onsets and beats marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -41,17 +43,34 @@ def plot(path, audio_path, offset, times, table, start, duration):
         f.seek(min(f.frames, int(round((offset + start) * sr))))
         wave = f.read(int(round(duration * sr)), dtype="float32", always_2d=True).mean(axis=1)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, height_ratios=[2, 1])
-    for name, values in table.items():
-        top.plot(times, values, label=name, linewidth=1)
+    bands = [n for n in table if not n.endswith(HIT_SUFFIX) and n not in ("beat", "beat_phase", "bar_phase",
+                                                                           "bpm", "beat_count")]
+    colours = {}
+    for name in bands:
+        colours[name] = top.plot(times, table[name], label=name, linewidth=1)[0].get_color()
     top.set_ylabel("value")
-    top.legend(loc="upper right")
     top.grid(alpha=0.3)
     bins = max(1, len(wave) // 4000)
     usable = len(wave) // bins * bins
     if usable:
         chunks = wave[:usable].reshape(-1, bins)
         t = start + (np.arange(len(chunks)) * bins) / sr
-        bottom.fill_between(t, chunks.min(axis=1), chunks.max(axis=1), linewidth=0)
+        bottom.fill_between(t, chunks.min(axis=1), chunks.max(axis=1), linewidth=0, color="0.6")
+    for name in table:
+        if name.endswith(HIT_SUFFIX):
+            band = name[:-len(HIT_SUFFIX)]
+            hits = _event_times(times, table[name])
+            bottom.vlines(hits, 0.0, 1.0, transform=bottom.get_xaxis_transform(), colors=colours.get(band),
+                          linewidth=0.8, label=f"{name} onsets")
+    beats = _event_times(times, table["beat_count"])
+    for axis in (top, bottom):
+        axis.vlines(beats, 0.0, 1.0, transform=axis.get_xaxis_transform(), colors="k", linestyles=":",
+                    linewidth=0.8, label="beats" if axis is top else None)
+    bpm = table["bpm"][table["bpm"] > 0]
+    top.set_title(f"tempo {np.median(bpm):.1f} BPM (median while locked)" if len(bpm) else "no beat locked")
+    top.legend(loc="upper right", fontsize="small")
+    if bottom.get_legend_handles_labels()[0]:
+        bottom.legend(loc="upper right", fontsize="small")
     bottom.set_ylabel("waveform")
     bottom.set_xlabel("time (s)")
     fig.tight_layout()
@@ -60,13 +79,14 @@ def plot(path, audio_path, offset, times, table, start, duration):
 
 
 def run(audio_path, preset, fps, start, duration, out_csv, plot_path=None):
-    if not preset.input_audio_filters:
-        raise AudioError(f"preset '{preset.path}' has no input_audio_filters: nothing to analyse")
     source = FileSource(audio_path, preset.input_audio_offset)
-    if duration is None:
-        duration = max(0.0, source.duration - start)
-    frames, times, table = frame_values(source, preset.input_audio_filters, fps, start, duration)
+    try:
+        if duration is None:
+            duration = max(0.0, source.duration - start)
+        frames, times, table = frame_values(AudioAnalyzer.for_preset(source, preset), fps, start, duration)
+    finally:
+        source.close()
     write_csv(out_csv, frames, times, table)
     if plot_path:
         plot(plot_path, audio_path, preset.input_audio_offset, times, table, start, duration)
-    return len(frames)
+    return len(frames), list(table)

@@ -13,7 +13,7 @@ class Director:
     def __init__(self, preset, seed=None):
         self.preset = preset
         self.seed = preset.seed if seed is None else seed
-        self.variables = FrameVariables(preset.audio_variables)
+        self.variables = FrameVariables(preset.input_variables)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
         self._motion = [getattr(preset, key) for key in MOTION_KEYS]
 

@@ -11,6 +11,7 @@ from engine.frames import EngineSettings, FrameEngine
 from engine.models import compile_components, load_components
 from engine.stream import FrameStream
 from vj.audio import AudioAnalyzer, FileSource
+from vj.audio.sources import SilenceSource
 from vj.director import Director
 from vj.preset import load_preset
 from vj.video import Mp4Writer, read_track
@@ -54,12 +55,14 @@ def plan(preset, args):
 
 def requests(preset, director, track, start, count):
     fps = preset.frames_per_second
-    analyzer = None
-    if track is not None and preset.input_audio_filters:
-        analyzer = AudioAnalyzer(FileSource(track, preset.input_audio_offset), preset.input_audio_filters)
-    for i in range(count):
-        t = start + i / fps
-        yield director.request(int(round(t * fps)), t, analyzer.advance_to(t) if analyzer else {})
+    source = FileSource(track, preset.input_audio_offset) if track is not None else SilenceSource()
+    analyzer = AudioAnalyzer.for_preset(source, preset)
+    try:
+        for i in range(count):
+            t = start + i / fps
+            yield director.request(int(round(t * fps)), t, analyzer.advance_to(t))
+    finally:
+        getattr(source, "close", lambda: None)()
 
 
 def main(args):

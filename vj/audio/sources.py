@@ -44,6 +44,16 @@ class ArraySource:
         return out
 
 
+class SilenceSource:
+    """Endless silence: the input of a show without audio (a fixed `bpm` still runs the beat)."""
+
+    def __init__(self, sample_rate=48000):
+        self.sample_rate = int(sample_rate)
+
+    def read(self, frames):
+        return np.zeros(frames, np.float32)
+
+
 def audio_info(path):
     """soundfile's info for `path`, or AudioError naming the file."""
     path = Path(path)
