@@ -152,23 +152,6 @@ def test_wrap_brings_pixels_around():
     assert warp(image, Motion(translate_x=1), "wrap", "nearest")[0, 0, 0, 0] == 1.0
 
 
-def test_unknown_and_missing_models_are_clear(monkeypatch, tmp_path):
-    with pytest.raises(ModelError, match="unknown model 'sdturbo'"):
-        load_components("sdturbo", device="cpu")
-    with pytest.raises(ModelError, match="unknown architecture"):
-        load_components("arch:nope", device="cpu")
-    with pytest.raises(ModelError, match="the tiny model has its own"):
-        load_components("tiny", vae="madebyollin/taesd", device="cpu")
-    with pytest.raises(ModelError, match="unknown dtype 'half'"):
-        load_components("tiny", device="cpu", dtype="half")
-    import huggingface_hub.constants
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; set it as it is read
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ModelError, match="huggingface-cli download stabilityai/sd-turbo"):
-        load_components("stabilityai/sd-turbo", device="cpu")
-
-
 def test_out_of_memory_while_loading_is_one_clear_error(monkeypatch):
     def full(module, *args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")

@@ -1,9 +1,9 @@
 import math
-from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, run_vj, tone
+from vj.audio.musical import MUSICAL_VARIABLES
 from vj.preset import PresetError, load_preset
 
 
@@ -131,3 +131,108 @@ def test_everything_preset_uses_every_feature():
     assert {b.envelope for b in preset.input_audio_filters} == {"peak", "rms"}
     assert {b.normalize for b in preset.input_audio_filters} == {"auto", "fixed", "none"}
     assert len(preset.scene_duration) == len(preset.scenes) == 3
+
+
+def test_new_keys_defaults(tmp_path):
+    preset = load_preset(write(tmp_path, "scenes: a\ninput_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65}]\n"))
+    assert (preset.bpm, preset.tempo_range, preset.beats_per_bar, preset.beat_decay, preset.tempo_source) == \
+        (None, (70.0, 180.0), 4, 0.1, "audio")
+    (band,) = preset.input_audio_filters
+    assert (band.hit, band.hit_decay, band.hit_sensitivity) == (False, 0.15, 0.5)
+    assert preset.input_variables == ("fLo",) + MUSICAL_VARIABLES
+
+
+def test_new_keys_values(tmp_path):
+    preset = load_preset(write(tmp_path, "\n".join([
+        "scenes: a", "bpm: 128", "tempo_range: [60, 200]", "beats_per_bar: 3", "beat_decay: 0.2", "tempo_source: link",
+        "input_audio_filters:",
+        "  - {variable_name: fLo, f_center: 105, f_width: 65, hit: true, hit_decay: 0.3, hit_sensitivity: 0.8}", ""])))
+    assert (preset.bpm, preset.tempo_range, preset.beats_per_bar, preset.beat_decay, preset.tempo_source) == \
+        (128.0, (60.0, 200.0), 3, 0.2, "link")
+    (band,) = preset.input_audio_filters
+    assert (band.hit, band.hit_decay, band.hit_sensitivity) == (True, 0.3, 0.8)
+
+
+FILTER = "scenes: a\ninput_audio_filters:\n  - {variable_name: fLo, f_center: 105, f_width: 65, %s}\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("scenes: a\nbpm: 10\n", ":2: bpm: must be between 20 and 300, got 10"),
+    ("scenes: a\nbpm: fast\n", ":2: bpm: expected a number, got 'fast'"),
+    ("scenes: a\ntempo_range: [180, 70]\n", ":2: tempo_range: min 180 must be less than max 70"),
+    ("scenes: a\ntempo_range: 120\n", ":2: tempo_range: expected a list of two numbers [min, max], got 120"),
+    ("scenes: a\ntempo_range: [60, 120, 180]\n", ":2: tempo_range: expected a list of two numbers [min, max]"),
+    ("scenes: a\ntempo_range: [10, 100]\n", ":2: tempo_range: must be between 20 and 300, got 10"),
+    ("scenes: a\nbeats_per_bar: 0\n", ":2: beats_per_bar: must be between 1 and 16, got 0"),
+    ("scenes: a\nbeats_per_bar: 3.5\n", ":2: beats_per_bar: expected an integer, got 3.5"),
+    ("scenes: a\nbeat_decay: 0\n", ":2: beat_decay: must be > 0, got 0"),
+    ("scenes: a\ntempo_source: likn\n", ":2: tempo_source: must be one of audio, link, got 'likn' (did you mean 'link'?)"),
+    ("scenes: a\ntempo_sorce: link\n", ":2: tempo_sorce: unknown key (did you mean 'tempo_source'?)"),
+    (FILTER % "hit: 1", ":3: input_audio_filters[0].hit: expected true or false, got 1"),
+    (FILTER % "hit_decay: 0", ":3: input_audio_filters[0].hit_decay: must be > 0, got 0"),
+    (FILTER % "hit_sensitivity: 1.5", ":3: input_audio_filters[0].hit_sensitivity: must be between 0 and 1, got 1.5"),
+    (FILTER % "hits: true", ":3: input_audio_filters[0].hits: unknown key (did you mean 'hit'?)"),
+])
+def test_new_keys_bad_values(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    assert [p for p in problems(path) if p.startswith(f"{path}{expected}")], expected
+
+
+def _filters(*items):
+    return "scenes: a\ninput_audio_filters:\n" + "".join(
+        f"  - {{variable_name: {item}, f_center: 105, f_width: 65}}\n" for item in items)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (_filters("fLo, hit: true", "fLo_hit"), ":4: input_audio_filters[1].variable_name: 'fLo_hit' is already used by "
+                                            "input_audio_filters[0]"),
+    (_filters("fLo, hit: true", "fLo_hit_prev"), ":4: input_audio_filters[1].variable_name: 'fLo_hit_prev' is "
+                                                 "already used by input_audio_filters[0]"),
+    (_filters("fLo_hit", "fLo, hit: true"), ":4: input_audio_filters[1].variable_name: 'fLo' makes the variable "
+                                            "'fLo_hit' (hit: true), which is already used by input_audio_filters[0]"),
+    (_filters("a_prev", "a"), ":4: input_audio_filters[1].variable_name: 'a' makes the variable 'a_prev', which is "
+                              "already used by input_audio_filters[0]"),
+    (_filters("beat"), ":3: input_audio_filters[0].variable_name: 'beat' is reserved (a musical variable: beat, "
+                       "beat_phase, bar_phase, bpm, beat_count); choose another name"),
+    (_filters("bpm_prev"), ":3: input_audio_filters[0].variable_name: 'bpm_prev' is already used by the musical "
+                           "variables"),
+])
+def test_variable_name_clashes(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    assert [p for p in problems(path) if p.startswith(f"{path}{expected}")], expected
+
+
+def test_similar_names_that_do_not_clash(tmp_path):
+    preset = load_preset(write(tmp_path, _filters("fLo_hit", "fLo", "beat_hit", "x, hit: true")))
+    assert preset.input_variables == ("fLo_hit", "fLo", "beat_hit", "x", "x_hit") + MUSICAL_VARIABLES
+
+
+def test_hit_and_musical_variables_in_expressions(tmp_path):
+    path = write(tmp_path, "\n".join([
+        'scenes: "a: fLo_hit + osc(beat_phase) | b: bar_phase + fLo_hit_prev"',
+        "strength: 0.1*beat + bpm_prev/1000 + beat_count % 4",
+        "input_audio_filters:",
+        "  - {variable_name: fLo, f_center: 105, f_width: 65, hit: true}",
+        "  - {variable_name: fHi, f_center: 900, f_width: 600}", ""]))
+    preset = load_preset(path)
+    assert preset.audio_variables == ("fLo", "fHi")
+    assert preset.input_variables == ("fLo", "fHi", "fLo_hit") + MUSICAL_VARIABLES
+    env = dict.fromkeys(preset.variables, 0.0) | {"fLo_hit": 0.5, "beat_phase": 0.25, "beat": 1.0,
+                                                  "bpm_prev": 120.0, "beat_count": 6.0}
+    a, b = preset.scenes[0].prompts
+    assert a.weight(env) == pytest.approx(1.5) and b.weight(env) == 0
+    assert preset.strength(env) == pytest.approx(0.1 + 0.12 + 2)
+    result = run_vj("check", path)
+    assert "variables: fLo, fHi, fLo_hit, beat, beat_phase, bar_phase, bpm, beat_count," in result.stdout
+
+
+def test_hit_variable_needs_hit_true(tmp_path):
+    path = write(tmp_path, "scenes: a\nstrength: fLo_hit\n"
+                           "input_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65}]\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:2: strength: expression 'fLo_hit'") and "unknown name 'fLo_hit'" in problem
+
+
+def test_problems_in_file_order(tmp_path):
+    path = write(tmp_path, "scenes: 'a: nope'\nwidth: 3\ncutouts: 4\nheight: 3\n")
+    assert [p.split(":")[1] for p in problems(path)] == ["1", "2", "3", "4"]

@@ -1,4 +1,4 @@
-"""The `vj` command: check, analyze, render, bench."""
+"""The `vj` command: check, analyze, render, bench, schema."""
 
 import argparse
 import logging
@@ -37,7 +37,7 @@ def cmd_check(args):
             failed = True
             continue
         prompts = sum(len(s.prompts) for s in preset.scenes)
-        names = ", ".join(preset.audio_variables) or "none"
+        names = ", ".join(preset.input_variables)
         total = sum(preset.scene_durations())
         print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
               f"scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
@@ -65,8 +65,8 @@ def cmd_analyze(args):
     from vj import analyze
     preset = load_preset(args.preset)
     fps = args.fps or preset.frames_per_second
-    count = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
-    print(f"wrote {count} frames of {', '.join(preset.audio_variables)} to {args.output}"
+    count, names = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
+    print(f"wrote {count} frames of {', '.join(names)} to {args.output}"
           + (f" and a plot to {args.plot}" if args.plot else ""))
     return 0
 
@@ -79,6 +79,21 @@ def cmd_render(args):
 def cmd_bench(args):
     from engine import bench
     return bench.main(args)
+
+
+def cmd_schema(args):
+    from vj.preset import reference
+    text = reference.key_tables() if args.markdown else reference.json_schema_text()
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write '{args.output}': {exc.strerror}") from None
+    print(f"wrote the {'key tables' if args.markdown else 'JSON Schema'} to {args.output}")
+    return 0
 
 
 def _engine_options(p):
@@ -142,6 +157,14 @@ def build_parser():
     _engine_options(p)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("schema", help="print the presets' JSON Schema (for editors) or README's key tables",
+                       description="Print the JSON Schema (draft-07) of preset files, which editors use to complete "
+                                   "and check presets as they are typed, or with --markdown README's tables of "
+                                   "preset and filter keys. Both are generated from the one definition of each key.")
+    p.add_argument("--markdown", action="store_true", help="print README's key tables instead of the JSON Schema")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(func=cmd_schema)
     return parser
 
 

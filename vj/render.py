@@ -75,6 +75,9 @@ def main(args):
     if out.suffix.lower() != ".mp4":
         raise RenderError(f"output '{out}' must end in .mp4")
     track, duration, count = plan(preset, args)
+    if preset.tempo_source == "link":
+        print("vj render: note: tempo_source: link applies to live shows; this render takes the beat from the "
+              "track", file=sys.stderr)
     components = load_components(preset.model, preset.vae, args.device, args.dtype)
     if args.compile:
         compile_components(components)

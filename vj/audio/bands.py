@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 
+from vj.audio.musical import MUSICAL_VARIABLES
 from vj.audio.sources import AudioError
+from vj.config_keys import BOOLEAN, NON_NEGATIVE, POSITIVE, REQUIRED, choice, in_range, key, variable_name
 
 ENVELOPES = ("peak", "rms")
 NORMALIZATIONS = ("auto", "fixed", "none")
@@ -10,19 +12,33 @@ NORMALIZATIONS = ("auto", "fixed", "none")
 
 @dataclass(frozen=True)
 class Band:
-    """One filter of `input_audio_filters`: pytti's keys plus envelope and gain options."""
+    """One filter of `input_audio_filters`: pytti's keys plus envelope, gain and onset (hit) options.
 
-    variable_name: str
-    f_center: float
-    f_width: float
-    order: int = 5
-    envelope: str = "peak"
-    attack: float = 0.005
-    release: float = 0.15
-    gain: float = 1.0
-    normalize: str = "auto"
-    agc_time: float = 10.0
-    floor: float = 0.001
+    Each field made with key() is the single definition of a filter key (check, default, meaning), read by
+    preset validation, README's filter table and the JSON Schema.
+    """
+
+    variable_name: str = key(
+        variable_name((MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VARIABLES)}")), REQUIRED,
+        "name of the variable in expressions; `NAME_prev` (and `NAME_hit` with `hit`) come with it, and none of "
+        "them may clash with another variable")
+    f_center: float = key(POSITIVE, REQUIRED, "center frequency in Hz")
+    f_width: float = key(POSITIVE, REQUIRED, "band width in Hz: the band is `f_center ± f_width/2`, which must lie "
+                                             "above 0 Hz and below the track's Nyquist frequency")
+    order: int = key(in_range(1, 10, integer=True), 5, "Butterworth order, as `scipy.signal.butter`")
+    envelope: str = key(choice(*ENVELOPES), "peak", "level detector: peak or RMS")
+    attack: float = key(NON_NEGATIVE, 0.005, "seconds for the level to rise (one-pole time constant)")
+    release: float = key(POSITIVE, 0.15, "seconds for the level to fall (time constant)")
+    gain: float = key(POSITIVE, 1, "multiplier applied to the value")
+    normalize: str = key(choice(*NORMALIZATIONS), "auto",
+                         "`auto`: automatic gain to 0..1; `fixed`: 1 = a full-scale sine, clipped to 0..1; "
+                         "`none`: like `fixed`, unclipped")
+    agc_time: float = key(POSITIVE, 10, "seconds for the auto gain's peak tracker to fall")
+    floor: float = key(POSITIVE, 0.001, "the auto gain never divides by less than this (silence stays 0)")
+    hit: bool = key(BOOLEAN, False, "adds the variable `NAME_hit`, an onset detector on this band: 1 at a "
+                                    "detected onset, then decaying")
+    hit_decay: float = key(POSITIVE, 0.15, "seconds: time constant of the decay of `NAME_hit`")
+    hit_sensitivity: float = key(in_range(0, 1), 0.5, "onset sensitivity: higher detects more, softer onsets")
 
     @property
     def low(self):

@@ -1,20 +1,22 @@
-"""The preset schema: every key, its type, default and check, and the one place errors are made.
+"""The preset schema: every key defined once (check, default, meaning) as a field of `Preset` or `Band`, and
+the one place errors are made.
 
 Keys follow pytti's names where the concept is the same. All problems of a preset are collected
 and reported together, each as `file:line: key: message`.
 """
 
-import difflib
-import keyword
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from vj.audio.bands import ENVELOPES, NORMALIZATIONS, Band, check_band
+from vj.audio.bands import Band, check_band
+from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 from vj.audio.sources import AudioError, audio_info
-from vj.expressions import RESERVED_NAMES, Expression, ExpressionError, compile_expression
+from vj.config_keys import (BOOLEAN, NON_NEGATIVE, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range, key,
+                            keys, number, object_schema, optional, ordered_pair)
+from vj.expressions import Expression, ExpressionError, compile_expression
 from vj.expressions.compiler import did_you_mean
 from vj.expressions.functions import BUILTIN_VARIABLES
 from vj.preset.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
@@ -23,6 +25,7 @@ from vj.scenes import SceneError, parse_scenes
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
 SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
 TRANSITION_MODES = ("linear", "slerp")
+TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
 PYTTI_ONLY = frozenset(
     "steps_per_frame cutouts cut_pow cutout_border border_mode image_model vqgan_model animation_mode "
@@ -42,168 +45,108 @@ class PresetError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-def _number(value, integer=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected {'an integer' if integer else 'a number'}, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise ValueError(f"expected an integer, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def _positive(value):
-    value = _number(value)
-    if value <= 0:
-        raise ValueError(f"must be > 0, got {value:g}")
-    return value
-
-
-def _non_negative(value):
-    value = _number(value)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {value:g}")
-    return value
-
-
 def _size(value):
-    value = _number(value, integer=True)
+    value = number(value, integer=True)
     if value < 64 or value % 8:
         raise ValueError(f"must be a multiple of 8 and at least 64, got {value}")
     return value
-
-
-def _text(value):
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {value!r}")
-    return value
-
-
-def _optional_text(value):
-    return None if value is None else _text(value)
-
-
-def _bool(value):
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _choice(*choices):
-    def check(value):
-        if value not in choices:
-            hint = did_you_mean(str(value), choices)
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}{hint}")
-        return value
-    return check
-
-
-def _in_range(lo, hi, integer=False):
-    def check(value):
-        value = _number(value, integer)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, got {value:g}")
-        return value
-    return check
 
 
 def _durations(value):
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ValueError("expected a number of seconds or a list with one per scene")
-    return tuple(_positive(v) for v in values)
+    return tuple(POSITIVE.convert(v) for v in values)
 
 
-EXPRESSION = "expression"
-FILTERS = "filters"
-REQUIRED = object()
-
-# key: (check or EXPRESSION/FILTERS, default, one-line meaning for README and --help)
-FIELDS = {
-    "scenes": (_text, REQUIRED, "the scene string: '||' between scenes, '|' between prompts"),
-    "scene_prefix": (_text, "", "text glued before every scene"),
-    "scene_suffix": (_text, "", "text glued after every scene"),
-    "scene_duration": (_durations, (10.0,), "seconds per scene in renders: one number or one per scene"),
-    "transition_time": (_non_negative, 1.0, "seconds over which a scene fades into the next"),
-    "transition_mode": (_choice(*TRANSITION_MODES), "slerp", "how conditioning crossfades: linear or slerp"),
-    "duration": (lambda v: None if v is None else _positive(v), None,
-                 "render length in seconds (default: the audio, else the scenes)"),
-    "frames_per_second": (_in_range(1, 240), 24.0, "frames per second"),
-    "width": (_size, 512, "frame width in pixels (multiple of 8)"),
-    "height": (_size, 512, "frame height in pixels (multiple of 8)"),
-    "seed": (_in_range(0, 2**63 - 1, integer=True), 0, "random seed"),
-    "input_audio": (_optional_text, None, "audio file (wav, flac, ogg, mp3), relative to the preset"),
-    "input_audio_offset": (_non_negative, 0.0, "seconds skipped at the start of input_audio"),
-    "input_audio_filters": (FILTERS, (), "bandpass filters that become variables"),
-    "model": (_text, "stabilityai/sd-turbo", "hub id, local path, 'tiny' or 'arch:sd-turbo'"),
-    "vae": (_text, "auto", "'auto' (the model's VAE), 'taesd' (tiny VAE) or a hub id/path"),
-    "steps": (_in_range(1, 50, integer=True), 1, "denoising steps per frame"),
-    "strength": (EXPRESSION, 0.5, "how much each frame is re-imagined (0..1)"),
-    "fixed_noise": (_bool, True, "same noise every frame (steadier) or new noise per frame"),
-    "init_image": (_optional_text, None, "image for the first frame, relative to the preset"),
-    "direct_init_weight": (EXPRESSION, 0.0, "keeps the init image's pixels: blend w/(1+w) each frame"),
-    "translate_x": (EXPRESSION, 0.0, "pixels per frame to the right"),
-    "translate_y": (EXPRESSION, 0.0, "pixels per frame down"),
-    "rotate_2d": (EXPRESSION, 0.0, "degrees per frame, counterclockwise"),
-    "zoom_x_2d": (EXPRESSION, 0.0, "pixels per frame of horizontal zoom (positive zooms in)"),
-    "zoom_y_2d": (EXPRESSION, 0.0, "pixels per frame of vertical zoom (positive zooms in)"),
-    "infill_mode": (_choice(*INFILL_MODES), "mirror", "what fills edges uncovered by motion"),
-    "sampling_mode": (_choice(*SAMPLING_MODES), "bicubic", "interpolation of the motion warp"),
-}
-
-FILTER_FIELDS = {
-    "variable_name": (_text, REQUIRED, "name of the variable in expressions"),
-    "f_center": (_positive, REQUIRED, "center frequency in Hz"),
-    "f_width": (_positive, REQUIRED, "band width in Hz (edges at f_center +- f_width/2)"),
-    "order": (_in_range(1, 10, integer=True), 5, "Butterworth order, as scipy.signal.butter"),
-    "envelope": (_choice(*ENVELOPES), "peak", "level detector: peak or rms"),
-    "attack": (_non_negative, 0.005, "seconds for the level to rise (one-pole time constant)"),
-    "release": (_positive, 0.15, "seconds for the level to fall (time constant)"),
-    "gain": (_positive, 1.0, "multiplier applied to the value"),
-    "normalize": (_choice(*NORMALIZATIONS), "auto", "auto gain to 0..1, fixed (full scale = 1) or none"),
-    "agc_time": (_positive, 10.0, "seconds for the auto gain's peak tracker to fall"),
-    "floor": (_positive, 0.001, "auto gain never divides by less than this (silence stays 0)"),
-}
+def _filter_list(value):
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("expected a list of {variable_name, f_center, f_width, order}")
+    return value
 
 
-@dataclass(frozen=True)
+SIZE = Check(_size, {"type": "integer", "minimum": 64, "multipleOf": 8}, "integer, a multiple of 8, ≥ 64")
+DURATIONS = Check(_durations, {"type": ["number", "array"], "exclusiveMinimum": 0, "items": POSITIVE.schema,
+                               "minItems": 1}, "number > 0, or a list of them")
+# Expressions are compiled once the preset's variables are known: convert(source, variables).
+EXPRESSION = Check(compile_expression, {"type": ["number", "string"]}, "expression", late=True)
+# Items are checked one by one against Band's keys (with lines and name clashes) by _filters.
+FILTERS = Check(_filter_list, {"type": "array", "items": object_schema(Band)}, "list of filters (below)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Preset:
-    """A validated preset; expression keys hold compiled Expressions."""
+    """A validated preset.
 
-    path: Path | None
-    scenes: list
-    scene_duration: tuple
-    transition_time: float
-    transition_mode: str
-    duration: float | None
-    frames_per_second: float
-    width: int
-    height: int
-    seed: int
-    input_audio: Path | None
-    input_audio_offset: float
-    input_audio_filters: tuple
-    model: str
-    vae: str
-    steps: int
-    strength: Expression
-    fixed_noise: bool
-    init_image: Path | None
-    direct_init_weight: Expression
-    translate_x: Expression
-    translate_y: Expression
-    rotate_2d: Expression
-    zoom_x_2d: Expression
-    zoom_y_2d: Expression
-    infill_mode: str
-    sampling_mode: str
-    variables: tuple
+    Each field made with key() is the single definition of a preset key (check, default, meaning): validation,
+    README's key table and the JSON Schema read it. After parsing, `scenes` holds the parsed scenes (its text
+    is in `scene_text`), path keys hold resolved Paths and expression keys compiled Expressions.
+    """
+
+    scenes: list = key(TEXT, REQUIRED, "the scene string: `||` between scenes, `|` between prompts, each "
+                                       "`TEXT:WEIGHT` (see Scene grammar in README)")
+    scene_prefix: str = key(TEXT, "", "raw text glued before every scene (add your own `|`)")
+    scene_suffix: str = key(TEXT, "", "raw text glued after every scene (add your own `|`)")
+    scene_duration: tuple = key(DURATIONS, 10, "seconds per scene in renders: one number, or a list with one per "
+                                               "scene (the last repeats)")
+    transition_time: float = key(NON_NEGATIVE, 1, "seconds over which a scene fades in over the previous one "
+                                                  "(its first seconds)")
+    transition_mode: str = key(choice(*TRANSITION_MODES), "slerp",
+                               "conditioning crossfade: linear, or slerp per token vector")
+    duration: float | None = key(optional(POSITIVE), None, "render length in seconds; if not given: the track "
+                                                           "from `--start` on, else the scenes' total")
+    frames_per_second: float = key(in_range(1, 240), 24, "frames per second")
+    width: int = key(SIZE, 512, "frame width in pixels")
+    height: int = key(SIZE, 512, "frame height in pixels")
+    seed: int = key(in_range(0, 2**63 - 1, integer=True), 0, "random seed")
+    input_audio: Path | None = key(optional(PATH), None, "track (wav, flac, ogg, mp3), relative to the preset; "
+                                                         "`--audio` replaces it")
+    input_audio_offset: float = key(NON_NEGATIVE, 0, "seconds of the track skipped; time 0 of the show is this "
+                                                     "point")
+    input_audio_filters: tuple = key(FILTERS, (), "bandpass filters; each becomes a variable")
+    bpm: float | None = key(optional(in_range(20, 300)), None,
+                            "`null`: the tempo follows the audio; a number fixes the tempo (the beat phase still "
+                            "follows the audio)")
+    tempo_range: tuple = key(ordered_pair(20, 300), [60, 200], "tempo range in BPM: the tempo estimate stays "
+                                                               "inside it")
+    beats_per_bar: int = key(in_range(1, 16, integer=True), 4, "beats per bar, for `bar_phase`")
+    beat_decay: float = key(POSITIVE, 0.1, "seconds: time constant of the decay of the `beat` pulse")
+    tempo_source: str = key(choice(*TEMPO_SOURCES), "audio",
+                            "`audio`, or `link`: tempo and phase from an Ableton Link session instead of the audio "
+                            "(it applies to live shows)")
+    model: str = key(TEXT, "stabilityai/sd-turbo", "hub id or local diffusers folder, `tiny`, or `arch:sd-turbo`")
+    vae: str = key(TEXT, "auto", "`auto` (the model's VAE), `taesd` (tiny VAE, `madebyollin/taesd`) or a hub "
+                                 "id/path")
+    steps: int = key(in_range(1, 50, integer=True), 1, "denoising steps per frame (1-4 for Turbo/LCM)")
+    strength: Expression = key(EXPRESSION, 0.5, "how much of each frame is re-imagined (clamped to 0.01..1)")
+    fixed_noise: bool = key(BOOLEAN, True, "same noise every frame (steadier) or new noise per frame (seed + frame)")
+    init_image: Path | None = key(optional(PATH), None, "first frame, relative to the preset; otherwise the first "
+                                                        "frame is generated from noise (txt2img)")
+    direct_init_weight: Expression = key(EXPRESSION, 0, "*w*: every frame's input is blended toward the init "
+                                                        "image by *w*/(1+*w*) (0: none, 1: half, large: mostly init)")
+    translate_x: Expression = key(EXPRESSION, 0, "pixels per frame to the right")
+    translate_y: Expression = key(EXPRESSION, 0, "pixels per frame down")
+    rotate_2d: Expression = key(EXPRESSION, 0, "degrees per frame, counterclockwise")
+    zoom_x_2d: Expression = key(EXPRESSION, 0, "pixels per frame of horizontal zoom, positive zooms in (sampling "
+                                               "scale (W − zoom)/W, as pytti)")
+    zoom_y_2d: Expression = key(EXPRESSION, 0, "pixels per frame of vertical zoom, positive zooms in (sampling "
+                                               "scale (H − zoom)/H, as pytti)")
+    infill_mode: str = key(choice(*INFILL_MODES), "mirror", "what fills the edges uncovered by motion")
+    sampling_mode: str = key(choice(*SAMPLING_MODES), "bicubic", "interpolation of the motion warp")
+    path: Path | None = None
     scene_text: str = ""
-    warnings: tuple = field(default=())
+    variables: tuple = ()
+    warnings: tuple = ()
 
     @property
     def audio_variables(self):
+        """The filters' variable names."""
         return tuple(b.variable_name for b in self.input_audio_filters)
+
+    @property
+    def input_variables(self):
+        """Every variable the audio analysis produces: filters, hits, then the musical variables."""
+        return _input_variables(self.input_audio_filters)
 
     def scene_durations(self):
         """One duration per scene (the last given value repeats)."""
@@ -211,14 +154,35 @@ class Preset:
         return tuple(given[min(i, len(given) - 1)] for i in range(len(self.scenes)))
 
 
+FIELDS = keys(Preset)
+FILTER_FIELDS = keys(Band)
+
+
+def _input_variables(bands):
+    names = tuple(b.variable_name for b in bands)
+    return names + tuple(hit_name(b.variable_name) for b in bands if b.hit) + MUSICAL_VARIABLES
+
+
+def _own_variables(name, hit):
+    """The variables a filter named `name` makes: the name, its hit (with `hit`), and the _prev of each."""
+    inputs = (name, hit_name(name)) if hit else (name,)
+    return inputs + tuple(f"{v}_prev" for v in inputs)
+
+
 class _Problems:
+    """The problems found in one preset, each `file:line: key: message`."""
+
     def __init__(self, name):
         self.name = name
         self.items = []
 
     def add(self, line, key, message):
         where = f"{self.name}:{line}" if line else self.name
-        self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.items.append((line or 0, f"{where}: {key}: {message}" if key else f"{where}: {message}"))
+
+    def error(self):
+        """A PresetError with the problems in file order."""
+        return PresetError(text for _, text in sorted(self.items, key=lambda item: item[0]))
 
 
 def _unknown_key(key, known, where):
@@ -231,60 +195,68 @@ def _line(mapping, key):
     return getattr(mapping, "lines", {}).get(key, getattr(mapping, "line", None))
 
 
-def _check_fields(raw, fields, problems, prefix=""):
-    """Typed values for `fields` from `raw`, with every problem recorded; expressions stay raw."""
+def _check_fields(raw, specs, problems, prefix=""):
+    """Typed values for the keys `specs` from `raw`, with every problem recorded (a bad or missing value takes
+    the default, so that checking goes on); the values of late keys (expressions) stay raw."""
     values = {}
-    for key, value in raw.items():
-        if key not in fields:
-            problems.add(_line(raw, key), f"{prefix}{key}", _unknown_key(key, list(fields), prefix.rstrip('.') or "preset"))
-    for key, (check, default, _) in fields.items():
-        if key not in raw:
-            if default is REQUIRED:
-                problems.add(getattr(raw, "line", None), f"{prefix}{key}", "required key is missing")
-            values[key] = None if default is REQUIRED else default
-            continue
-        if check in (EXPRESSION, FILTERS):
-            values[key] = raw[key]
-            continue
-        try:
-            values[key] = check(raw[key])
-        except ValueError as exc:
-            problems.add(_line(raw, key), f"{prefix}{key}", str(exc))
-            values[key] = None if default is REQUIRED else default
+    for name in raw:
+        if name not in specs:
+            problems.add(_line(raw, name), f"{prefix}{name}", _unknown_key(name, list(specs), prefix.rstrip('.') or "preset"))
+    for name, spec in specs.items():
+        if name not in raw:
+            if spec.required:
+                problems.add(getattr(raw, "line", None), f"{prefix}{name}", "required key is missing")
+            values[name] = spec.typed_default()
+        elif spec.check.late:
+            values[name] = raw[name]
+        else:
+            try:
+                values[name] = spec.check.convert(raw[name])
+            except ValueError as exc:
+                problems.add(_line(raw, name), f"{prefix}{name}", str(exc))
+                values[name] = spec.typed_default()
     return values
 
 
+def _clash(name, hit, taken):
+    """Why the variables of a filter named `name` clash with those `taken` ({variable: owner}), or None."""
+    own = _own_variables(name, hit)
+    if name in taken:
+        return f"'{name}' is already used by {taken[name]}"
+    for variable in own[1:]:
+        if variable in taken:
+            why = " (hit: true)" if variable.startswith(hit_name(name)) else ""
+            return f"'{name}' makes the variable '{variable}'{why}, which is already used by {taken[variable]}"
+    return None
+
+
 def _filters(raw_list, line, problems, audio_rate):
-    if not isinstance(raw_list, (list, tuple)):
-        problems.add(line, "input_audio_filters", "expected a list of {variable_name, f_center, f_width, order}")
-        return ()
-    bands, seen = [], {}
+    """Bands from the (list-checked) filter items; each item's keys, name clashes and band edges are checked."""
+    musical = f"the musical variables ({', '.join(MUSICAL_VARIABLES)} and their _prev)"
+    taken = {v: musical for m in MUSICAL_VARIABLES for v in (m, f"{m}_prev")}
+    bands = []
     for i, item in enumerate(raw_list):
         item_line = raw_list.lines[i] if isinstance(raw_list, LineList) else line
-        key = f"input_audio_filters[{i}]"
+        label = f"input_audio_filters[{i}]"
         if not isinstance(item, dict):
-            problems.add(item_line, key, "expected a mapping like {variable_name: fLo, f_center: 105, f_width: 65}")
+            problems.add(item_line, label, "expected a mapping like {variable_name: fLo, f_center: 105, f_width: 65}")
             continue
         before = len(problems.items)
-        values = _check_fields(item, FILTER_FIELDS, problems, prefix=f"{key}.")
+        values = _check_fields(item, FILTER_FIELDS, problems, prefix=f"{label}.")
         name = values["variable_name"]
-        if isinstance(name, str):
-            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
-                problems.add(item_line, f"{key}.variable_name", f"'{name}' is not a valid name (letters, digits, _)")
-            elif name in RESERVED_NAMES:
-                problems.add(item_line, f"{key}.variable_name",
-                             f"'{name}' is reserved (t, frame, functions and constants); choose another name")
-            elif name in seen or name.removesuffix("_prev") in seen:
-                problems.add(item_line, f"{key}.variable_name", f"'{name}' is already used by input_audio_filters[{seen.get(name, seen.get(name.removesuffix('_prev')))}]")
-            seen[name] = i
-            seen[f"{name}_prev"] = i
+        if name is not None:
+            clash = _clash(name, values["hit"], taken)
+            if clash:
+                problems.add(_line(item, "variable_name"), f"{label}.variable_name", clash)
+            for variable in _own_variables(name, values["hit"]):
+                taken.setdefault(variable, label)
         if len(problems.items) > before:
             continue
         band = Band(**values)
         try:  # without a known track only the lower edge can be checked here; render checks the rest
             check_band(band, audio_rate or math.inf)
         except AudioError as exc:
-            problems.add(item_line, key, str(exc))
+            problems.add(item_line, label, str(exc))
         bands.append(band)
     return tuple(bands)
 
@@ -309,8 +281,8 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
         except AudioError as exc:
             problems.add(_line(raw, "input_audio"), "input_audio", str(exc))
     bands = _filters(values["input_audio_filters"], _line(raw, "input_audio_filters"), problems, audio_rate)
-    names = tuple(b.variable_name for b in bands)
-    variables = BUILTIN_VARIABLES + names + tuple(f"{n}_prev" for n in names)
+    inputs = _input_variables(bands)
+    variables = BUILTIN_VARIABLES + inputs + tuple(f"{n}_prev" for n in inputs)
 
     scenes = []
     if isinstance(values["scenes"], str):
@@ -329,25 +301,23 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
         problems.add(_line(raw, "scene_duration"), "scene_duration",
                      f"{len(values['scene_duration'])} durations for {len(scenes)} scenes")
 
-    for key, (check, default, _) in FIELDS.items():
-        if check is EXPRESSION:
+    for field_name, spec in FIELDS.items():
+        if spec.check.late and field_name in raw:
             try:
-                values[key] = compile_expression(values[key], variables)
+                values[field_name] = spec.check.convert(raw[field_name], variables)
             except ExpressionError as exc:
-                problems.add(_line(raw, key), key, str(exc))
-                values[key] = compile_expression(default)
+                problems.add(_line(raw, field_name), field_name, str(exc))
+                values[field_name] = spec.typed_default()
     if values["init_image"]:
         values["init_image"] = _resolve(values["init_image"], base)
         if not values["init_image"].is_file():
             problems.add(_line(raw, "init_image"), "init_image", f"image file '{values['init_image']}' not found")
 
     if problems.items:
-        raise PresetError(problems.items)
-    values["scene_text"] = values.pop("scenes")
-    for key in ("scene_prefix", "scene_suffix"):
-        values.pop(key)
-    return Preset(path=path, scenes=scenes, input_audio_filters=bands, variables=variables,
-                  warnings=tuple(warnings), **{k: v for k, v in values.items() if k != "input_audio_filters"})
+        raise problems.error()
+    scene_text = values["scenes"]
+    values.update(scenes=scenes, input_audio_filters=bands)
+    return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
 
 
 def load_preset(path, overrides=None):
@@ -371,8 +341,8 @@ def load_preset(path, overrides=None):
         raw = LineDict()
         raw.lines, raw.line = {}, 1
     if overrides and isinstance(raw, dict):
-        for key, value in overrides.items():
+        for name, value in overrides.items():
             if value is not None:
-                raw[key] = value
-                raw.lines[key] = None
+                raw[name] = value
+                raw.lines[name] = None
     return parse_preset(raw, str(path), path.parent, path)
