@@ -136,7 +136,7 @@ def test_everything_preset_uses_every_feature():
 def test_new_keys_defaults(tmp_path):
     preset = load_preset(write(tmp_path, "scenes: a\ninput_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65}]\n"))
     assert (preset.bpm, preset.tempo_range, preset.beats_per_bar, preset.beat_decay, preset.tempo_source) == \
-        (None, (70.0, 180.0), 4, 0.1, "audio")
+        (None, (60.0, 200.0), 4, 0.1, "audio")
     (band,) = preset.input_audio_filters
     assert (band.hit, band.hit_decay, band.hit_sensitivity) == (False, 0.15, 0.5)
     assert preset.input_variables == ("fLo",) + MUSICAL_VARIABLES
