@@ -11,8 +11,8 @@ track in a folder and every band of a fixed set, the variable that vj's real ana
 - r_d    the same for the frame-to-frame changes (does each rise/fall of the variable go with a rise/fall
          of the energy? low r_d with high flicker = noise rather than pulses);
 - range  mean over windows of p90 - p10 of the variable: how much it moves (the issue's "contrast");
-- pulse  mean |v - its centred 0.5 s moving average|: motion at the rate of hits (a variable that
-         follows the hats pulses; one that holds through them does not);
+- floor  mean over windows of p10 of the variable: where it sits between hits (a level that holds
+         through dense hits sits high and "barely moves");
 - flick  mean |v[i] - v[i-1]|: how much it jumps from frame to frame;
 - hits   band onsets per second (frames whose band RMS is >= 3 dB above the previous frame's), a density
          figure per track x band, to tell dense material from sparse.
@@ -46,7 +46,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from scipy import ndimage, signal, stats  # noqa: E402
+from scipy import signal, stats  # noqa: E402
 
 from vj.audio import AudioAnalyzer, ArraySource, Band, FileSource  # noqa: E402
 
@@ -55,7 +55,6 @@ WINDOW = 150  # frames: 5 s at 30 fps
 SILENT_DB = 40.0  # a window this far below the band's loudest window is skipped
 SILENT_ABS = 10 ** (-90 / 20)
 HIT_DB = 3.0
-PULSE_FRAMES = 15  # 0.5 s: `pulse` is the motion faster than this moving average
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3", ".oga"}
 
 # (name, low edge, high edge) in Hz; pytti's example filters fLo = 105 +- 32.5, fHi = 900 +- 300.
@@ -277,8 +276,8 @@ def window_metrics(v, ref):
     dv, dref = np.diff(v, axis=1), np.diff(ref, axis=1)
     r_d = _rowwise_corr(stats.rankdata(dv, axis=1), stats.rankdata(dref, axis=1))
     p10, p90 = np.percentile(v, [10, 90], axis=1)
-    pulse = np.abs(v - ndimage.uniform_filter1d(v, PULSE_FRAMES, axis=1, mode="nearest")).mean()
-    return {"r": r.mean(), "r_d": r_d.mean(), "range": (p90 - p10).mean(), "pulse": pulse, "flick": np.abs(dv).mean(),
+    return {"r": r.mean(), "r_d": r_d.mean(), "range": (p90 - p10).mean(), "floor": p10.mean(),
+            "flick": np.abs(dv).mean(),
             "windows": int(keep.sum()), "of": len(keep)}
 
 
@@ -407,7 +406,7 @@ def table(results, tracks, configs, metric, hits=None):
 def summary(results, tracks, configs, hits, dense_hits):
     """Per configuration: each metric averaged over all (track, band) cells, the dense and the sparse ones."""
     columns = (("r", "all"), ("r", "dense"), ("r", "sparse"), ("r", "worst"), ("r_d", "all"), ("range", "all"),
-               ("pulse", "dense"), ("pulse", "sparse"), ("flick", "dense"), ("flick", "sparse"))
+               ("floor", "dense"), ("floor", "sparse"), ("flick", "dense"), ("flick", "sparse"))
     lines = ["| config | " + " | ".join(f"{m} {g}" for m, g in columns) + " |", "| --- |" + " --- |" * len(columns)]
     groups = {"all": lambda h: True, "worst": lambda h: True,
               "dense": lambda h: h >= dense_hits, "sparse": lambda h: h < dense_hits}
@@ -513,11 +512,11 @@ def main():
         print(steady_table(steady(configs), cnames))
     if args.csv:
         with open(args.csv, "w") as f:
-            f.write("track,band,config,hits_per_s,r,r_d,range,pulse,flick,windows,of\n")
+            f.write("track,band,config,hits_per_s,r,r_d,range,floor,flick,windows,of\n")
             for t in tracks:
                 for (n, c), m in results[t].items():
                     if m:
-                        f.write(f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},{m['pulse']:.4f},"
+                        f.write(f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},{m['floor']:.4f},"
                                 f"{m['flick']:.4f},{m['windows']},{m['of']}\n")
         print(f"wrote {args.csv}")
     if args.plot and plot_data is not None:

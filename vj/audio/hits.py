@@ -17,7 +17,7 @@ The loop is compiled (numba) and carries its state, so any block split gives ide
 import math
 
 import numpy as np
-from numba import njit
+from vj.audio.kernels import jit_cached
 
 FAST_RELEASE = 0.01
 FAST_PERIODS = 1.5     # ... or this many periods of the band's centre, so a low band's ripple is no onset
@@ -37,7 +37,7 @@ def gate_db(sensitivity):
     return 10.0 + 20.0 * sensitivity
 
 
-@njit(cache=True)
+@jit_cached
 def _hits(x, out, state, p_fast, p_reference, p_peak, threshold, gate, floor, min_ticks, p_decay):
     # state: fast level, reference dB, armed (1/0), recent peak, ticks since onset (-1: none yet)
     fast, reference, armed, peak, since = state[0], state[1], state[2], state[3], state[4]
