@@ -1,39 +1,60 @@
-"""Band contrast: how closely each band's variable follows the band's short-time energy on real music.
+r"""Band contrast: how closely each band's variable follows the band's short-time energy on real music.
 
-The issue: with the default `peak` envelope and a 0.15 s release, a 2-6 kHz band on a track with dense
-hi-hats barely moves, because the level does not fall between hits. This benchmark measures, for every
-track in a folder and every band of a fixed set, the variable that vj's real analysis gives
-(`AudioAnalyzer` with a `Band` per filter, frames at 30 fps, causal) against the band's RMS per frame:
+Why: with the `peak` envelope and a 0.15 s release, a 2-6 kHz band on a track with dense hi-hats follows
+its energy poorly (the level does not fall between hits). This measures, for every audio file under a
+folder and every band of BANDS, vj's real variable (`AudioAnalyzer` with one `Band` per band and
+configuration, frames at 30 fps, causal) against the band's RMS per frame:
 
-- r      Spearman rank correlation between the variable and the band RMS (the same order-5 Butterworth
-         bandpass, float64, RMS over the frame's own 1/30 s, the samples just before the frame's time),
+- r      Spearman rank correlation between the variable and the band RMS (same order-5 Butterworth
+         bandpass, float64, RMS over the frame's own 1/30 s: the samples just before the frame's time),
          inside consecutive 5 s windows (150 frames), averaged over the windows that are not near silent;
-- r_d    the same for the frame-to-frame changes (does each rise/fall of the variable go with a rise/fall
-         of the energy? low r_d with high flicker = noise rather than pulses);
-- range  mean over windows of p90 - p10 of the variable: how much it moves (the issue's "contrast");
-- floor  mean over windows of p10 of the variable: where it sits between hits (a level that holds
-         through dense hits sits high and "barely moves");
-- flick  mean |v[i] - v[i-1]|: how much it jumps from frame to frame;
-- hits   band onsets per second (frames whose band RMS is >= 3 dB above the previous frame's), a density
-         figure per track x band, to tell dense material from sparse.
+- r_d    the same for the frame-to-frame changes: does each rise and fall of the variable go with one of
+         the energy? (flicker with a low r_d is noise, not pulses);
+- range  mean over windows of p90 - p10 of the variable: how far it moves;
+- floor  mean over windows of p10 of the variable: where it sits between hits (one that holds through
+         dense hits sits high);
+- flick  mean |v[i] - v[i-1]|: how much it jumps from frame to frame (smoothness);
+- hits   band onsets per second of the track (frames whose band RMS is >= 3 dB above the previous one's),
+         to tell dense material (>= --dense-hits, default 4/s) from sparse.
 
-A window is skipped as near silent when its band RMS (over the whole window) is more than 40 dB below the
-band's loudest window in that track, or below -90 dBFS. A window whose variable is constant counts r = 0.
+Near-silent windows are skipped: those whose band RMS over the window is more than 40 dB below the band's
+loudest window in the track, or below -90 dBFS. A window where the variable is constant counts r = 0.
+`--steady` adds synthetic sustained sound (sines at a band's low edge and centre, white noise), where
+the ideal variable is constant: its flicker is what a VJ would see as jitter on held notes.
 
-Configurations (`--config`, repeatable; or the shortcuts `--envelope/--release/--attack` for one more):
-a comma-separated list of key=value over a base (the current defaults: envelope=peak, attack=0.005,
-release=0.15, normalize=auto, agc_time=10). `release` takes seconds or a rule of the band:
-`auto` (the recommendation below), `fc:K:LO:HI` = clip(K / f_center, LO, HI), `sqrt:K:LO:HI` =
-clip(K / sqrt(f_center), LO, HI), `flo:K:LO:HI` = clip(K / f_low, LO, HI). Named configurations:
-see CONFIGS. Prototype detectors that vj does not have yet (`proto=...`) are computed in numpy on vj's own
-level (the variable with normalize=none), see the section "Prototype detectors".
+Configurations: `--configs` picks named ones from CONFIGS; `--config NAME=SPEC` adds one; the shortcuts
+`--envelope/--release/--attack` add one named `cli`. A SPEC is `key=value,...` over the old defaults
+(envelope=peak, attack=0.005, release=0.15, normalize=auto, agc_time=10), or `vj` for whatever defaults
+vj's Band has now (to check an implemented change). `release` takes seconds or a rule of the band:
+`auto` (the recommendation, auto_release below), `flo:K:LO:HI` = clip(K / f_low, LO, HI), `fc:K:LO:HI` =
+clip(K / f_center, LO, HI), `sqrt:K:LO:HI` = clip(K / sqrt(f_center), LO, HI). `proto=floor|flux` are
+detectors vj does not have (numpy prototypes on vj's unnormalized level); `proto=ref` is the band RMS
+itself under vj's auto gain (the ceiling: r < 1 only because the gain moves inside windows).
 
-Run (the corpus: see docs or the report; any folder of wav/flac/ogg/mp3 files works):
+Corpus used for the report (Debian bookworm packages, about 175 MB of downloads, 12 tracks, 64 min;
+licences in each package's /usr/share/doc/PKG/copyright):
 
-    .venv/bin/python benchmarks/bench_band_contrast.py out/corpus/selected
-    .venv/bin/python benchmarks/bench_band_contrast.py DIR --configs old,auto --csv out/contrast.csv
-    .venv/bin/python benchmarks/bench_band_contrast.py DIR --release auto --envelope peak
-    .venv/bin/python benchmarks/bench_band_contrast.py DIR --plot out/hats.png --plot-track NAME --plot-start 60
+    mkdir -p out/corpus/debs out/corpus/selected && cd out/corpus
+    (cd debs && apt-get download nexuiz-music fretsonfire-songs-muldjord asc-music singularity-music)
+    for d in debs/*.deb; do dpkg -x "$d" "$(basename "$d" | cut -d_ -f1)"; done
+    unzip -o -q nexuiz-music/usr/share/games/nexuiz/data/music.pk3 -d nexuiz-music/extracted
+    N=nexuiz-music/extracted/sound/cdtracks; S=singularity-music/usr/share/games/singularity/music
+    A=asc-music/usr/share/games/asc/music; F=fretsonfire-songs-muldjord/usr/share/games/fretsonfire/data/songs/muldjord
+    for t in subcities neuronal-diving thru-the-mirror brainsukker sixtyfour_revisited; do
+      cp "$N/$t.ogg" "selected/nexuiz-$t.ogg"; done
+    for t in Awakening Nebula "Advanced Simulacra"; do
+      cp "$S/$t.ogg" "selected/singularity-$(echo "$t" | tr ' ' _).ogg"; done
+    for t in frontiers time_to_strike; do cp "$A/$t.mp3" "selected/asc-$t.mp3"; done
+    for t in chaos_god armygeddon; do  # the band and the guitar ship apart: mix them (x0.6, no clipping)
+      ffmpeg -v error -y -i "$F/$t/song.ogg" -i "$F/$t/guitar.ogg" \
+        -filter_complex amix=inputs=2:normalize=0,volume=0.6 -c:a flac "selected/muldjord-$t.flac"; done
+
+Run (about 2.5 min for the default five configurations on that corpus, one core):
+
+    .venv/bin/python benchmarks/bench_band_contrast.py out/corpus/selected [--steady] [--csv out/contrast.csv]
+    .venv/bin/python benchmarks/bench_band_contrast.py DIR --configs old,vj          # after implementing
+    .venv/bin/python benchmarks/bench_band_contrast.py DIR --envelope peak --release auto
+    .venv/bin/python benchmarks/bench_band_contrast.py DIR --plot out/hats.png --plot-track subcities --plot-start 120
 """
 
 import argparse
@@ -69,39 +90,43 @@ BANDS = (
     ("air", 6000, 12000),
 )
 
+# --steady also checks a deep band: below 50 Hz the recommended release grows to keep held notes steady.
+STEADY_BANDS = BANDS + (("deep", 20, 60),)
+
 BASE = {"envelope": "peak", "attack": 0.005, "release": "0.15", "normalize": "auto", "agc_time": 10.0}
 
-# The configurations compared in the report. `old` is the current default; `auto` the recommendation.
 CONFIGS = {
-    "old": "",
-    "auto": "release=auto",
-    "rel0.05": "release=0.05",
-    "fc30": "release=fc:30:0.02:0.15",
-    "fc60": "release=fc:60:0.03:0.15",
-    "fc120": "release=fc:120:0.04:0.2",
-    "sqrt3": "release=sqrt:3:0.03:0.15",
-    "flo10": "release=flo:10:0.02:0.25",
+    # the report's comparison
+    "old": "",                                      # the defaults before the change
+    "auto": "envelope=rms,release=auto",            # the recommendation
+    "peak-auto": "envelope=peak,release=auto",      # alternative: keep the peak detector, band release
+    "rms0.04": "envelope=rms,release=0.04",         # alternative: one release for every band
+    "ref": "proto=ref",                             # the band RMS itself, auto-gained (ceiling)
+    "vj": "vj",                                     # vj's Band defaults as they are now
+    # explored and set aside (see the report)
+    "peak-flo3": "release=flo:3:0.03:0.15",
+    "peak0.05": "release=0.05",
+    "peak0.03": "release=0.03",
+    "peak-fc60": "release=fc:60:0.03:0.15",
+    "peak-sqrt3": "release=sqrt:3:0.03:0.15",
     "rms": "envelope=rms",
-    "rms-auto": "envelope=rms,release=auto",
-    "rms-fc60": "envelope=rms,release=fc:60:0.03:0.15",
+    "rms-flo3": "envelope=rms,release=flo:3:0.04:0.15",
     "floor": "proto=floor",
-    "auto+floor": "release=auto,proto=floor",
     "flux": "proto=flux",
-    "ref": "proto=ref",
 }
 
 # ---------------------------------------------------------------------------------------------------
-# The recommendation, as a function of the band (kept here so --release auto reproduces the report).
-AUTO_K, AUTO_LO, AUTO_HI = 10.0, 0.03, 0.15
+# The recommendation, as a function of the band (kept here so `--release auto` reproduces the report).
+AUTO_K, AUTO_LO, AUTO_HI = 2.0, 0.04, 0.15
 
 
-def auto_release(low, high):
-    """Recommended default release (s): clip(10 / f_low, 0.03, 0.15).
+def auto_release(low):
+    """Recommended default release (s): clip(2 / f_low, 0.04, 0.15), f_low = f_center - f_width/2.
 
-    Ten periods of the band's lowest frequency: long enough that the peak hold does not ripple with
-    the waveform (a peak every half period decays by at most 1 - exp(-1/20) = 5%), short enough that
-    the level falls back between hits 1/8 s apart. Above 333 Hz this is 0.03 s; at 67 Hz and below,
-    the old 0.15 s.
+    0.04 s is about one frame at 24-30 fps and the fall time of the `rms` detector itself (its power
+    average of 20 ms falls with 40 ms in amplitude), so a hold shorter than that changes nothing there.
+    Bands reaching below 50 Hz hold two periods of their lowest frequency, so a held low note does not
+    ripple from frame to frame; at 13 Hz and below this is the old 0.15 s.
     """
     return min(AUTO_HI, max(AUTO_LO, AUTO_K / low))
 
@@ -109,7 +134,7 @@ def auto_release(low, high):
 def release_for(spec, low, high):
     """Seconds of release for a band from a spec: a number, `auto`, or `RULE:K:LO:HI`."""
     if spec == "auto":
-        return auto_release(low, high)
+        return auto_release(low)
     if ":" not in spec:
         return float(spec)
     rule, k, lo, hi = spec.split(":")
@@ -120,13 +145,15 @@ def release_for(spec, low, high):
 
 
 def parse_config(text):
-    """'key=value,...' over BASE -> dict."""
-    config = dict(BASE, proto="")
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    """'key=value,...' over BASE -> dict; 'vj' -> vj's own Band defaults (marked with vj=True)."""
+    config = dict(BASE, proto="", vj=text.strip() == "vj")
+    for item in filter(None, (part.strip() for part in ("" if config["vj"] else text).split(","))):
         key, _, value = item.partition("=")
-        if key not in config:
-            sys.exit(f"unknown config key '{key}' in '{text}' (keys: {', '.join(config)})")
+        if key not in config or key == "vj":
+            sys.exit(f"unknown config key '{key}' in '{text}' (keys: {', '.join(BASE)}, proto)")
         config[key] = value
+    if config["proto"] not in ("", "ref", *PROTOS):
+        sys.exit(f"unknown proto '{config['proto']}' (one of: ref, {', '.join(PROTOS)})")
     config["attack"] = float(config["attack"])
     config["agc_time"] = float(config["agc_time"])
     return config
@@ -134,9 +161,22 @@ def parse_config(text):
 
 def make_band(name, low, high, config):
     """The vj Band for one (band, configuration); prototypes read vj's unnormalized level."""
+    if config["vj"]:
+        return Band(name, (low + high) / 2, high - low)
     return Band(name, (low + high) / 2, high - low, order=5, envelope=config["envelope"],
                 attack=config["attack"], release=release_for(config["release"], low, high),
                 normalize="none" if config["proto"] else config["normalize"], agc_time=config["agc_time"])
+
+
+def describe(config):
+    """One line: envelope, attack and each band's release in ms, as the Bands get them."""
+    if config["proto"] == "ref":
+        return "band RMS per frame / its peak over agc_time"
+    bands = [make_band(n, lo, hi, config) for n, lo, hi in BANDS]
+    rel = ", ".join(f"{b.variable_name} {b.release * 1000:.0f}" if isinstance(b.release, (int, float))
+                    else f"{b.variable_name} {b.release}" for b in bands)
+    return (f"envelope {bands[0].envelope}, attack {bands[0].attack}, release (ms) {rel}"
+            + (f"; prototype {config['proto']}" if config["proto"] else ""))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -281,7 +321,7 @@ def window_metrics(v, ref):
             "windows": int(keep.sum()), "of": len(keep)}
 
 
-def hit_rate(ref, n_frames):
+def hit_rate(ref):
     """Band onsets per second: frames whose RMS is >= HIT_DB above the previous frame's, out of non-silent."""
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 20 * np.log10(np.maximum(ref[1:], 1e-9))
@@ -324,7 +364,7 @@ def analyze_track(path, configs, args):
     x, sr = read_track(path, args.max_seconds, args.offset)
     series, refs, usable = all_series(x, sr, configs)
     results = {key: window_metrics(v, refs[key[0]]) for key, v in series.items()}
-    hits = {name: hit_rate(ref, len(ref)) for name, ref in refs.items()}
+    hits = {name: hit_rate(ref) for name, ref in refs.items()}
     return results, hits, {"refs": refs, "series": series, "sr": sr, "bands": usable}
 
 
@@ -339,7 +379,7 @@ def steady(configs, sr=48000, seconds=12.0, settle=4.0):
     t = np.arange(int(seconds * sr)) / sr
     out = {}
     for signal_name in ("tone@low", "tone@centre", "noise"):
-        for name, lo, hi in BANDS:
+        for name, lo, hi in STEADY_BANDS:
             if signal_name == "noise":
                 x = 0.1 * rng.standard_normal(len(t))
             else:
@@ -354,8 +394,8 @@ def steady(configs, sr=48000, seconds=12.0, settle=4.0):
 
 
 def steady_table(result, configs):
-    """Markdown table of steady(): rows signal, columns bands, cells 'flick/range' per configuration."""
-    names = [b[0] for b in BANDS]
+    """Markdown table of steady(): rows signal, columns bands, cells the flicker of each configuration."""
+    names = [b[0] for b in STEADY_BANDS]
     lines = ["| signal | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for signal_name in ("tone@low", "tone@centre", "noise"):
         cells = [" / ".join(f"{result[(signal_name, n, c)][0]:.3f}" for c in configs) for n in names]
@@ -382,7 +422,7 @@ def self_check(path, config):
 def table(results, tracks, configs, metric, hits=None):
     """Markdown table: one row per track (plus the mean), one column per band, cells 'cfg1 / cfg2 ...'."""
     names = [b[0] for b in BANDS]
-    lines = [f"| track | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines = ["| track | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     means = {(n, c): [] for n in names for c in configs}
     for track in tracks:
         cells = []
@@ -429,7 +469,7 @@ def plot(path, data, configs, band_names, start, seconds):
     i0, i1 = int(start * FPS), int((start + seconds) * FPS)
     fig, axes = plt.subplots(len(band_names), 1, figsize=(12, 2.6 * len(band_names)), sharex=True, squeeze=False)
     t = np.arange(i0, i1) / FPS
-    for ax, name in zip(axes[:, 0], band_names):
+    for ax, name in zip(axes[:, 0], band_names, strict=True):
         ref = data["refs"][name][i0:i1]
         ax.fill_between(t, 0, ref / np.nanmax(ref), color="0.8", step="pre", label="band RMS per frame (scaled)")
         for c in configs:
@@ -446,7 +486,7 @@ def plot(path, data, configs, band_names, start, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="folder of audio files (searched recursively)")
-    parser.add_argument("--configs", default="old,auto,rms-auto,rel0.05",
+    parser.add_argument("--configs", default="old,auto,peak-auto,rms0.04,ref",
                         help=f"comma-separated names from: {', '.join(CONFIGS)}")
     parser.add_argument("--config", action="append", default=[], metavar="NAME=SPEC",
                         help="an extra configuration, e.g. 'mine=envelope=rms,release=fc:60:0.03:0.15' "
@@ -459,7 +499,7 @@ def main():
     parser.add_argument("--dense-hits", type=float, default=4.0,
                         help="a track x band counts as dense from this many band onsets per second")
     parser.add_argument("--csv", type=Path, help="write every metric per track x band x config")
-    parser.add_argument("--metrics", default="r,range,flick", help="which per-track tables to print")
+    parser.add_argument("--metrics", default="r,flick", help="per-track tables to print: r, r_d, range, floor, flick")
     parser.add_argument("--plot", type=Path, help="PNG of a few seconds of one track")
     parser.add_argument("--plot-track", help="substring of the track's file name (default: the first)")
     parser.add_argument("--plot-start", type=float, default=30.0)
@@ -470,7 +510,11 @@ def main():
                         help="also measure flicker on steady synthetic tones and noise (ideal: 0 for tones)")
     args = parser.parse_args()
 
-    specs = {name: CONFIGS[name] for name in filter(None, args.configs.split(","))}
+    names = list(filter(None, args.configs.split(",")))
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown:
+        sys.exit(f"unknown configuration {', '.join(unknown)} (known: {', '.join(CONFIGS)})")
+    specs = {name: CONFIGS[name] for name in names}
     for extra in args.config:
         name, _, spec = extra.partition("=")
         specs[name] = spec
@@ -487,9 +531,7 @@ def main():
 
     print("configurations:")
     for name, config in configs.items():
-        rel = {b[0]: release_for(config["release"], b[1], b[2]) for b in BANDS}
-        print(f"  {name}: {specs[name] or '(current defaults)'}; envelope {config['envelope']}, attack "
-              f"{config['attack']}, release " + ", ".join(f"{b} {r * 1000:.0f} ms" for b, r in rel.items()))
+        print(f"  {name}: {specs[name] or '(old defaults)'}: {describe(config)}")
     results, hits, plot_data = {}, {}, None
     stems = [p.stem for p in files]
     for path in files:
@@ -516,9 +558,11 @@ def main():
             for t in tracks:
                 for (n, c), m in results[t].items():
                     if m:
-                        f.write(f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},{m['floor']:.4f},"
-                                f"{m['flick']:.4f},{m['windows']},{m['of']}\n")
+                        f.write(f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},"
+                                f"{m['floor']:.4f},{m['flick']:.4f},{m['windows']},{m['of']}\n")
         print(f"wrote {args.csv}")
+    if args.plot and plot_data is None:
+        print(f"no track matches --plot-track {args.plot_track}: no plot")
     if args.plot and plot_data is not None:
         plot(args.plot, plot_data, cnames, [b for b in args.plot_bands.split(",") if b in plot_data["refs"]],
              args.plot_start, args.plot_seconds)

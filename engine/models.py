@@ -145,7 +145,7 @@ def _hub_unreachable():
     given HUB_PROBE_TIMEOUT seconds, because a name lookup can hang longer than any socket timeout."""
     from huggingface_hub import constants
 
-    outcome = ["no answer within %g s" % HUB_PROBE_TIMEOUT]
+    outcome = [f"no answer within {HUB_PROBE_TIMEOUT:g} s"]
 
     def probe():
         try:
@@ -154,7 +154,7 @@ def _hub_unreachable():
             outcome[0] = None
         except urllib.error.HTTPError:  # a server answered, if only with an error status
             outcome[0] = None
-        except (urllib.error.URLError, OSError) as exc:
+        except OSError as exc:  # URLError (refused, no such host, ...) or a timeout
             outcome[0] = str(getattr(exc, "reason", exc)) or type(exc).__name__
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -221,15 +221,16 @@ def _load_pretrained(model, vae):
     from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, SchedulerMixin, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    def autoencoder(source, subfolder, **kw):
+    def load_vae(source, subfolder, **kw):
         config = AutoencoderKL.load_config(source, subfolder=subfolder, **kw)
         kind = _diffusers_class(config, (AutoencoderKL, AutoencoderTiny), source, "vae")
         return kind.from_pretrained(source, subfolder=subfolder, **kw)
 
     def tokenizer(**kw):
         loaded = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer", **kw)
-        if len(loaded.get_vocab()) <= len(set(loaded.all_special_tokens)):  # transformers 5 gives an empty
-            raise OSError(f"'{model}' has no tokenizer files")  # tokenizer for missing files, no error
+        # transformers 5 builds an empty tokenizer, without an error, when the files are missing
+        if len(loaded.get_vocab()) <= len(set(loaded.all_special_tokens)):
+            raise OSError(f"'{model}' has no tokenizer files")
         return loaded
 
     def scheduler(**kw):
@@ -247,13 +248,13 @@ def _load_pretrained(model, vae):
         raise ModelError(f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
                          "checkpoints (sd-turbo, LCM fine-tunes) so far")
     if vae == "auto":
-        vae_parts = fetch(model, "vae", lambda **kw: autoencoder(model, "vae", **kw))
+        autoencoder = fetch(model, "vae", lambda **kw: load_vae(model, "vae", **kw))
     else:
         source = TAESD if vae == "taesd" else vae
-        vae_parts = fetch(source, "vae", lambda **kw: autoencoder(source, None, **kw))
+        autoencoder = fetch(source, "vae", lambda **kw: load_vae(source, None, **kw))
     text_encoder = fetch(model, "text_encoder",
                          lambda **kw: CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **kw))
-    return unet, vae_parts, text_encoder, fetch(model, "tokenizer", tokenizer), fetch(model, "scheduler", scheduler)
+    return unet, autoencoder, text_encoder, fetch(model, "tokenizer", tokenizer), fetch(model, "scheduler", scheduler)
 
 
 def resolve_device(device="auto"):

@@ -133,7 +133,6 @@ def test_the_hub_probe_tells_an_answer_from_a_closed_port(monkeypatch):
     assert "refused" in models._hub_unreachable()
 
 
-@pytest.mark.skip(reason="issue 7 fix 3 (fast offline failure) is not finished: the render still waits on hub retries")
 def test_render_without_cached_weights_or_network_fails_at_once_in_one_line(tmp_path):
     """Before, this took over 30 s (five hub retries, sleeping 23 s in all) and printed 28 lines; loading
     torch and diffusers takes about 5 s of it on an idle 2-core machine, hence the 25 s limit."""
