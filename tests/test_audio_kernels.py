@@ -57,8 +57,8 @@ def reference_envelope(band, rate, x):
             return np.exp(np.maximum.accumulate(np.log(v) - ramp) + ramp)
 
     if band.envelope == "rms":
-        x = np.sqrt(np.maximum(one_pole(RMS_WINDOW, x), 0.0))
-    level = decaying_max(band.release, x)
+        x = np.sqrt(2 * np.maximum(one_pole(RMS_WINDOW, x), 0.0))  # a sine reads its amplitude
+    level = decaying_max(band.release_seconds, x)
     if band.attack > 0:
         level = one_pole(band.attack, level)
     if band.normalize == "auto":

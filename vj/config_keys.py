@@ -141,6 +141,14 @@ def choice(*choices):
     return Check(convert, {"type": "string", "enum": list(choices)}, ", ".join(f"`{c}`" for c in choices))
 
 
+def or_auto(check):
+    """`check`'s values or the word `auto` (a default that vj works out, e.g. from a band's frequencies)."""
+    def convert(value):
+        return "auto" if value == "auto" else check.convert(value)
+    return Check(convert, {"anyOf": [dict(check.schema), {"type": "string", "enum": ["auto"]}]},
+                 f"{check.doc} or `auto`")
+
+
 def optional(check):
     """`check`'s values or null (None)."""
     def convert(value):

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 from vj.audio.musical import MUSICAL_VARIABLES
 from vj.audio.sources import AudioError
-from vj.config_keys import BOOLEAN, NON_NEGATIVE, POSITIVE, REQUIRED, choice, in_range, key, variable_name
+from vj.config_keys import BOOLEAN, NON_NEGATIVE, POSITIVE, REQUIRED, choice, in_range, key, or_auto, variable_name
 
-ENVELOPES = ("peak", "rms")
+ENVELOPES = ("rms", "peak")
 NORMALIZATIONS = ("auto", "fixed", "none")
 
 
@@ -26,9 +26,14 @@ class Band:
     f_width: float = key(POSITIVE, REQUIRED, "band width in Hz: the band is `f_center ± f_width/2`, which must lie "
                                              "above 0 Hz and below the track's Nyquist frequency")
     order: int = key(in_range(1, 10, integer=True), 5, "Butterworth order, as `scipy.signal.butter`")
-    envelope: str = key(choice(*ENVELOPES), "peak", "level detector: peak or RMS")
+    envelope: str = key(choice(*ENVELOPES), "rms", "level detector: `rms` follows the band's energy (power over "
+                                                  "about 20 ms); `peak` follows the largest sample, jumpier on noisy "
+                                                  "bands such as hi-hats")
     attack: float = key(NON_NEGATIVE, 0.005, "seconds for the level to rise (one-pole time constant)")
-    release: float = key(POSITIVE, 0.15, "seconds for the level to fall (time constant)")
+    release: float | str = key(or_auto(POSITIVE), "auto",
+                               "seconds for the level to fall (time constant); `auto` = min(0.15, max(0.04, "
+                               "2 / f_low)) with f_low = f_center − f_width/2: 0.04 s above 50 Hz, up to 0.15 s for "
+                               "deeper bands so held bass notes do not ripple")
     gain: float = key(POSITIVE, 1, "multiplier applied to the value")
     normalize: str = key(choice(*NORMALIZATIONS), "auto",
                          "`auto`: automatic gain to 0..1; `fixed`: 1 = a full-scale sine, clipped to 0..1; "
@@ -47,6 +52,13 @@ class Band:
     @property
     def high(self):
         return self.f_center + self.f_width / 2
+
+    @property
+    def release_seconds(self):
+        """`release`, with `auto` worked out from the band's lower edge (two of its periods, 0.04..0.15 s)."""
+        if self.release != "auto":
+            return self.release
+        return min(0.15, max(0.04, 2.0 / self.low)) if self.low > 0 else 0.15
 
 
 def check_band(band, sample_rate):

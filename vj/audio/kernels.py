@@ -114,7 +114,7 @@ def envelopes(detectors, rms, normalize, params, state, out):
         if rms[b]:
             state[b, 0] = one_pole(x, params[b, 0], state[b, 0], level)
             for n in range(level.shape[0]):
-                level[n] = math.sqrt(level[n])  # a mean of squares smoothed with weights >= 0: never < 0
+                level[n] = math.sqrt(2.0 * level[n])  # a mean of squares smoothed with weights >= 0: never < 0
             x = level
         state[b, 1] = decaying_max(x, params[b, 1], state[b, 1], level)
         state[b, 2] = one_pole(level, params[b, 2], state[b, 2], level)
