@@ -165,3 +165,35 @@ def test_file_source_errors(tmp_path, write_audio):
         FileSource(tmp_path / "junk.wav")
     with pytest.raises(AudioError, match="outside"):
         FileSource(write_audio(tone(100, 1.0)), offset=5.0)
+
+
+def _dense_hats(seconds=20.0, bpm=130.0):
+    """Accented sixteenth-note hats (30 ms noise bursts, gains 0.4-1) over a steady noise wash at about -25 dB."""
+    rng = np.random.default_rng(7)
+    x = 0.056 * rng.standard_normal(int(seconds * SR))
+    burst = np.exp(-np.arange(int(0.1 * SR)) / (0.03 * SR))
+    for k, at in enumerate(np.arange(0.0, seconds - 0.2, 60.0 / bpm / 4)):
+        start = int(at * SR)
+        x[start:start + len(burst)] += (0.4 + 0.6 * rng.random()) * burst * rng.standard_normal(len(burst))
+    return (0.4 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _window_rank_correlation(values, reference, window=150):
+    from scipy.stats import spearmanr
+    return np.mean([spearmanr(values[i:i + window], reference[i:i + window])[0]
+                    for i in range(0, len(values) - window + 1, window)])
+
+
+@pytest.mark.parametrize("band, at_least, at_most", [
+    (Band("hats", 4000, 4000), 0.9, 1.0),                                   # the defaults: rms, release auto
+    (Band("hats", 4000, 4000, envelope="peak", release=0.15), 0.0, 0.8),    # the old defaults blur dense hits
+])
+def test_dense_hats_keep_contrast(band, at_least, at_most):
+    x = _dense_hats()
+    fps = 30
+    times = np.arange(1, int(20 * fps)) / fps
+    values = AudioAnalyzer(ArraySource(x, SR), [band]).values_at(times)[0]
+    y = signal.sosfilt(signal.butter(5, [band.low, band.high], "bandpass", fs=SR, output="sos"), x.astype(np.float64))
+    frame = SR // fps
+    rms = np.array([np.sqrt(np.mean(y[int(t * SR) - frame:int(t * SR)] ** 2)) for t in times])
+    assert at_least <= _window_rank_correlation(values, rms) <= at_most
