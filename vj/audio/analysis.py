@@ -2,14 +2,13 @@
 
 import numpy as np
 
-from vj.audio.beats import OUTPUTS, BeatSettings, BeatTracker
-from vj.audio.envelope import BandEnvelope
+from vj.audio.beats import BeatSettings, BeatTracker
+from vj.audio.envelope import EnvelopeBank
 from vj.audio.filters import FilterBank
 from vj.audio.hits import HitDetector
 from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 
 READ_CHUNK = 1 << 16
-assert OUTPUTS == MUSICAL_VARIABLES
 
 
 class AudioAnalyzer:
@@ -26,7 +25,7 @@ class AudioAnalyzer:
         self.source = source
         self.bank = FilterBank(bands, source.sample_rate)
         rate = self.bank.control_rate
-        self.envelopes = [BandEnvelope(b, rate) for b in self.bank.bands]
+        self.envelopes = EnvelopeBank(self.bank.bands, rate)
         self.hits = [(i, HitDetector(b, rate)) for i, b in enumerate(self.bank.bands) if b.hit]
         self.beats = BeatTracker(source.sample_rate, self.bank.hop, beats)
         self.names = ([b.variable_name for b in self.bank.bands]
@@ -54,10 +53,9 @@ class AudioAnalyzer:
         """Analyse one block of mono samples; returns (n_variables, n_ticks) values for its control ticks."""
         detectors = self.bank.process(block)
         out = np.empty((len(self.names), detectors.shape[1]))
-        for i, envelope in enumerate(self.envelopes):
-            out[i] = envelope.process(detectors[i])
-        row = len(self.envelopes)
-        for row, (i, detector) in enumerate(self.hits, start=row):
+        bands = len(self.bank.bands)
+        out[:bands] = self.envelopes.process(detectors)
+        for row, (i, detector) in enumerate(self.hits, start=bands):
             out[row] = detector.process(detectors[i])
         out[-len(MUSICAL_VARIABLES):] = self.beats.process(block)
         if out.shape[1]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vj.audio.musical import MUSICAL_VARIABLES
 from vj.audio.onsets import OnsetStrength
 
 TICKS_PER_FRAME = 10          # onset frames are 10 control ticks (about 10 ms)
@@ -40,8 +41,6 @@ PHASE_GAIN = 0.5              # share of a phase error corrected per update
 PRIOR_CENTRE_BPM = 120.0
 PRIOR_OCTAVES = 1.0           # width (std) of the log-tempo prior
 TAP_RESET_SECONDS = 2.0
-
-OUTPUTS = ("beat", "beat_phase", "bar_phase", "bpm", "beat_count")
 
 
 @dataclass(frozen=True)
@@ -215,11 +214,11 @@ class BeatTracker:
 
     # -- streaming -----------------------------------------------------------------------------
     def process(self, block):
-        """Musical variables (len(OUTPUTS), n_new_ticks) for the control ticks completed by `block`."""
+        """Musical variables (len(MUSICAL_VARIABLES), n_new_ticks) for the control ticks completed by `block`."""
         self._pending = np.concatenate((self._pending, self.onsets.process(block)))
         self._samples += len(block)
         total = self._samples // self.control_hop
-        out = np.empty((len(OUTPUTS), total - self._ticks))
+        out = np.empty((len(MUSICAL_VARIABLES), total - self._ticks))
         k = self._ticks
         while k < total:
             # The state changes only at updates; the next one takes effect at the end of tick `boundary`,
@@ -304,7 +303,7 @@ class BeatTracker:
     def _tick_values(self, start, end):
         """Variables for ticks start..end-1 with the current state (each tick's time is its end)."""
         times = (np.arange(start, end) + 1) * (self.control_hop / self.sample_rate)
-        out = np.zeros((len(OUTPUTS), len(times)))
+        out = np.zeros((len(MUSICAL_VARIABLES), len(times)))
         bpb = self.settings.beats_per_bar
         first = 0
         while first < len(times):

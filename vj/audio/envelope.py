@@ -31,11 +31,12 @@ def decaying_max(x, time_constant, rate, state):
 class EnvelopeBank:
     """Detector values of a bank's bands (n_bands, n_ticks) -> their variables, at the control rate.
 
-    'peak' starts from max |y| per tick; 'rms' from sqrt of the power averaged over RMS_WINDOW.
+    'peak' starts from max |y| per tick; 'rms' from sqrt(2 x the power averaged over RMS_WINDOW), so a sine
+    reads its amplitude in both.
     The level then holds peaks and falls with time constant `release`, and rises through a
     one-pole smoother with time constant `attack`. Normalization: 'auto' divides by a causal peak
     tracker that falls with time constant `agc_time` and never goes below `floor`; 'fixed' uses
-    the level as it is (1.0 = full-scale sine peak in 'peak' mode); 'none' is 'fixed' unclipped.
+    the level as it is (1.0 = a full-scale sine); 'none' is 'fixed' unclipped.
     The result is multiplied by `gain`; 'auto' and 'fixed' clip it to 0..1.
     """
 
@@ -55,15 +56,3 @@ class EnvelopeBank:
         out = np.empty_like(detectors)
         kernels.envelopes(detectors, self._rms, self._normalize, self._params, self._state, out)
         return out
-
-
-class BandEnvelope(EnvelopeBank):
-    """One band's envelope: an EnvelopeBank of that band alone, for callers that run bands one by one."""
-
-    def __init__(self, band, control_rate):
-        super().__init__([band], control_rate)
-        self.band = band
-
-    def process(self, detector):
-        """Return the band's variable per tick for its detector values (n_ticks,)."""
-        return super().process(np.reshape(detector, (1, -1)))[0]
