@@ -196,3 +196,16 @@ def test_offline_values_equal_the_frame_by_frame_path():
     assert live.names[-5:] == list(MUSICAL_VARIABLES)
     np.testing.assert_array_equal(fast, slow)
     assert slow[live.names.index("bpm")][-1] == pytest.approx(128, rel=0.01)
+
+
+def test_any_block_split_gives_identical_values():
+    """Onset frames are computed many per call offline and one per call live: the values must not differ."""
+    track = drum_pattern([(124, 12)], sample_rate=SR)
+    whole = BeatTracker(SR, HOP).process(track.samples)
+    rng = np.random.default_rng(7)
+    cuts = np.cumsum(rng.integers(1, 3000, size=len(track.samples) // 1000))
+    cuts = np.concatenate(([0], cuts[cuts < len(track.samples)], [len(track.samples)]))
+    tracker = BeatTracker(SR, HOP)
+    pieces = np.concatenate([tracker.process(track.samples[a:b]) for a, b in zip(cuts[:-1], cuts[1:])], axis=1)
+    assert whole[3, -1] == pytest.approx(124, rel=0.01)  # locked, so every part of the tracker ran
+    np.testing.assert_array_equal(pieces, whole)

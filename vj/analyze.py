@@ -19,11 +19,11 @@ def frame_values(analyzer, fps, start, duration):
 
 
 def write_csv(path, frames, times, table):
+    """One row per frame: frame number, time and every variable, with 6 decimals."""
+    row = "%d,%.6f" + ",%.6f" * len(table) + "\n"
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", "t", *table])
-        for i, (frame, t) in enumerate(zip(frames, times)):
-            writer.writerow([int(frame), f"{t:.6f}", *(f"{table[n][i]:.6f}" for n in table)])
+        csv.writer(f, lineterminator="\n").writerow(["frame", "t", *table])
+        f.writelines(row % (int(frame), *values) for frame, *values in zip(frames, times, *table.values()))
 
 
 def _event_times(times, values):

@@ -14,9 +14,12 @@ beat, and each update pulls the prediction part of the way toward the new estima
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+import scipy.fft
 
+from vj.audio.kernels import jit_cached
 from vj.audio.musical import MUSICAL_VARIABLES
 from vj.audio.onsets import OnsetStrength
 
@@ -60,102 +63,191 @@ class Estimate:
     confidence: float
 
 
-def _interp(values, positions):
-    return np.interp(positions, np.arange(len(values)), values, left=0.0, right=0.0)
+@jit_cached
+def _at(values, position):
+    """`values` linearly interpolated at a fractional index, 0 outside the array (as np.interp with left=right=0)."""
+    last = values.shape[0] - 1
+    if position < 0.0 or position > last:
+        return 0.0
+    i = int(position)
+    if i == last:
+        return values[last]
+    return values[i] + (position - i) * (values[i + 1] - values[i])
+
+
+@lru_cache(maxsize=16)
+def _lag_counts(n):
+    """(FFT size, products per lag) of an n-sample autocorrelation."""
+    return scipy.fft.next_fast_len(2 * n, real=True), n - np.arange(n, dtype=np.float64)
 
 
 def autocorrelation(x):
     """Unbiased autocorrelation r[L] = mean of x[n] x[n+L], for L = 0..len(x)-1."""
-    n = len(x)
-    size = 1 << int(math.ceil(math.log2(2 * n)))
-    spectrum = np.fft.rfft(x, size)
-    r = np.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, size)[:n]
-    return r / (n - np.arange(n))
+    size, counts = _lag_counts(len(x))
+    spectrum = scipy.fft.rfft(x, size)
+    return scipy.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, size)[:len(x)] / counts
+
+
+@jit_cached
+def comb_scores(r, periods):
+    """Mean of the normalized autocorrelation at L, 2L, 3L, 4L for each period L (frames); multiples
+    beyond half the history, where r rests on few products, are left out."""
+    half = r.shape[0] / 2  # r has one lag per frame of history
+    out = np.empty(periods.shape[0])
+    for j in range(periods.shape[0]):
+        total = _at(r, periods[j])
+        count = 1
+        for k in range(2, 5):
+            if k * periods[j] <= half:
+                total += _at(r, k * periods[j])
+                count += 1
+        out[j] = total / count
+    return out
+
+
+@jit_cached
+def strongest_period(r, periods, log_periods, prior):
+    """(period frames, comb score) of the best comb score times the prior over `periods`, refined by a
+    parabola through the neighbouring scores on the log-period grid."""
+    comb = comb_scores(r, periods)
+    best = 0
+    for j in range(1, periods.shape[0]):
+        if comb[j] * prior[j] > comb[best] * prior[best]:
+            best = j
+    period = periods[best]
+    if 0 < best < periods.shape[0] - 1:
+        a, b, c = comb[best - 1], comb[best], comb[best + 1]
+        denominator = a - 2 * b + c
+        if denominator < 0:
+            shift = 0.5 * (a - c) / denominator
+            j = best if shift >= 0 else best - 1
+            fraction = shift if shift >= 0 else shift + 1.0
+            period = math.exp(log_periods[j] + fraction * (log_periods[j + 1] - log_periods[j]))
+    return period, comb[best]
+
+
+@lru_cache(maxsize=16)
+def _memory_weights(n, frame_rate):
+    """Weights of the last n onset frames: recent onsets count most."""
+    return np.exp((np.arange(n) - n) / (MEMORY_SECONDS * frame_rate))
+
+
+@lru_cache(maxsize=16)
+def _tempo_grid(frame_rate, tempo_range):
+    """Candidate periods (frames, a log-spaced grid over tempo_range), their logs and the tempo prior."""
+    lo, hi = tempo_range
+    periods = 60.0 * frame_rate / np.exp(np.arange(math.log(lo), math.log(hi), 0.002))
+    prior = np.exp(-0.5 * (np.log2(60.0 * frame_rate / periods / PRIOR_CENTRE_BPM) / PRIOR_OCTAVES) ** 2)
+    return periods, np.log(periods), prior
 
 
 def estimate_tempo(onsets, frame_rate, tempo_range, fixed_period=None):
     """(period seconds, confidence) from onset strength; `fixed_period` only scores that period."""
-    n = len(onsets)
-    weights = np.exp((np.arange(n) - n) / (MEMORY_SECONDS * frame_rate))  # recent onsets count most
-    x = (onsets - onsets.mean()) * weights
+    x = (onsets - onsets.sum() / len(onsets)) * _memory_weights(len(onsets), frame_rate)
     r = autocorrelation(x)
     if r[0] <= 1e-12:
         return None, 0.0
     r = r / r[0]
-    lo, hi = tempo_range
     if fixed_period is not None:
-        periods = np.array([fixed_period * frame_rate])
-    else:
-        bpms = np.exp(np.arange(math.log(lo), math.log(hi), 0.002))
-        periods = 60.0 * frame_rate / bpms
-    multiples = np.arange(1, 5)[:, None] * periods[None, :]
-    usable = multiples <= n / 2
-    usable[0] = True
-    comb = np.where(usable, _interp(r, multiples), 0.0).sum(axis=0) / usable.sum(axis=0)
-    if fixed_period is not None:
-        return fixed_period, float(comb[0])
-    prior = np.exp(-0.5 * (np.log2(60.0 * frame_rate / periods / PRIOR_CENTRE_BPM) / PRIOR_OCTAVES) ** 2)
-    best = int(np.argmax(comb * prior))
-    if 0 < best < len(periods) - 1:  # parabolic refinement on the log-period grid
-        a, b, c = comb[best - 1:best + 2]
-        denominator = a - 2 * b + c
-        shift = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
-        period = float(np.exp(np.interp(best + shift, np.arange(len(periods)), np.log(periods))))
-    else:
-        period = float(periods[best])
-    return period / frame_rate, float(comb[best])
+        return fixed_period, float(comb_scores(r, np.array([fixed_period * frame_rate]))[0])
+    period, confidence = strongest_period(r, *_tempo_grid(frame_rate, tuple(tempo_range)))
+    return period / frame_rate, confidence
 
 
-def beat_strengths(onsets, period, offset, count):
-    """Onset strength at the last `count` beats (newest first), `offset` frames back from the end."""
-    positions = len(onsets) - 1 - offset - period * np.arange(count)
-    positions = positions[positions >= 1]
-    near = positions[:, None] + np.arange(-2, 3)[None, :]
-    return _interp(onsets, near).max(axis=1)
+@jit_cached
+def beat_strength(onsets, period, offset):
+    """Mean onset strength at the beats of a comb with `period` frames whose newest beat is `offset`
+    frames back from the end: each beat reads the strongest frame within 2 of it."""
+    total = 0.0
+    count = 0
+    position = onsets.shape[0] - 1 - offset
+    while position >= 1:
+        strongest = 0.0
+        for d in range(-2, 3):
+            strongest = max(strongest, _at(onsets, position + d))
+        total += strongest
+        count += 1
+        position -= period
+    return total / max(count, 1)
 
 
+@jit_cached
 def estimate_phase(onsets, period):
-    """Frames from the newest frame back to the most recent beat of a comb with `period` frames."""
-    offsets = np.arange(0.0, math.ceil(period))
-    count = max(1, int(len(onsets) // period))
-    weights = 0.85 ** np.arange(count)
-    positions = len(onsets) - 1 - offsets[:, None] - period * np.arange(count)[None, :]
-    score = (_interp(onsets, positions) * weights).sum(axis=1)
-    best = int(np.argmax(score))
-    a, b, c = score[best - 1], score[best], score[(best + 1) % len(score)]  # the comb is periodic in offset
+    """Frames from the newest frame back to the most recent beat of a comb with `period` frames
+    (the offset whose beats, recent ones weighted most, land on the strongest onsets)."""
+    n = onsets.shape[0]
+    count = max(1, int(n // period))
+    score = np.empty(int(math.ceil(period)))
+    for offset in range(score.shape[0]):
+        total = 0.0
+        weight = 1.0
+        for k in range(count):
+            total += weight * _at(onsets, n - 1 - offset - period * k)
+            weight *= 0.85
+        score[offset] = total
+    best = np.argmax(score)
+    size = score.shape[0]
+    a, b, c = score[(best - 1) % size], score[best], score[(best + 1) % size]  # the comb is periodic in offset
     denominator = a - 2 * b + c
     shift = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
-    return float((best + shift) % period)
+    return (best + shift) % period
 
 
-def choose_metre(onsets, period, tempo_range, frame_rate, prefer=None):
-    """The beat among the metrical relatives of `period` (frames): the fastest pulse in tempo_range
-    whose beats are nearly as strong as those of the strongest relative; subdivisions that put
-    every second pulse on a weak onset (hats between kick and snare) score lower and lose.
+@jit_cached
+def choose_metre(onsets, period, shortest, longest, prefer):
+    """The beat among the metrical relatives of `period` (frames): the fastest pulse between the periods
+    `shortest` and `longest` (tempo_range) whose beats are nearly as strong as those of the strongest
+    relative; subdivisions that put every second pulse on a weak onset (hats between kick and snare)
+    score lower and lose.
 
-    A `prefer`red period (the beat already locked) that is allowed and twice or half the winner is kept,
-    so a locked tempo does not flip octaves on a weak bar. Returns (period, checked); not checked while
-    the history holds fewer than METRE_BEATS beats of it.
+    A `prefer`red period (the beat already locked; 0 for none) that is twice or half the winner is kept
+    while its beats stay strong enough, so a locked tempo does not flip octaves on a weak bar. Returns
+    (period, checked); not checked while the history holds fewer than METRE_BEATS beats of it.
     """
-    lo, hi = tempo_range
-    scores = {}
-    for ratio in METRE_RATIOS:  # only pulses with METRE_BEATS beats in the history: fewer would be chance
-        candidate = period * ratio
-        if candidate * METRE_BEATS <= len(onsets):
-            offset = estimate_phase(onsets, candidate)
-            count = int((len(onsets) - 1 - offset) // candidate) + 1
-            scores[candidate] = beat_strengths(onsets, candidate, offset, count).mean()
-    if period not in scores:
+    candidates = np.empty(len(METRE_RATIOS))
+    scores = np.full(len(METRE_RATIOS), -1.0)  # -1: fewer than METRE_BEATS beats in the history, not scored
+    for i, ratio in enumerate(METRE_RATIOS):
+        candidates[i] = period * ratio
+        if candidates[i] * METRE_BEATS <= onsets.shape[0]:
+            scores[i] = beat_strength(onsets, candidates[i], estimate_phase(onsets, candidates[i]))
+    if scores[0] < 0:  # METRE_RATIOS[0] is the period itself
         return period, False
-    strongest = max(scores.values())
-    allowed = [c for c in scores if lo <= 60.0 * frame_rate / c <= hi and scores[c] >= METRE_SHARE * strongest]
-    if not allowed:
+    strongest = scores.max()
+    best = -1.0
+    for i in range(len(METRE_RATIOS)):
+        if shortest <= candidates[i] <= longest and scores[i] >= METRE_SHARE * strongest:
+            if best < 0 or candidates[i] < best:
+                best = candidates[i]
+    if best < 0:
         return period, False
-    best = min(allowed)
-    if prefer is not None and any(abs(prefer / best / r - 1) <= SAME_TEMPO for r in (0.5, 2.0)):
-        kept = [c for c in scores if abs(c / prefer - 1) <= SAME_TEMPO and scores[c] >= METRE_KEEP * strongest]
-        best = kept[0] if kept else best
+    if prefer > 0 and (abs(prefer / best / 0.5 - 1) <= SAME_TEMPO or abs(prefer / best / 2.0 - 1) <= SAME_TEMPO):
+        for i in range(len(METRE_RATIOS)):
+            if abs(candidates[i] / prefer - 1) <= SAME_TEMPO and scores[i] >= METRE_KEEP * strongest:
+                return candidates[i], True
     return best, True
+
+
+@jit_cached
+def beat_values(times, clock, period, locked, decay, beats_per_bar, bar_offset, out):
+    """The musical variables (rows in MUSICAL_VARIABLES order) at `times`; `clock` = (last beat, next
+    beat, beat count) advances past every beat the times reach (a beat at time t counts from t on)."""
+    last, upcoming, count = clock[0], clock[1], int(clock[2])
+    for j in range(times.shape[0]):
+        t = times[j]
+        while locked and t >= upcoming:
+            last, upcoming, count = upcoming, upcoming + period, count + 1
+        out[0, j] = math.exp(-(t - last) / decay)
+        if locked:
+            interval = upcoming - last if count else period
+            phase = min(max(1.0 - (upcoming - t) / interval, 0.0), 1.0 - 1e-9)
+            position = (count - 1 - bar_offset) % beats_per_bar if count else beats_per_bar - 1
+            out[1, j] = phase
+            out[2, j] = (position + phase) / beats_per_bar
+            out[3, j] = 60.0 / period
+        else:
+            out[1, j] = out[2, j] = out[3, j] = 0.0
+        out[4, j] = count
+    clock[0], clock[1], clock[2] = last, upcoming, count
 
 
 class BeatTracker:
@@ -221,15 +313,15 @@ class BeatTracker:
         out = np.empty((len(MUSICAL_VARIABLES), total - self._ticks))
         k = self._ticks
         while k < total:
-            # The state changes only at updates; the next one takes effect at the end of tick `boundary`,
-            # when its last onset frame is complete.
+            # The state changes only at updates; the next one takes effect at tick `boundary`, whose end
+            # is the end of the update's last onset frame: it applies once that tick is complete.
             update = (self._applied // self._update_every + 1) * self._update_every
             boundary = update * TICKS_PER_FRAME - 1
             end = min(total, boundary)
             if end > k:
                 out[:, k - self._ticks:end - self._ticks] = self._tick_values(k, end)
                 k = end
-            if k == boundary:
+            if k == boundary < total:
                 self._apply(update - self._applied)
         self._ticks = total
         return out
@@ -248,7 +340,7 @@ class BeatTracker:
         onsets = self._history[-available:]
         period, confidence = estimate_tempo(onsets, self.frame_rate, self.settings.tempo_range, self.fixed_period)
         recent = onsets[-int(BREAK_SECONDS * self.frame_rate):]
-        if recent.mean() < BREAK_LEVEL * onsets.mean():  # the music stopped: the history's beat is no evidence
+        if recent.sum() / len(recent) < BREAK_LEVEL * onsets.sum() / len(onsets):  # the music stopped: the history's beat is no evidence
             confidence = 0.0
         self.confidence = confidence
         if period is None:
@@ -257,9 +349,10 @@ class BeatTracker:
         checked = True
         if self.fixed_period is None:
             recent = onsets[-int(METRE_SECONDS * self.frame_rate):]  # the metre of the music playing now
-            current = self.period * self.frame_rate if self.locked else None
-            period, checked = choose_metre(recent, period * self.frame_rate, self.settings.tempo_range,
-                                           self.frame_rate, current)
+            current = self.period * self.frame_rate if self.locked else 0.0
+            lo, hi = self.settings.tempo_range
+            period, checked = choose_metre(recent, period * self.frame_rate, 60.0 * self.frame_rate / hi,
+                                           60.0 * self.frame_rate / lo, current)
             period /= self.frame_rate
         offset = estimate_phase(onsets, period * self.frame_rate)
         newest = now - self.onsets.delay  # the newest frame's onset time
@@ -303,26 +396,9 @@ class BeatTracker:
     def _tick_values(self, start, end):
         """Variables for ticks start..end-1 with the current state (each tick's time is its end)."""
         times = (np.arange(start, end) + 1) * (self.control_hop / self.sample_rate)
-        out = np.zeros((len(MUSICAL_VARIABLES), len(times)))
-        bpb = self.settings.beats_per_bar
-        first = 0
-        while first < len(times):
-            # ticks before the next beat share last_beat; a beat splits the span
-            split = len(times) if not self.locked else int(np.searchsorted(times, self.next_beat))
-            if split > first:
-                span = times[first:split]
-                out[0, first:split] = np.exp(-(span - self.last_beat) / self.settings.beat_decay)
-                if self.locked:
-                    interval = self.next_beat - self.last_beat if self.count else self.period
-                    phase = np.clip(1.0 - (self.next_beat - span) / interval, 0.0, 1.0 - 1e-9)
-                    position = (self.count - 1 - self.bar_offset) % bpb if self.count else bpb - 1
-                    out[1, first:split] = phase
-                    out[2, first:split] = (position + phase) / bpb
-                    out[3, first:split] = 60.0 / self.period
-                out[4, first:split] = self.count
-                first = split
-            if first < len(times):
-                self.last_beat = self.next_beat
-                self.next_beat += self.period
-                self.count += 1
+        out = np.empty((len(MUSICAL_VARIABLES), len(times)))
+        clock = np.array([self.last_beat, self.next_beat, self.count])
+        beat_values(times, clock, self.period or 0.0, self.locked, self.settings.beat_decay,
+                    self.settings.beats_per_bar, self.bar_offset, out)
+        self.last_beat, self.next_beat, self.count = float(clock[0]), float(clock[1]), int(clock[2])
         return out

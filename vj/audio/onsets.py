@@ -3,10 +3,17 @@
 Frame j covers the samples [(j+1)*hop - n_fft, (j+1)*hop) of the stream (zeros before its start)
 and is complete once those samples have arrived; its value is the mean over mel bands of the rise
 of log(1 + power / REFERENCE_POWER) since frame j-1. Any split of the stream into blocks gives the
-same frames, because the frame grid is fixed from sample 0.
+same frames, because the frame grid is fixed from sample 0: the FFT of a frame does not depend on
+how many frames share a call (scipy's pocketfft computes each row alike), and the mel sums and the
+flux run in one compiled loop in a fixed order.
 """
 
+import math
+
 import numpy as np
+import scipy.fft
+
+from vj.audio.kernels import jit_cached
 
 N_MELS = 40
 F_MIN = 30.0
@@ -36,6 +43,41 @@ def fft_size(sample_rate):
     return 1 << max(8, int(round(np.log2(sample_rate * 0.0213))))
 
 
+def mel_extents(weights):
+    """(first, end) bin of each mel filter's nonzero span, so the sums skip the zeros."""
+    nonzero = weights > 0
+    first = np.argmax(nonzero, axis=1)
+    end = weights.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    return first.astype(np.int64), np.where(nonzero.any(axis=1), end, first).astype(np.int64)
+
+
+@jit_cached
+def _windowed_frames(buffer, window, hop, count):
+    """(count, len(window)) frames of `buffer`, `hop` apart, times the window."""
+    out = np.empty((count, window.shape[0]), np.float32)
+    for j in range(count):
+        for i in range(window.shape[0]):
+            out[j, i] = buffer[j * hop + i] * window[i]
+    return out
+
+
+@jit_cached
+def _flux(spectra, weights, first, end, scale, previous, out):
+    """Per frame: the mean over mel bands of the rise of log(1 + mel power * scale); `previous` carries on."""
+    n_mels = weights.shape[0]
+    for j in range(spectra.shape[0]):
+        total = 0.0
+        for m in range(n_mels):
+            acc = 0.0
+            for b in range(first[m], end[m]):
+                c = spectra[j, b]
+                acc += weights[m, b] * (c.real * c.real + c.imag * c.imag)
+            level = math.log1p(acc * scale)
+            total += max(level - previous[m], 0.0)
+            previous[m] = level
+        out[j] = total / n_mels
+
+
 class OnsetStrength:
     """Streams mono audio into onset-strength frames at `sample_rate / hop` frames per second."""
 
@@ -48,6 +90,7 @@ class OnsetStrength:
         self.delay = self.n_fft / 2 / self.sample_rate
         self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
         self._mel = mel_filters(self.sample_rate, self.n_fft)
+        self._first, self._end = mel_extents(self._mel)
         self._buffer = np.zeros(self.n_fft - self.hop, np.float32)
         self._previous = np.zeros(self._mel.shape[0])
         self.frames = 0
@@ -59,15 +102,9 @@ class OnsetStrength:
         if count <= 0:
             self._buffer = buffer
             return np.zeros(0)
+        spectra = scipy.fft.rfft(_windowed_frames(buffer, self._window, self.hop, count), axis=1)
         out = np.empty(count)
-        scale = 4.0 / self.n_fft ** 2 / REFERENCE_POWER
-        for j in range(count):  # one frame per call: batched FFTs and products may round differently
-            frame = buffer[j * self.hop:j * self.hop + self.n_fft]
-            spectrum = np.fft.rfft(frame * self._window)
-            power = spectrum.real ** 2 + spectrum.imag ** 2
-            level = np.log1p(self._mel @ power * scale)
-            out[j] = np.maximum(level - self._previous, 0.0).mean()
-            self._previous = level
+        _flux(spectra, self._mel, self._first, self._end, 4.0 / self.n_fft ** 2 / REFERENCE_POWER, self._previous, out)
         self._buffer = buffer[count * self.hop:]
         self.frames += count
         return out
