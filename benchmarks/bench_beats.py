@@ -1,7 +1,7 @@
 """Musical variables (beat tracker, per-band hits): live cost, and agreement with librosa on recordings.
 
 Run: python benchmarks/bench_beats.py cost
-     python benchmarks/bench_beats.py compare DIR [DIR...] [--tracks 10] [--seconds 60]
+     python benchmarks/bench_beats.py compare DIR [DIR...] [--tracks 10] [--seconds 60] [--cache DIR]
 (compare needs librosa: pip install librosa)
 """
 
@@ -131,7 +131,27 @@ def tempo_relation(ref, est):
     return "no"
 
 
-def compare(dirs, max_tracks, seconds):
+def librosa_reference(path, seconds, cache=None):
+    """(tempo, beat times, onset times) from librosa's offline beat_track and onset_detect; kept in
+    `cache` (a folder) when given, since they take longer than the whole vj analysis."""
+    saved = Path(cache) / f"{path.name}.{seconds:g}s.npz" if cache else None
+    if saved and saved.exists():
+        z = np.load(saved)
+        return float(z["tempo"]), z["beats"], z["onsets"]
+    import librosa
+
+    y, sr = librosa.load(str(path), sr=None, mono=True, duration=seconds)
+    tempo, beat_frames = librosa.beat.beat_track(y=y, sr=sr)
+    tempo = float(np.atleast_1d(tempo)[0])
+    beats = librosa.frames_to_time(beat_frames, sr=sr)
+    onsets = librosa.onset.onset_detect(y=y, sr=sr, units="time")
+    if saved:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(saved, tempo=tempo, beats=beats, onsets=onsets)
+    return tempo, beats, onsets
+
+
+def compare(dirs, max_tracks, seconds, cache=None):
     import librosa
 
     files = sorted(p for d in dirs for p in Path(d).rglob("*") if p.suffix.lower() in EXTENSIONS)
@@ -148,11 +168,7 @@ def compare(dirs, max_tracks, seconds):
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     stats = []
     for p in tracks:
-        y, sr = librosa.load(str(p), sr=None, mono=True, duration=seconds)
-        tempo, lr_beat_frames = librosa.beat.beat_track(y=y, sr=sr)
-        lr_tempo = float(np.atleast_1d(tempo)[0])
-        lr_beats = librosa.frames_to_time(lr_beat_frames, sr=sr)
-        lr_onsets = librosa.onset.onset_detect(y=y, sr=sr, units="time")
+        lr_tempo, lr_beats, lr_onsets = librosa_reference(p, seconds, cache)
         vj_tempo, vj_beats, vj_onsets, locked, _ = vj_analysis(p, seconds)
         rel = tempo_relation(lr_tempo, vj_tempo)
         fb = f_measure(vj_beats[vj_beats >= 5.0], lr_beats[lr_beats >= 5.0], 0.070)
@@ -178,11 +194,12 @@ def main():
     m.add_argument("dirs", nargs="+")
     m.add_argument("--tracks", type=int, default=10)
     m.add_argument("--seconds", type=float, default=60.0)
+    m.add_argument("--cache", help="folder that keeps librosa's results between runs")
     args = parser.parse_args()
     if args.mode == "cost":
         cost(args.seconds)
     else:
-        compare(args.dirs, args.tracks, args.seconds)
+        compare(args.dirs, args.tracks, args.seconds, args.cache)
     return 0
 
 

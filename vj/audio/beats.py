@@ -21,7 +21,7 @@ import scipy.fft
 
 from vj.audio.kernels import jit_cached
 from vj.audio.musical import MUSICAL_VARIABLES
-from vj.audio.onsets import OnsetStrength
+from vj.audio.onsets import ACCENT, STRENGTH, OnsetStrength
 
 TICKS_PER_FRAME = 10          # onset frames are 10 control ticks (about 10 ms)
 WINDOW_SECONDS = 6.0          # onset history the estimate looks at
@@ -35,7 +35,7 @@ BREAK_LEVEL = 0.1             # ... are this much weaker than the history's mean
 HOLD_SECONDS = 4.0            # a locked beat coasts through breaks this long
 TEMPO_SWITCH_SECONDS = 1.0    # a tempo more than SAME_TEMPO away must persist this long to replace the current
 SAME_TEMPO = 0.04
-METRE_RATIOS = (1.0, 2.0, 0.5, 1.5, 2 / 3, 3.0, 1 / 3)   # relatives of the autocorrelation's period
+METRE_RATIOS = (1.0, 2.0, 0.5)   # relatives of the autocorrelation's period
 METRE_SHARE = 0.7             # a pulse is the beat if its beats are this strong relative to the strongest relative's
 METRE_KEEP = 0.5              # ... and a locked beat stays while its beats are this strong (no octave flips)
 METRE_SECONDS = 4.5           # the metre is judged on this much recent history
@@ -257,10 +257,11 @@ class BeatTracker:
         self.settings = settings
         self.sample_rate = int(sample_rate)
         self.control_hop = int(control_hop)
-        self.onsets = OnsetStrength(sample_rate, control_hop * TICKS_PER_FRAME)
+        self.onsets = OnsetStrength(sample_rate, control_hop * TICKS_PER_FRAME, STRENGTH)
+        self.accents = OnsetStrength(sample_rate, control_hop * TICKS_PER_FRAME, ACCENT)
         self.frame_rate = self.onsets.frame_rate
-        self._history = np.zeros(int(round(WINDOW_SECONDS * self.frame_rate)))
-        self._pending = np.zeros(0)         # onset frames computed but not yet applied
+        self._history = np.zeros((2, int(round(WINDOW_SECONDS * self.frame_rate))))  # strength, accent
+        self._pending = np.zeros((2, 0))    # onset frames computed but not yet applied
         self._applied = 0                   # onset frames applied to the state
         self._ticks = 0
         self._samples = 0
@@ -307,7 +308,8 @@ class BeatTracker:
     # -- streaming -----------------------------------------------------------------------------
     def process(self, block):
         """Musical variables (len(MUSICAL_VARIABLES), n_new_ticks) for the control ticks completed by `block`."""
-        self._pending = np.concatenate((self._pending, self.onsets.process(block)))
+        new = np.stack((self.onsets.process(block), self.accents.process(block)))
+        self._pending = np.concatenate((self._pending, new), axis=1)
         self._samples += len(block)
         total = self._samples // self.control_hop
         out = np.empty((len(MUSICAL_VARIABLES), total - self._ticks))
@@ -328,16 +330,16 @@ class BeatTracker:
 
     def _apply(self, count):
         """Move `count` pending onset frames into the history, then update the estimate."""
-        new, self._pending = self._pending[:count], self._pending[count:]
-        self._history = np.concatenate((self._history[count:], new))
+        new, self._pending = self._pending[:, :count], self._pending[:, count:]
+        self._history = np.concatenate((self._history[:, count:], new), axis=1)
         self._applied += count
         if self._applied >= MIN_SECONDS * self.frame_rate:
             self._update(self._applied * self.onsets.hop / self.sample_rate)
 
     def _update(self, now):
         """Re-estimate from the history at time `now` (the end of the newest onset frame)."""
-        available = min(self._applied, len(self._history))
-        onsets = self._history[-available:]
+        available = min(self._applied, self._history.shape[1])
+        onsets, accents = self._history[:, -available:]
         period, confidence = estimate_tempo(onsets, self.frame_rate, self.settings.tempo_range, self.fixed_period)
         recent = onsets[-int(BREAK_SECONDS * self.frame_rate):]
         if recent.sum() / len(recent) < BREAK_LEVEL * onsets.sum() / len(onsets):  # the music stopped: the history's beat is no evidence
@@ -348,13 +350,13 @@ class BeatTracker:
             return
         checked = True
         if self.fixed_period is None:
-            recent = onsets[-int(METRE_SECONDS * self.frame_rate):]  # the metre of the music playing now
+            recent = accents[-int(METRE_SECONDS * self.frame_rate):]  # the metre of the music playing now
             current = self.period * self.frame_rate if self.locked else 0.0
             lo, hi = self.settings.tempo_range
             period, checked = choose_metre(recent, period * self.frame_rate, 60.0 * self.frame_rate / hi,
                                            60.0 * self.frame_rate / lo, current)
             period /= self.frame_rate
-        offset = estimate_phase(onsets, period * self.frame_rate)
+        offset = estimate_phase(accents, period * self.frame_rate)
         newest = now - self.onsets.delay  # the newest frame's onset time
         anchor = newest - offset / self.frame_rate
         if confidence < (UNLOCK_CONFIDENCE if self.locked else LOCK_CONFIDENCE):
