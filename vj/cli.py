@@ -1,4 +1,4 @@
-"""The `vj` command: check, analyze, render, bench, schema."""
+"""The `vj` command: check, analyze, render, live, devices, bench, schema."""
 
 import argparse
 import logging
@@ -20,7 +20,10 @@ def _domain_errors():
         errors += [EngineError, RenderError]
     except ImportError:  # the engine's dependencies are optional for check/analyze
         pass
-    return tuple(errors)
+    from vj.control.midi import MidiError
+    from vj.control.osc import OscError
+    from vj.live.display import DisplayError
+    return tuple(errors + [MidiError, OscError, DisplayError])
 
 
 def _count(n, noun):
@@ -39,8 +42,11 @@ def cmd_check(args):
         prompts = sum(len(s.prompts) for s in preset.scenes)
         names = ", ".join(preset.input_variables)
         total = sum(preset.scene_durations())
+        live = f"controls: {', '.join(preset.control_names)}, " if preset.controls else ""
+        if preset.midi:
+            live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
         print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
-              f"scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
+              f"{live}scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
               f"model {preset.model}")
         for warning in preset.warnings:
             print(f"{path}: warning: {warning}")
@@ -74,6 +80,17 @@ def cmd_analyze(args):
 def cmd_render(args):
     from vj import render
     return render.main(args)
+
+
+def cmd_live(args):
+    from vj.live import main as live
+    return live.main(args)
+
+
+def cmd_devices(args):
+    from vj.live import devices
+    print(devices.report())
+    return 0
 
 
 def cmd_bench(args):
@@ -145,6 +162,44 @@ def build_parser():
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
     _engine_options(p)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("live", help="the live show: audio in, MIDI/OSC/keys, frames on a display",
+                       description="Run a preset live: analyse a mic/line-in (or rehearse with a file), take MIDI, "
+                                   "OSC and keys, show the newest frame fullscreen (or in a window).")
+    p.add_argument("preset", metavar="PRESET")
+    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
+    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
+    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    audio = p.add_mutually_exclusive_group()
+    audio.add_argument("--audio-device", metavar="D", help="input device: index or part of its name (default: the "
+                                                           "system's default input; 'none': no audio)")
+    audio.add_argument("--audio", metavar="FILE", help="rehearse with a file: play it and analyse what is heard")
+    p.add_argument("--no-playback", action="store_true", help="with --audio: analyse in real time without playing")
+    p.add_argument("--audio-output", metavar="D", help="with --audio: output device (index or part of its name)")
+    p.add_argument("--sample-rate", type=int, help="input sample rate (default: the device's)")
+    p.add_argument("--channels", type=lambda t: [int(c) for c in t.split(",")], metavar="1,2",
+                   help="input channels to mix down, 1-based (default: all)")
+    p.add_argument("--blocksize", type=int, default=0, help="audio block size in samples (default 0: the device's)")
+    p.add_argument("--latency", default="high", help="'low', 'high' or seconds (default high: the steadiest)")
+    p.add_argument("--midi", metavar="NAME", help="MIDI input port (part of its name)")
+    p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
+                   help="OSC address to listen on (default 127.0.0.1:9000; 'off' for none)")
+    p.add_argument("--osc-allow", nargs="+", metavar="ADDR", help="with --osc beyond localhost: senders (addresses "
+                                                                   "or networks) allowed")
+    p.add_argument("--display", type=int, default=0, metavar="N", help="monitor for fullscreen (default 0)")
+    p.add_argument("--windowed", action="store_true", help="a window at the preset's size instead of fullscreen")
+    p.add_argument("--blend", action="store_true", help="crossfade between engine frames when the engine is slower "
+                                                        "than the display (default: repeat frames)")
+    p.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (H shows it)")
+    p.add_argument("--stats", metavar="FILE", help="write JSON lines of show statistics, about one a second")
+    p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
+    _engine_options(p)
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("devices", help="audio inputs and outputs, MIDI ports and displays",
+                       description="List audio inputs and outputs, MIDI input ports and displays with their sizes.")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("bench", help="time the frame engine per stage",
                        description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")

@@ -114,7 +114,16 @@ def _boolean(value):
     return value
 
 
+def _positive_integer(value):
+    value = number(value, integer=True)
+    if value < 1:
+        raise ValueError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+NUMBER = Check(number, {"type": "number"}, "number")
 POSITIVE = Check(_positive, {"type": "number", "exclusiveMinimum": 0}, "number > 0")
+POSITIVE_INTEGER = Check(_positive_integer, {"type": "integer", "minimum": 1}, "integer ≥ 1")
 NON_NEGATIVE = Check(_non_negative, {"type": "number", "minimum": 0}, "number ≥ 0")
 TEXT = Check(_text, {"type": "string"}, "text")
 PATH = Check(_text, {"type": "string"}, "file path")
@@ -161,9 +170,9 @@ def optional(check):
     return Check(convert, schema, f"{check.doc} or `null`")
 
 
-def ordered_pair(lo, hi):
-    """A list of two numbers [min, max] with lo <= min < max <= hi."""
-    item = in_range(lo, hi)
+def ordered_pair(lo=None, hi=None):
+    """A list of two numbers [min, max] with min < max, inside lo..hi when those are given."""
+    item = NUMBER if lo is None else in_range(lo, hi)
 
     def convert(value):
         if not isinstance(value, (list, tuple)) or len(value) != 2:
@@ -173,7 +182,27 @@ def ordered_pair(lo, hi):
             raise ValueError(f"min {low:g} must be less than max {high:g}")
         return (low, high)
     schema = {"type": "array", "items": item.schema, "minItems": 2, "maxItems": 2}
-    return Check(convert, schema, f"[min, max] with {lo} ≤ min < max ≤ {hi}")
+    bounds = "min < max" if lo is None else f"{lo} ≤ min < max ≤ {hi}"
+    return Check(convert, schema, f"[min, max] with {bounds}")
+
+
+def list_of(cls, doc, example):
+    """A list of mappings with the keys of dataclass `cls`. Only the list is checked here: its user checks the
+    items one by one with their lines, so the list is returned as read (a LineList keeps its lines)."""
+    def convert(value):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of {example}")
+        return value
+    return Check(convert, {"type": "array", "items": object_schema(cls)}, doc)
+
+
+def mapping_of(cls, doc, example):
+    """A mapping with the keys of dataclass `cls`; like `list_of`, its user checks the keys with their lines."""
+    def convert(value):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping like {example}")
+        return value
+    return Check(convert, object_schema(cls), doc)
 
 
 _NAME = r"(?!__)[A-Za-z_][A-Za-z0-9_]*"

@@ -13,18 +13,20 @@ class Director:
     def __init__(self, preset, seed=None):
         self.preset = preset
         self.seed = preset.seed if seed is None else seed
-        self.variables = FrameVariables(preset.input_variables)
+        self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
         self._motion = [getattr(preset, key) for key in MOTION_KEYS]
+        self._control_defaults = {c.name: float(c.default) for c in preset.controls}  # a render's controls
 
     def _prompts(self, scene, env):
         # image prompts need CLIP guidance (not available yet); `vj check` warns about them
         return tuple((p.text, p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
 
-    def request(self, frame, t, inputs):
-        """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`."""
-        env = self.variables.frame(t, frame, inputs)
-        position = self.timeline.at(t)
+    def request(self, frame, t, inputs, position=None):
+        """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`; the scene
+        comes from `position` (a live show's ScenePosition) or, when None, from the render's timeline."""
+        env = self.variables.frame(t, frame, {**self._control_defaults, **inputs})
+        position = self.timeline.at(t) if position is None else position
         preset = self.preset
         return FrameRequest(
             index=frame,

@@ -30,6 +30,13 @@ def load_image(path, width, height):
         raise RenderError(f"init_image '{path}' cannot be read ({exc})") from None
 
 
+def engine_settings(preset):
+    """The engine's settings from a preset (renders and live shows alike)."""
+    return EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
+                          fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
+                          sampling_mode=preset.sampling_mode, transition_mode=preset.transition_mode)
+
+
 def plan(preset, args):
     """(audio path or None, duration in seconds, frame count) for this render."""
     track = Path(args.audio) if args.audio else preset.input_audio
@@ -81,9 +88,7 @@ def main(args):
     components = load_components(preset.model, preset.vae, args.device, args.dtype)
     if args.compile:
         compile_components(components)
-    settings = EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
-                              fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
-                              sampling_mode=preset.sampling_mode, transition_mode=preset.transition_mode)
+    settings = engine_settings(preset)
     init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
     engine = FrameEngine(components, settings, init)
     director = Director(preset)

@@ -1,5 +1,5 @@
-"""The preset schema: every key defined once (check, default, meaning) as a field of `Preset` or `Band`, and
-the one place errors are made.
+"""The preset schema: every key defined once (check, default, meaning) as a field of `Preset`, `Band`,
+`ControlItem` or the MIDI bindings, and the one place errors are made.
 
 Keys follow pytti's names where the concept is the same. All problems of a preset are collected
 and reported together, each as `file:line: key: message`.
@@ -14,11 +14,14 @@ import yaml
 from vj.audio.bands import Band, check_band
 from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 from vj.audio.sources import AudioError, audio_info
-from vj.config_keys import (BOOLEAN, NON_NEGATIVE, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range, key,
-                            keys, number, object_schema, optional, ordered_pair)
+from vj.config_keys import (BOOLEAN, NON_NEGATIVE, NUMBER, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range,
+                            key, keys, list_of, mapping_of, number, optional, ordered_pair, variable_name)
+from vj.control.controls import CURVES, ControlSpec
+from vj.control.midi import SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.expressions import Expression, ExpressionError, compile_expression
 from vj.expressions.compiler import did_you_mean
 from vj.expressions.functions import BUILTIN_VARIABLES
+from vj.live.scenes import QUANTIZE
 from vj.preset.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.scenes import SceneError, parse_scenes
 
@@ -59,19 +62,36 @@ def _durations(value):
     return tuple(POSITIVE.convert(v) for v in values)
 
 
-def _filter_list(value):
-    if not isinstance(value, (list, tuple)):
-        raise ValueError("expected a list of {variable_name, f_center, f_width, order}")
-    return value
-
-
 SIZE = Check(_size, {"type": "integer", "minimum": 64, "multipleOf": 8}, "integer, a multiple of 8, ≥ 64")
 DURATIONS = Check(_durations, {"type": ["number", "array"], "exclusiveMinimum": 0, "items": POSITIVE.schema,
                                "minItems": 1}, "number > 0, or a list of them")
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
 EXPRESSION = Check(compile_expression, {"type": ["number", "string"]}, "expression", late=True)
-# Items are checked one by one against Band's keys (with lines and name clashes) by _filters.
-FILTERS = Check(_filter_list, {"type": "array", "items": object_schema(Band)}, "list of filters (below)")
+MUSICAL_NAMES = (MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VARIABLES)}")
+
+
+@dataclass(frozen=True)
+class ControlItem:
+    """One item of `controls` as written in a preset; parse_preset makes it a ControlSpec."""
+
+    name: str = key(variable_name(MUSICAL_NAMES), REQUIRED,
+                    "name of the variable in expressions; `NAME_prev` comes with it, and neither may clash with "
+                    "another variable")
+    default: float | None = key(optional(NUMBER), None, "its value when a show starts, and in renders; `null`: the "
+                                                        "low end of `range`")
+    range: tuple = key(ordered_pair(), [0, 1], "[lo, hi]: the values it takes")
+    curve: str = key(choice(*CURVES), "linear",
+                     "knob position p (0..1) to value: `linear` lo + p·(hi − lo); `exponential` lo·(hi/lo)^p, for "
+                     "speeds and frequencies (needs 0 < lo); `square` lo + p²·(hi − lo), fine near lo")
+
+
+# Items are checked one by one against their dataclass's keys (with lines and name clashes) by _filters,
+# _controls and _midi.
+FILTERS = list_of(Band, "list of filters (below)", "{variable_name, f_center, f_width, order}")
+CONTROLS = list_of(ControlItem, "list of `{name, default, range, curve}`",
+                   "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
+MIDI = mapping_of(MidiSection, "`{cc: [{channel, cc, control}], notes: [{channel, note, action, scene}]}`",
+                  "{cc: [{channel: 1, cc: 21, control: zoom}], notes: [{note: 36, action: next_scene}]}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +113,8 @@ class Preset:
                                                   "(its first seconds)")
     transition_mode: str = key(choice(*TRANSITION_MODES), "slerp",
                                "conditioning crossfade: linear, or slerp per token vector")
+    scene_quantize: str = key(choice(*QUANTIZE), "none", "live shows: a scene change waits for the next beat or bar "
+                                                         "(`none`: it starts at once)")
     duration: float | None = key(optional(POSITIVE), None, "render length in seconds; if not given: the track "
                                                            "from `--start` on, else the scenes' total")
     frames_per_second: float = key(in_range(1, 240), 24, "frames per second")
@@ -114,6 +136,16 @@ class Preset:
     tempo_source: str = key(choice(*TEMPO_SOURCES), "audio",
                             "`audio`, or `link`: tempo and phase from an Ableton Link session instead of the audio "
                             "(it applies to live shows)")
+    controls: tuple = key(CONTROLS, (), "control variables set live (MIDI knobs, OSC): each makes the variable "
+                                        "`name` (and `name_prev`) for every expression; `range` [lo, hi] (default "
+                                        "[0, 1]), `default` (default lo), `curve` `linear`, `exponential` (needs "
+                                        "0 < lo) or `square`; renders use the defaults")
+    midi: MidiSection | None = key(optional(MIDI), None,
+                                   "MIDI bindings for live shows: each `cc` item sets a control from a knob (channel "
+                                   "1-16, default 1; cc 0-127); each `notes` item triggers `next_scene`, "
+                                   "`previous_scene`, `scene` or `queue` (with `scene: N`, 1 = the first), "
+                                   "`blackout`, `freeze`, `tap_tempo`, `downbeat` or `hud`. Knobs bound by MIDI "
+                                   "learn are kept in `NAME.midi.yaml` beside the preset and replace these")
     model: str = key(TEXT, "stabilityai/sd-turbo", "hub id or local diffusers folder, `tiny`, or `arch:sd-turbo`")
     vae: str = key(TEXT, "auto", "`auto` (the model's VAE), `taesd` (tiny VAE, `madebyollin/taesd`) or a hub "
                                  "id/path")
@@ -148,6 +180,11 @@ class Preset:
         """Every variable the audio analysis produces: filters, hits, then the musical variables."""
         return _input_variables(self.input_audio_filters)
 
+    @property
+    def control_names(self):
+        """The control variables' names (their values come from the show's Controls, or their defaults)."""
+        return tuple(c.name for c in self.controls)
+
     def scene_durations(self):
         """One duration per scene (the last given value repeats)."""
         given = self.scene_duration
@@ -156,6 +193,10 @@ class Preset:
 
 FIELDS = keys(Preset)
 FILTER_FIELDS = keys(Band)
+CONTROL_FIELDS = keys(ControlItem)
+MIDI_FIELDS = keys(MidiSection)
+CC_FIELDS = keys(CCBinding)
+NOTE_FIELDS = keys(NoteBinding)
 
 
 def _input_variables(bands):
@@ -163,8 +204,9 @@ def _input_variables(bands):
     return names + tuple(hit_name(b.variable_name) for b in bands if b.hit) + MUSICAL_VARIABLES
 
 
-def _own_variables(name, hit):
-    """The variables a filter named `name` makes: the name, its hit (with `hit`), and the _prev of each."""
+def _own_variables(name, hit=False):
+    """The variables a filter or control named `name` makes: the name, its hit (with `hit`), and the _prev of
+    each."""
     inputs = (name, hit_name(name)) if hit else (name,)
     return inputs + tuple(f"{v}_prev" for v in inputs)
 
@@ -219,7 +261,8 @@ def _check_fields(raw, specs, problems, prefix=""):
 
 
 def _clash(name, hit, taken):
-    """Why the variables of a filter named `name` clash with those `taken` ({variable: owner}), or None."""
+    """Why the variables of a filter or control named `name` clash with those `taken` ({variable: owner}), or
+    None."""
     own = _own_variables(name, hit)
     if name in taken:
         return f"'{name}' is already used by {taken[name]}"
@@ -230,27 +273,39 @@ def _clash(name, hit, taken):
     return None
 
 
-def _filters(raw_list, line, problems, audio_rate):
-    """Bands from the (list-checked) filter items; each item's keys, name clashes and band edges are checked."""
-    musical = f"the musical variables ({', '.join(MUSICAL_VARIABLES)} and their _prev)"
-    taken = {v: musical for m in MUSICAL_VARIABLES for v in (m, f"{m}_prev")}
-    bands = []
+def _items(raw_list, line, label, fields, problems, example):
+    """(label[i], item, its line, typed values, whether its keys are valid) for each mapping in a (list-checked)
+    list; its keys are checked against `fields` with their lines, and items that are not mappings are reported."""
     for i, item in enumerate(raw_list):
+        where = f"{label}[{i}]"
         item_line = raw_list.lines[i] if isinstance(raw_list, LineList) else line
-        label = f"input_audio_filters[{i}]"
         if not isinstance(item, dict):
-            problems.add(item_line, label, "expected a mapping like {variable_name: fLo, f_center: 105, f_width: 65}")
+            problems.add(item_line, where, f"expected a mapping like {example}")
             continue
         before = len(problems.items)
-        values = _check_fields(item, FILTER_FIELDS, problems, prefix=f"{label}.")
-        name = values["variable_name"]
-        if name is not None:
-            clash = _clash(name, values["hit"], taken)
-            if clash:
-                problems.add(_line(item, "variable_name"), f"{label}.variable_name", clash)
-            for variable in _own_variables(name, values["hit"]):
-                taken.setdefault(variable, label)
-        if len(problems.items) > before:
+        values = _check_fields(item, fields, problems, prefix=f"{where}.")
+        yield where, item, item_line, values, len(problems.items) == before
+
+
+def _claim(name, hit, item, label, taken, problems, key="variable_name"):
+    """Record the variables of a filter or control in `taken`; False (and a problem) if they clash."""
+    clash = _clash(name, hit, taken)
+    if clash:
+        problems.add(_line(item, key), f"{label}.{key}", clash)
+    for variable in _own_variables(name, hit):
+        taken.setdefault(variable, label)
+    return clash is None
+
+
+def _filters(raw_list, line, problems, audio_rate, taken):
+    """Bands from the (list-checked) filter items; each item's keys, name clashes and band edges are checked."""
+    bands = []
+    items = _items(raw_list, line, "input_audio_filters", FILTER_FIELDS, problems,
+                   "{variable_name: fLo, f_center: 105, f_width: 65}")
+    for label, item, item_line, values, ok in items:
+        if values["variable_name"] is not None:
+            ok = _claim(values["variable_name"], values["hit"], item, label, taken, problems) and ok
+        if not ok:
             continue
         band = Band(**values)
         try:  # without a known track only the lower edge can be checked here; render checks the rest
@@ -259,6 +314,93 @@ def _filters(raw_list, line, problems, audio_rate):
             problems.add(item_line, label, str(exc))
         bands.append(band)
     return tuple(bands)
+
+
+def _controls(raw_list, line, problems, taken):
+    """(ControlSpecs, names) from the (list-checked) `controls` items: keys, name clashes, range and default
+    checked. `names` also has the names of items with other problems, so that expressions using them are not
+    reported too."""
+    specs, names = [], []
+    items = _items(raw_list, line, "controls", CONTROL_FIELDS, problems,
+                   "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
+    for label, item, _, values, ok in items:
+        if values["name"] is not None:
+            if _claim(values["name"], False, item, label, taken, problems, key="name"):
+                names.append(values["name"])
+            else:
+                ok = False
+        if not ok:
+            continue
+        (lo, hi), default, curve = values["range"], values["default"], values["curve"]
+        default = lo if default is None else default
+        if curve == "exponential" and lo <= 0:
+            problems.add(_line(item, "range"), f"{label}.range",
+                         f"an exponential curve needs 0 < lo < hi, got [{lo:g}, {hi:g}]")
+        elif not lo <= default <= hi:
+            problems.add(_line(item, "default"), f"{label}.default",
+                         f"{default:g} is outside the range [{lo:g}, {hi:g}]")
+        else:
+            specs.append(ControlSpec(values["name"], default, lo, hi, curve))
+    return tuple(specs), tuple(names)
+
+
+def _midi_cc(raw_list, line, problems, controls):
+    """CCBindings from the (list-checked) `midi.cc` items: declared controls, one binding per knob and control."""
+    bindings, by_knob, by_control = [], {}, {}
+    for label, item, _, b, ok in _items(raw_list, line, "midi.cc", CC_FIELDS, problems,
+                                        "{channel: 1, cc: 21, control: zoom}"):
+        if not ok:
+            continue
+        knob, control = (b["channel"], b["cc"]), b["control"]
+        if control not in controls:
+            declared = (f"declared: {', '.join(controls)}" if controls
+                        else "no controls are declared (add them under `controls:`)")
+            problems.add(_line(item, "control"), f"{label}.control", f"'{control}' is not a declared control"
+                         f"{did_you_mean(str(control), controls)}; {declared}")
+        elif knob in by_knob:
+            problems.add(_line(item, "cc"), label,
+                         f"channel {knob[0]} cc {knob[1]} is already bound by {by_knob[knob]}")
+        elif control in by_control:
+            problems.add(_line(item, "control"), f"{label}.control",
+                         f"'{control}' is already bound by {by_control[control]} (one knob per control)")
+        else:
+            by_knob[knob] = by_control[control] = label
+            bindings.append(CCBinding(**b))
+    return tuple(bindings)
+
+
+def _midi_notes(raw_list, line, problems, scene_count):
+    """NoteBindings from the (list-checked) `midi.notes` items: scenes that exist, one binding per note.
+    `scene_count` is None when the scenes did not parse (scene numbers are not checked then)."""
+    bindings, by_note = [], {}
+    for label, item, _, b, ok in _items(raw_list, line, "midi.notes", NOTE_FIELDS, problems,
+                                        "{channel: 1, note: 36, action: next_scene}"):
+        if not ok:
+            continue
+        note, action, scene = (b["channel"], b["note"]), b["action"], b["scene"]
+        if action in SCENE_ACTIONS and scene is None:
+            problems.add(_line(item, "action"), f"{label}.scene",
+                         f"action '{action}' needs `scene: N` (1 = the first scene)")
+        elif action not in SCENE_ACTIONS and scene is not None:
+            problems.add(_line(item, "scene"), f"{label}.scene",
+                         f"only the actions {' and '.join(SCENE_ACTIONS)} take a scene, not '{action}'")
+        elif scene is not None and scene_count is not None and scene > scene_count:
+            problems.add(_line(item, "scene"), f"{label}.scene",
+                         f"scene {scene} does not exist; the preset's scenes are 1..{scene_count}")
+        elif note in by_note:
+            problems.add(_line(item, "note"), label, f"channel {note[0]} note {note[1]} is already bound by "
+                                                     f"{by_note[note]}")
+        else:
+            by_note[note] = label
+            bindings.append(NoteBinding(**b))
+    return tuple(bindings)
+
+
+def _midi(raw, problems, controls, scene_count):
+    """The MidiSection from the (mapping-checked) `midi` value."""
+    section = _check_fields(raw, MIDI_FIELDS, problems, prefix="midi.")
+    return MidiSection(cc=_midi_cc(section["cc"], _line(raw, "cc"), problems, controls),
+                       notes=_midi_notes(section["notes"], _line(raw, "notes"), problems, scene_count))
 
 
 def _resolve(path_text, base):
@@ -280,17 +422,23 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
             audio_rate = audio_info(values["input_audio"]).samplerate
         except AudioError as exc:
             problems.add(_line(raw, "input_audio"), "input_audio", str(exc))
-    bands = _filters(values["input_audio_filters"], _line(raw, "input_audio_filters"), problems, audio_rate)
-    inputs = _input_variables(bands)
-    variables = BUILTIN_VARIABLES + inputs + tuple(f"{n}_prev" for n in inputs)
+    musical = f"the musical variables ({', '.join(MUSICAL_VARIABLES)} and their _prev)"
+    taken = {v: musical for m in MUSICAL_VARIABLES for v in (m, f"{m}_prev")}
+    bands = _filters(values["input_audio_filters"], _line(raw, "input_audio_filters"), problems, audio_rate, taken)
+    controls, control_names = _controls(values["controls"], _line(raw, "controls"), problems, taken)
+    names = _input_variables(bands) + control_names
+    variables = BUILTIN_VARIABLES + names + tuple(f"{n}_prev" for n in names)
 
-    scenes = []
+    scenes, scene_count = [], None
     if isinstance(values["scenes"], str):
         try:
             scenes = parse_scenes(values["scenes"], variables, values["scene_prefix"], values["scene_suffix"])
+            scene_count = len(scenes)
         except SceneError as exc:
             for problem in exc.problems:
                 problems.add(_line(raw, "scenes"), "scenes", problem)
+    if values["midi"] is not None:
+        values["midi"] = _midi(values["midi"], problems, control_names, scene_count)
     warnings = []
     for scene in scenes:
         for prompt in scene.prompts:
@@ -316,7 +464,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     if problems.items:
         raise problems.error()
     scene_text = values["scenes"]
-    values.update(scenes=scenes, input_audio_filters=bands)
+    values.update(scenes=scenes, input_audio_filters=bands, controls=controls)
     return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
 
 

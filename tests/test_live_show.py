@@ -1,0 +1,182 @@
+"""The live show's engine side: actions between frames, hot reload, engine faults; and `vj live` end to end on Xvfb."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vj.control import actions as act
+from vj.control.controls import Controls
+from vj.live.main import ShowClock, SilentAudio
+from vj.live.show import EngineLoop, smaller
+from vj.live.slot import FrameSlot
+from vj.live.state import ShowState
+from vj.preset import load_preset
+from vj.render import engine_settings
+
+PRESET = """\
+scenes: a red square:1 | sparks:knob || a blue circle:1
+transition_time: 1
+width: 64
+height: 64
+frames_per_second: 10
+bpm: 120
+controls:
+  - {name: knob, default: 0.25, range: [0, 2]}
+strength: 0.2 + 0.1*knob
+"""
+
+
+@pytest.fixture
+def preset_file(tmp_path):
+    path = tmp_path / "show.yaml"
+    path.write_text(PRESET)
+    return path
+
+
+class Clock:
+    """A settable show clock for the watcher and the loop."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def make_state(path, clock=None):
+    preset = load_preset(path, {"model": "tiny"})
+    state = ShowState(preset, Controls(preset.controls), {"model": "tiny"})
+    if clock is not None:
+        state.watcher._clock = clock
+    return state
+
+
+def test_controls_reach_the_request_and_scene_actions_crossfade(preset_file):
+    state = make_state(preset_file)
+    request = state.request(0.0, {})
+    assert dict(request.prompts)["sparks"] == pytest.approx(0.25)   # the control's default
+    state.apply(act.SetControl("knob", 1.5), 0.0, {})
+    state.apply(act.SetControl("knob", 9.0), 0.0, {})                # clamped to the range
+    state.apply(act.JumpScene(1), 0.5, {})
+    request = state.request(1.0, {})
+    assert request.strength == pytest.approx(0.4)
+    assert request.prompts == (("a blue circle", 1.0),) and request.mix == pytest.approx(0.5)
+    assert dict(request.previous_prompts)["sparks"] == pytest.approx(2.0)
+
+
+def test_replace_prompt_live_and_refuse_a_bad_one(preset_file):
+    state = make_state(preset_file)
+    state.apply(act.ReplacePrompt(1, "a green triangle:2"), 0.0, {})
+    state.apply(act.JumpScene(1), 0.0, {})
+    assert state.request(5.0, {}).prompts == (("a green triangle", 2.0),)
+    state.apply(act.ReplacePrompt(1, "oops:nosuchvariable"), 5.0, {})
+    assert state.request(5.0, {}).prompts == (("a green triangle", 2.0),)
+    assert any("scene 2" in w and "refused" in w for w in state.warnings.current())
+
+
+def test_hot_reload_takes_a_good_version_and_refuses_a_bad_one(preset_file):
+    clock = Clock()
+    state = make_state(preset_file, clock)
+    state.controls.set("knob", 1.0)
+    preset_file.write_text(PRESET.replace("a blue circle:1", "a yellow star:1 || a third scene:1"))
+    clock.t = 1.0
+    assert state.reload_if_changed() is not None
+    assert len(state.preset.scenes) == 3 and state.scenes.count == 3
+    assert state.controls.values["knob"] == 1.0                       # kept across the reload
+    preset_file.write_text(PRESET + "strength: [broken\n")
+    clock.t = 2.0
+    assert state.reload_if_changed() is None
+    assert len(state.preset.scenes) == 3                              # the last good preset stays
+    assert any("reload refused" in w and "show.yaml" in w for w in state.warnings.current())
+
+
+class FailingEngine:
+    """An engine whose render raises `error` (the real engine behind it never runs)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def render(self, request):
+        raise self.error
+
+
+def tiny_loop(preset_file, make_engine=None):
+    from engine.frames import FrameEngine
+    from engine.models import load_components
+    state = make_state(preset_file)
+    components = load_components("tiny", "auto", "cpu", "float32")
+    make_engine = make_engine or (lambda settings: FrameEngine(components, settings))
+    clock = Clock()
+    return EngineLoop(state, make_engine, engine_settings(state.preset), SilentAudio(state.preset, clock),
+                      FrameSlot(), clock), clock
+
+
+def test_engine_loop_publishes_frames_with_their_audio_time(preset_file):
+    loop, clock = tiny_loop(preset_file)
+    clock.t = 0.5
+    loop.step()
+    frame, new = loop.slot.take()
+    assert new and frame.rgb.shape == (64, 64, 3) and frame.rgb.dtype == np.uint8
+    assert frame.audio_time == 0.5 and frame.index == 5
+    loop.frozen.set()
+    loop.step()
+    assert loop.slot.take() == (frame, False)                          # frozen: no new frame
+
+
+def test_out_of_memory_falls_back_to_a_smaller_size_and_keeps_the_last_frame(preset_file):
+    preset_file.write_text(PRESET.replace("width: 64", "width: 128").replace("height: 64", "height: 128"))
+    loop, clock = tiny_loop(preset_file)
+    loop.step()
+    good, _ = loop.slot.take()
+    assert good.rgb.shape == (128, 128, 3)
+    loop.engine = FailingEngine(RuntimeError("CUDA out of memory. Tried to allocate 8.00 GiB"))
+    loop.step()
+    assert loop.slot.take() == (good, False)                           # the last good frame stays
+    assert "out of memory at 128x128: now 64x64" in loop.state.warnings.current()
+    loop.step()
+    assert loop.slot.take()[0].rgb.shape == (64, 64, 3)                # the smaller engine renders
+    loop.engine = FailingEngine(RuntimeError("CUDA out of memory"))
+    with pytest.raises(RuntimeError):                                   # at the floor: an error for the HUD
+        loop.step()
+    assert smaller(loop.settings) is None
+
+
+def test_an_engine_error_never_ends_the_loop(preset_file):
+    loop, clock = tiny_loop(preset_file)
+    loop.step()
+    good, _ = loop.slot.take()
+    loop.engine = FailingEngine(ValueError("bad tensor"))
+    loop.start()
+    try:
+        assert loop.stop.wait(0.0) is False
+        deadline = 50
+        while loop.errors == 0 and deadline:   # the thread retries once a second; wait for the first error
+            loop.stop.wait(0.1)
+            deadline -= 1
+    finally:
+        loop.close()
+    assert loop.errors >= 1 and loop.slot.take()[0] is good
+    assert any("engine error: ValueError: bad tensor" in w for w in loop.state.warnings.current())
+
+
+def test_vj_live_runs_on_xvfb_and_writes_stats(preset_file, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from xvfb import xvfb
+    stats = tmp_path / "stats.jsonl"
+    with xvfb(640, 480) as display:
+        env = dict(os.environ, DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")
+        run = subprocess.run([sys.executable, "-m", "vj", "live", str(preset_file), "--model", "tiny", "--windowed",
+                              "--audio-device", "none", "--osc", "off", "--duration", "6", "--stats", str(stats)],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(records) >= 3
+    last = records[-1]
+    assert {"t", "engine_fps", "display_fps", "latency_ms", "dropped_frames", "scene", "variables"} <= set(last)
+    assert max(r["engine_fps"] for r in records) > 0 and last["display_fps"] > 0 and last["scene"] == 0
+    assert last["variables"]["knob"] == 0.25 and last["variables"]["bpm"] == pytest.approx(120)

@@ -1,0 +1,151 @@
+"""The typed actions every show input produces (keys, MIDI, OSC, file watcher) and the one bus they travel on.
+
+Inputs run on their own threads and only `put` actions; the show applies them between frames (`drain`), so no
+lock is held on the frame path and every action can be tested without hardware. Scene indexes are 0-based here;
+user-facing numbers (keys 1-9, OSC `/vj/scene i`) are converted by the input that reads them.
+"""
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SetControl:
+    """Set control `name` to `value`, in the control's own range."""
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class JumpScene:
+    """Go to scene `index` (0-based), quantized like every scene change."""
+    index: int
+
+
+@dataclass(frozen=True)
+class NextScene:
+    """Go to the queued scene if one is queued, else the next one (wrapping)."""
+
+
+@dataclass(frozen=True)
+class PreviousScene:
+    """Go to the previous scene (wrapping)."""
+
+
+@dataclass(frozen=True)
+class QueueScene:
+    """Make scene `index` the one that `NextScene` goes to."""
+    index: int
+
+
+@dataclass(frozen=True)
+class Blackout:
+    """Black output: on, off, or toggle (`on` None)."""
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Hold the current frame: on, off, or toggle (`on` None)."""
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
+class TapTempo:
+    """A tap at time `t` (seconds, the show clock; None: when the show applies it)."""
+    t: float | None = None
+
+
+@dataclass(frozen=True)
+class Downbeat:
+    """The beat nearest to time `t` (None: now) is the first of a bar."""
+    t: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplacePrompt:
+    """Replace the text of scene `index` (0-based) with `text` (scene DSL for one scene)."""
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToggleHud:
+    """Show or hide the HUD."""
+
+
+@dataclass(frozen=True)
+class ToggleFullscreen:
+    """Switch between fullscreen and a window."""
+
+
+@dataclass(frozen=True)
+class ReloadPreset:
+    """Read the preset file again (the file watcher sends this when it changes)."""
+
+
+@dataclass(frozen=True)
+class Learn:
+    """MIDI learn: the next CC that moves binds to control `name` (None: stop learning)."""
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Quit:
+    """End the show."""
+
+
+class ActionBus:
+    """A thread-safe queue of actions, with per-input activity times for the HUD (`active(source)`)."""
+
+    def __init__(self):
+        self._queue = queue.SimpleQueue()
+        self._last = {}
+        self._lock = threading.Lock()
+
+    def put(self, action, source="?"):
+        """Queue `action`; `source` ('midi', 'osc', 'keys', ...) marks that input active."""
+        with self._lock:
+            self._last[source] = time.monotonic()
+        self._queue.put(action)
+
+    def drain(self):
+        """Every action queued so far, oldest first (never blocks)."""
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def active(self, source, within=0.25):
+        """Whether `source` put an action within the last `within` seconds (the HUD's activity light)."""
+        with self._lock:
+            last = self._last.get(source)
+        return last is not None and time.monotonic() - last <= within
+
+
+class RateLimitedLog:
+    """Counts dropped inputs and logs at most one line per `interval` seconds with the count since the last."""
+
+    def __init__(self, logger, what, interval=1.0):
+        self._logger = logger
+        self._what = what
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+        self._since = 0
+        self.total = 0
+
+    def drop(self, reason):
+        """Count one dropped input and log `reason` unless a line was logged within the interval."""
+        with self._lock:
+            self.total += 1
+            self._since += 1
+            now = time.monotonic()
+            if now - self._last < self._interval:
+                return
+            count, self._since, self._last = self._since, 0, now
+        self._logger.warning("%s dropped (%d since the last report, %d in all): %s", self._what, count, self.total, reason)

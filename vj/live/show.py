@@ -1,0 +1,287 @@
+"""`vj live`: audio analysis thread -> variable snapshot -> engine thread -> newest-frame slot -> display.
+
+The engine thread applies show actions between frames and renders at most at the preset's frame rate; the
+main thread polls inputs, shows the newest finished frame with the HUD and never waits for the engine. An engine
+error never closes the window: the last good frame stays, the error goes to the HUD, and the engine retries
+(after running out of memory, at a smaller size).
+"""
+
+import collections
+import json
+import logging
+import threading
+import time
+
+from vj.control import actions as act
+from vj.live import hud
+from vj.live.slot import ShownFrame
+
+log = logging.getLogger(__name__)
+
+# Actions the main thread handles itself; the rest go to the engine thread's show state.
+DISPLAY_ACTIONS = (act.ToggleHud, act.ToggleFullscreen, act.Quit, act.Blackout, act.Freeze, act.Learn,
+                   act.TapTempo, act.Downbeat)
+RETRY_SECONDS = 1.0
+MIN_SIZE = 64
+
+
+def _toggle(current, wanted):
+    return (not current) if wanted is None else bool(wanted)
+
+
+def smaller(settings):
+    """Engine settings at half the size (multiples of 8, at least MIN_SIZE), or None when already minimal."""
+    import dataclasses
+    width = max(MIN_SIZE, settings.width // 2 // 8 * 8)
+    height = max(MIN_SIZE, settings.height // 2 // 8 * 8)
+    if (width, height) == (settings.width, settings.height):
+        return None
+    return dataclasses.replace(settings, width=width, height=height)
+
+
+def is_out_of_memory(exc):
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+class Rate:
+    """Events per second over the last second (engine and display fps); 0 when nothing happened in it."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._times = collections.deque()
+
+    def tick(self):
+        self._times.append(self._clock())
+        self._trim()
+
+    def _trim(self):
+        now = self._clock()
+        while self._times and now - self._times[0] > 1.0:
+            self._times.popleft()
+
+    @property
+    def value(self):
+        self._trim()
+        return float(len(self._times))
+
+
+class EngineLoop:
+    """The engine thread: actions in, requests through the engine, frames into the slot."""
+
+    def __init__(self, state, make_engine, settings, audio, slot, clock):
+        self.state = state
+        self.make_engine = make_engine      # settings -> FrameEngine (same components)
+        self.settings = settings
+        self.engine = make_engine(settings)
+        self.audio = audio
+        self.slot = slot
+        self.clock = clock
+        self.inbox = act.ActionBus()
+        self.stop = threading.Event()
+        self.frozen = threading.Event()
+        self.rate = Rate()
+        self.errors = 0
+        self.last_values = {}
+        self.on_reload = []                 # callables(preset) run after a hot reload (e.g. the MIDI map)
+        self._thread = threading.Thread(target=self._run, name="vj-engine", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def close(self, timeout=1.5):
+        """Stop; a frame still rendering is abandoned after `timeout` (the thread is a daemon)."""
+        self.stop.set()
+        self._thread.join(timeout)
+
+    def _run(self):
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception as exc:  # nothing on this thread may end the show
+                self.errors += 1
+                self.state.warnings.add(f"engine error: {type(exc).__name__}: {exc}")
+                log.exception("engine step failed")
+                self.stop.wait(RETRY_SECONDS)  # pause before retrying; wakes at once when the show stops
+                continue
+            interval = 1.0 / self.state.preset.frames_per_second
+            self.stop.wait(max(0.0, interval - (time.monotonic() - started)))  # cap at the preset's fps
+
+    def step(self):
+        """One frame: apply queued actions, maybe reload, render, publish."""
+        now = self.clock()
+        values, audio_time = self.audio.snapshot()
+        self.last_values = values
+        for action in self.inbox.drain():
+            self.state.apply(action, now, values)
+        if self.state.reload_if_changed() is not None:
+            self._settings_changed()
+        if self.frozen.is_set():
+            return
+        request = self.state.request(now, values)
+        try:
+            rgb = self.engine.render(request)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._shrink(exc)
+            return
+        self.slot.put(ShownFrame(rgb, request.index, audio_time, time.monotonic()))
+        self.rate.tick()
+
+    def _settings_changed(self):
+        settings = self.state.engine_settings()
+        if settings != self.settings:
+            self.settings = settings
+            self.engine = self.make_engine(settings)
+        for hook in [getattr(self.audio, "use_preset", None)] + self.on_reload:
+            if hook is not None:
+                hook(self.state.preset)
+
+    def _shrink(self, exc):
+        smaller_settings = smaller(self.settings)
+        if smaller_settings is None:
+            raise exc
+        self.state.warnings.add(f"out of memory at {self.settings.width}x{self.settings.height}: now "
+                                f"{smaller_settings.width}x{smaller_settings.height}")
+        self.engine = None  # let the failed engine's memory go before the new one takes its own
+        self.settings = smaller_settings
+        self.engine = self.make_engine(smaller_settings)
+
+
+class StatsWriter:
+    """`--stats FILE`: one JSON object per line, about once a second."""
+
+    def __init__(self, path, clock=time.monotonic):
+        self._file = open(path, "w", encoding="utf-8") if path else None
+        self._clock = clock
+        self._next = 0.0
+
+    def maybe_write(self, record_fn):
+        if self._file is None:
+            return
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + 1.0
+        self._file.write(json.dumps(record_fn()) + "\n")
+        self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+
+class Show:
+    """The main thread's side: inputs, display, HUD and stats, around an EngineLoop."""
+
+    def __init__(self, engine_loop, display, bus, clock, hud=True, stats_path=None, midi=None, beats=None,
+                 duration=None, blend=False):
+        self.loop = engine_loop
+        self.display = display
+        self.bus = bus
+        self.clock = clock
+        self.hud = hud
+        self.stats = StatsWriter(stats_path)
+        self.midi = midi
+        self.beats = beats            # object with tap(t) and downbeat(t) on the audio's beat tracker
+        self.duration = duration
+        self.blackout = False
+        self.quit = threading.Event()
+        self.latency_ms = 0.0
+
+    def handle(self, action):
+        """Apply a main-thread action, or pass it on to the engine thread."""
+        if isinstance(action, act.Quit):
+            self.quit.set()
+        elif isinstance(action, act.ToggleHud):
+            self.hud = not self.hud
+        elif isinstance(action, act.ToggleFullscreen):
+            self.display.toggle_fullscreen()
+        elif isinstance(action, act.Blackout):
+            self.blackout = _toggle(self.blackout, action.on)
+        elif isinstance(action, act.Freeze):
+            if _toggle(self.loop.frozen.is_set(), action.on):
+                self.loop.frozen.set()
+            else:
+                self.loop.frozen.clear()
+        elif isinstance(action, act.Learn):
+            if self.midi is None:
+                self.loop.state.warnings.add("MIDI learn needs --midi PORT")
+            else:
+                self.midi.learn(action.name)
+        elif isinstance(action, (act.TapTempo, act.Downbeat)):
+            if self.beats is None:
+                self.loop.state.warnings.add("tap tempo and downbeat need the audio's beat tracker")
+            else:
+                t = action.t if action.t is not None else self.beats.audio_time()
+                (self.beats.tap if isinstance(action, act.TapTempo) else self.beats.downbeat)(t)
+        else:
+            self.loop.inbox.put(action, "show")
+
+    def run(self):
+        """Until Quit, Esc, Ctrl-C, SIGTERM or `duration`: returns the exit status."""
+        self.loop.start()
+        started = self.clock()
+        try:
+            while not self.quit.is_set():
+                for action in self.display.poll():
+                    self.bus.put(action, "keys")
+                for action in self.bus.drain():
+                    self.handle(action)
+                self._present()
+                self.stats.maybe_write(self.record)
+                if self.duration is not None and self.clock() - started >= self.duration:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.loop.close()
+            self.stats.close()
+        return 0
+
+    def _present(self):
+        frame, new = self.loop.slot.take()
+        if new and frame is not None:
+            self.latency_ms = max(0.0, (self.clock() - frame.audio_time) * 1000.0)
+        lines, levels = self.hud_content() if self.hud else (None, None)
+        self.display.present(frame if new else None, blackout=self.blackout, hud_lines=lines, hud_levels=levels)
+
+    def hud_content(self):
+        """(lines, level bars) of the HUD from the show's current state."""
+        state = self.loop.state
+        values = self.loop.last_values
+        waiting = self.midi.waiting_for_pickup() if self.midi is not None else {}
+        knobs = {name: state.controls.specs[name].value(knob) for name, (knob, _) in waiting.items()
+                 if name in state.controls.specs}
+        controls = [hud.ControlView(name, value, knobs.get(name)) for name, value in state.controls.values.items()]
+        lines = hud.hud_lines(
+            engine_fps=self.loop.rate.value, display_fps=self.display.fps, latency_ms=self.latency_ms,
+            vsync=self.display.vsync, scene=state.scenes.current, scene_count=state.scenes.count,
+            queued=state.scenes.queued, bpm=values.get("bpm", 0.0), bar_phase=values.get("bar_phase"),
+            beats_per_bar=state.preset.beats_per_bar,
+            activity={source: self.bus.active(source) for source in ("midi", "osc", "keys")},
+            controls=controls, warnings=state.warnings.current() + [w for w in self._input_warnings() if w],
+            blackout=self.blackout, frozen=self.loop.frozen.is_set())
+        levels = hud.hud_levels({name: values.get(name, 0.0) for name in state.preset.input_variables})
+        return lines, levels
+
+    def _input_warnings(self):
+        return [getattr(self.loop.audio, "warning", None), getattr(self.midi, "warning", None)]
+
+    def record(self):
+        """One line of `--stats`."""
+        state = self.loop.state
+        variables = dict(self.loop.last_values)
+        variables.update(state.controls.values)
+        return {
+            "t": round(self.clock(), 3),
+            "engine_fps": round(self.loop.rate.value, 2),
+            "display_fps": round(self.display.fps, 2),
+            "latency_ms": round(self.latency_ms, 1),
+            "dropped_frames": self.loop.slot.dropped,
+            "scene": state.scenes.current,
+            "engine_errors": self.loop.errors,
+            "variables": {k: round(float(v), 6) for k, v in variables.items()},
+        }

@@ -1,0 +1,165 @@
+"""What a live frame depends on besides the audio: the preset (hot reloaded), scenes, controls and warnings.
+
+Only the engine thread touches a ShowState: it applies the actions between frames and makes each frame's
+request through the same `Director` as a render, with the scene from triggers instead of the clock.
+"""
+
+import dataclasses
+import logging
+import os
+import time
+
+from vj.control import actions as act
+from vj.director import Director
+from vj.live.scenes import LiveScenes
+from vj.preset import PresetError, load_preset
+from vj.scenes import SceneError, parse_scenes
+from vj.scenes.dsl import _split_scenes
+
+log = logging.getLogger(__name__)
+
+WARNING_SECONDS = 8.0  # how long a warning stays in the HUD
+RELOAD_CHECK_SECONDS = 0.5
+
+
+class Warnings:
+    """Recent warnings for the HUD, each shown for WARNING_SECONDS, the same text once (refreshed)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._items = {}
+
+    def add(self, text):
+        if text not in self._items:
+            log.warning("%s", text)
+        self._items[text] = self._clock() + WARNING_SECONDS
+
+    def current(self):
+        now = self._clock()
+        self._items = {t: until for t, until in self._items.items() if until > now}
+        return list(self._items)
+
+
+class PresetWatcher:
+    """Notices when the preset file changes on disk (size or modification time), checked at most twice a second."""
+
+    def __init__(self, path, clock=time.monotonic):
+        self.path = path
+        self._clock = clock
+        self._next = 0.0
+        self._stamp = self._read()
+
+    def _read(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def changed(self):
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + RELOAD_CHECK_SECONDS
+        stamp = self._read()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+
+class ShowState:
+    """The preset, its Director, the live scenes and the controls; `apply` actions, then `request` a frame."""
+
+    def __init__(self, preset, controls, overrides=None, warnings=None):
+        self.overrides = overrides or {}
+        self.controls = controls
+        self.warnings = warnings or Warnings()
+        self.watcher = PresetWatcher(preset.path) if preset.path else None
+        self.preset = None
+        self.scenes = LiveScenes(len(preset.scenes), preset.transition_time, preset.scene_quantize)
+        self._use(preset)
+        self.frame = 0
+        self.reloads = 0
+
+    def _use(self, preset):
+        self.preset = preset
+        self.director = Director(preset)
+        self.controls.respec(preset.controls)
+        self.scenes.resize(len(preset.scenes))
+        self.scenes.transition_time = preset.transition_time
+        self.scenes.quantize = preset.scene_quantize
+
+    # -- actions ---------------------------------------------------------------------------------------------
+    def apply(self, action, now, beat):
+        """Apply a show action at show time `now`; `beat` holds the current musical variables (for quantizing)."""
+        beat = dict(beat, beats_per_bar=self.preset.beats_per_bar)
+        if isinstance(action, act.SetControl):
+            if action.name in self.controls.specs:
+                self.controls.set(action.name, action.value)
+        elif isinstance(action, act.JumpScene):
+            self.scenes.jump(action.index, now, beat)
+        elif isinstance(action, act.NextScene):
+            self.scenes.next(now, beat)
+        elif isinstance(action, act.PreviousScene):
+            self.scenes.previous_scene(now, beat)
+        elif isinstance(action, act.QueueScene):
+            self.scenes.queue(action.index)
+        elif isinstance(action, act.ReplacePrompt):
+            self.replace_prompt(action.index, action.text)
+        elif isinstance(action, act.ReloadPreset):
+            self.reload()
+        else:
+            log.debug("action %r is not the show state's", action)
+
+    def replace_prompt(self, index, text):
+        """Scene `index` gets the text `text` (one scene of the scene DSL); a bad text leaves it as it was."""
+        preset = self.preset
+        pieces = [p for p in _split_scenes(preset.scene_text) if p.strip()]
+        if not 0 <= index < len(pieces):
+            self.warnings.add(f"prompt for scene {index + 1}: there are {len(pieces)} scenes")
+            return
+        pieces[index] = text
+        scene_text = "||".join(pieces)
+        try:
+            scenes = parse_scenes(scene_text, preset.variables, preset.scene_prefix, preset.scene_suffix)
+        except SceneError as exc:
+            self.warnings.add(f"prompt for scene {index + 1} refused: {'; '.join(exc.problems)}")
+            return
+        if len(scenes) != len(preset.scenes):
+            self.warnings.add(f"prompt for scene {index + 1} refused: it must be one scene (no '||')")
+            return
+        self._use(dataclasses.replace(preset, scenes=scenes, scene_text=scene_text))
+
+    # -- hot reload ------------------------------------------------------------------------------------------
+    def reload_if_changed(self):
+        """Reload the preset when its file changed; returns the new preset or None."""
+        if self.watcher is not None and self.watcher.changed():
+            return self.reload()
+        return None
+
+    def reload(self):
+        """Load the preset file again; a version with errors is refused (errors to the HUD and log)."""
+        try:
+            preset = load_preset(self.preset.path, self.overrides)
+        except PresetError as exc:
+            for line in str(exc).splitlines():
+                self.warnings.add(f"reload refused: {line}")
+            return None
+        self._use(preset)
+        self.reloads += 1
+        log.info("reloaded %s", preset.path)
+        return preset
+
+    def engine_settings(self):
+        from vj.render import engine_settings
+        return engine_settings(self.preset)
+
+    # -- frames ----------------------------------------------------------------------------------------------
+    def request(self, now, values):
+        """The FrameRequest at show time `now` with the audio/musical `values`; controls join them."""
+        self.scenes.update(now)
+        inputs = dict(values)
+        inputs.update(self.controls.values)
+        self.frame = int(round(now * self.preset.frames_per_second))
+        return self.director.request(self.frame, now, inputs, self.scenes.at(now))
