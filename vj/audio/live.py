@@ -122,7 +122,6 @@ def _resolve(sd, device, kind):
         except LiveAudioError:
             if _OPEN:
                 raise
-            rescan_devices()
             return _find_device(sd, device, kind)
 
 
@@ -429,7 +428,7 @@ class LiveInput:
     def read(self, frames, timeout=0.0):
         """Up to `frames` mono samples available now (maybe none), waiting at most `timeout` s for some."""
         block = self._kept.read(frames, timeout)
-        return to_mono(block)
+        return to_mono(block if self._select is None else block[:, self._select])
 
     def close(self):
         self._kept.close()
