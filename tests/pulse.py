@@ -3,7 +3,8 @@
 Needs the Debian packages pulseaudio, pulseaudio-utils (pactl) and libasound2-plugins (the ALSA `pulse`
 device that PortAudio opens). Everything the daemon writes stays in its own folder, so it never meets a
 desktop's daemon or another test run's:
-- HOME, XDG_CONFIG_HOME, XDG_RUNTIME_DIR, PULSE_RUNTIME_PATH (pid file, lock) and PULSE_STATE_PATH point there;
+- HOME, XDG_CONFIG_HOME, XDG_RUNTIME_DIR, PULSE_RUNTIME_PATH (pid file, lock) and PULSE_STATE_PATH point there,
+  and clients get PULSE_COOKIE and PULSE_RUNTIME_PATH there too (or they write into ~/.config/pulse);
 - `--system=false` lets it run as a per-user daemon even as root (it logs a warning), `--disallow-exit` keeps
   clients from stopping it, `--exit-idle-time=-1` keeps it up between tests, `-n` loads no default modules;
 - the socket is `FOLDER/native` with `auth-anonymous=1` (no cookie to share), and clients (pactl, and the
@@ -42,7 +43,10 @@ class PulseDaemon:
         self.pid = None
         self.paused = False
         self._recorder = None
-        self.client_env = {"PULSE_SERVER": f"unix:{self.socket}", "PULSE_CLIENTCONFIG": str(self.client_config)}
+        # clients (this process' ALSA plugin too) would otherwise write a cookie and a link into ~/.config/pulse
+        self.client_env = {"PULSE_SERVER": f"unix:{self.socket}", "PULSE_CLIENTCONFIG": str(self.client_config),
+                           "PULSE_COOKIE": str(self.folder / "cookie"),
+                           "PULSE_RUNTIME_PATH": str(self.folder / "run/pulse")}
         dirs = {"HOME": "home", "XDG_CONFIG_HOME": "home/.config", "XDG_RUNTIME_DIR": "run",
                 "PULSE_RUNTIME_PATH": "run/pulse", "PULSE_STATE_PATH": "state"}
         self.env = {**os.environ, **self.client_env, **{k: str(self.folder / v) for k, v in dirs.items()}}
@@ -55,7 +59,7 @@ class PulseDaemon:
         return self.pid is not None
 
     def start(self):
-        missing = [tool for tool in ("pulseaudio", "pactl") if shutil.which(tool) is None]
+        missing = [tool for tool in ("pulseaudio", "pactl", "parec", "paplay") if shutil.which(tool) is None]
         if missing:
             raise PulseError(f"{' and '.join(missing)} not found: these tests record real audio through a "
                              f"PulseAudio null sink; install the Debian packages {PACKAGES}")

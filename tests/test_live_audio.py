@@ -1,7 +1,7 @@
 """Live audio through real PortAudio streams on a private PulseAudio daemon with a null sink (tests/pulse.py).
 
-PulseAudio's capture through ALSA's `pulse` device can take a second or two to deliver its first block, so
-the tests wait on the analysis' snapshots (with timeouts) and assert on what was heard, never on timing.
+A capture through ALSA's `pulse` device may take a while to deliver its first block (up to ~2 s on a fresh
+daemon), so the tests wait on the analysis' snapshots (with timeouts) and assert on what was heard, not on timing.
 """
 
 import re
@@ -25,6 +25,10 @@ BANDS = [Band("tone", TONE, 400, normalize="fixed"), Band("far", 150, 100, norma
 WAIT = 15.0  # generous: a slow machine may take seconds to start a capture; passing tests return much sooner
 
 
+def input_names():
+    return [device.name for device in list_audio_devices()[0]]
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     """One daemon for the module (a fresh one costs the ~2 s first-block delay again); tests may stop it."""
@@ -33,11 +37,14 @@ def daemon(tmp_path_factory):
         for name, value in daemon.client_env.items():
             env.setenv(name, value)  # the ALSA pulse plugin inside this process connects through these
         try:
-            daemon.start()
-            rescan_devices()  # PortAudio listed the devices at import, perhaps before the daemon ran
-        except (PulseError, LiveAudioError) as exc:
-            pytest.fail(f"live audio tests need a PulseAudio null sink and PortAudio: {exc}")
-        try:
+            try:
+                daemon.start()
+                rescan_devices()  # PortAudio listed the devices at import, perhaps before the daemon ran
+                if "pulse" not in input_names():
+                    raise PulseError("PortAudio lists no 'pulse' input: install the Debian package "
+                                     "libasound2-plugins (ALSA's pulse plugin)")
+            except (PulseError, LiveAudioError) as exc:
+                pytest.fail(f"live audio tests need a PulseAudio null sink and PortAudio: {exc}")
             yield daemon
         finally:
             daemon.stop()
@@ -94,10 +101,6 @@ def test_only_the_chosen_channels_are_analysed(pulse, write_audio, channel, pres
             player.wait()
     assert later.values[present] == pytest.approx(0.5, abs=0.1)
     assert later.values[absent] < 0.01
-
-
-def input_names():
-    return [device.name for device in list_audio_devices()[0]]
 
 
 def test_a_killed_sound_server_decays_to_silence_warns_and_comes_back(pulse):

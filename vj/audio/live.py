@@ -38,6 +38,7 @@ class LiveAudioError(AudioError):
 
 
 class AudioDevice(NamedTuple):
+    """One PortAudio device as `vj devices` lists it (channels: its inputs or its outputs)."""
     index: int
     name: str
     channels: int
@@ -79,7 +80,7 @@ def rescan_devices():
     """
     sd = _portaudio()
     with _PA_LOCK:
-        sd._terminate()   # sounddevice's documented way to refresh the list (its FAQ); not public API
+        sd._terminate()   # the maintainer's advice (python-sounddevice issue #125); private functions
         sd._initialize()
 
 
@@ -122,6 +123,7 @@ def _resolve(sd, device, kind):
         except LiveAudioError:
             if _OPEN:
                 raise
+            rescan_devices()
             return _find_device(sd, device, kind)
 
 
@@ -544,6 +546,7 @@ class FilePlayback:
 
 
 class Snapshot(NamedTuple):
+    """What the analysis thread publishes after each block; the frame loop reads the newest one."""
     values: Mapping[str, float]   # read-only {variable name: value}
     audio_time: float             # seconds of audio analysed since the start: the show time of the newest sample
 
@@ -571,10 +574,12 @@ class LiveAnalysis:
 
     @classmethod
     def for_bands(cls, source, bands, beats=BeatSettings()):
+        """The analysis of `bands` (Band objects) at the source's sample rate."""
         return cls(source, AudioAnalyzer(source, bands, beats))
 
     @classmethod
     def for_preset(cls, source, preset):
+        """The analysis of a preset's filters and beat options, as `vj render` computes them."""
         return cls(source, AudioAnalyzer.for_preset(source, preset))
 
     def _run(self):
