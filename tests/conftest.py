@@ -6,7 +6,23 @@ import numpy as np
 import pytest
 import soundfile
 
+from vj.preset import PresetError, load_preset
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text, name="p.yaml"):
+    """Write a preset's text to a file and return its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(path):
+    """The problems a preset file is refused with (it must be refused)."""
+    with pytest.raises(PresetError) as info:
+        load_preset(path)
+    return info.value.problems
 
 
 def tone(freq, seconds, sr=48000, amp=0.5, start=0.0):

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import ROOT, run_vj
+from conftest import ROOT, problems, run_vj, write
 from vj.control.actions import Blackout, JumpScene, QueueScene
 from vj.control.controls import ControlSpec, Controls
 from vj.control.midi import CCBinding, MidiMap, MidiSection, NoteBinding
@@ -24,18 +24,6 @@ controls:
     range: [-4, 4]
     curve: square
 """
-
-
-def write(tmp_path, text, name="p.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def problems(path):
-    with pytest.raises(PresetError) as info:
-        load_preset(path)
-    return info.value.problems
 
 
 def assert_problem(path, expected):

@@ -11,7 +11,7 @@ import pytest
 
 from vj.control import actions as act
 from vj.control.controls import Controls
-from vj.live.main import ShowClock, SilentAudio
+from vj.live.main import SilentAudio
 from vj.live.show import EngineLoop, smaller
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState

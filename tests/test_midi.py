@@ -9,8 +9,9 @@ import mido
 import pytest
 import yaml
 
-from vj.control.actions import (ActionBus, Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
+from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
                                 QueueScene, SetControl, TapTempo, ToggleHud)
+from recording_bus import RecordingBus
 from vj.control.controls import ControlSpec, Controls
 from vj.control.midi import (CCBinding, MidiError, MidiInput, MidiMap, MidiSection, NoteBinding, learned_path,
                              load_learned, midi_port_names, open_matching_input, save_learned)
@@ -24,32 +25,6 @@ class KnobPort(mido.ports.BaseInput):
     def feed(self, *messages):
         with self._lock:
             self._messages.extend(messages)
-
-
-class RecordingBus(ActionBus):
-    """An ActionBus that also records every action, so a test can wait for them."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-        self._changed = threading.Condition()
-
-    def put(self, action, source="?"):
-        super().put(action, source)
-        with self._changed:
-            self.seen.append((action, source))
-            self._changed.notify_all()
-
-    def wait_until(self, predicate, timeout=5.0):
-        """Every action so far, once `predicate(actions)` holds."""
-        with self._changed:
-            actions = lambda: [action for action, _ in self.seen]  # noqa: E731
-            assert self._changed.wait_for(lambda: predicate(actions()), timeout), f"only {self.seen}"
-            return actions()
-
-    def wait_for(self, count):
-        """The first `count` actions, once they have arrived."""
-        return self.wait_until(lambda actions: len(actions) >= count)[:count]
 
 
 def cc(control, value, channel=0):
@@ -176,7 +151,7 @@ def test_learn_binds_the_next_knob_saves_it_and_the_next_run_loads_it(tmp_path, 
     caplog.set_level(logging.INFO, logger="vj.control.midi")
     assert midi.learn("hue") and midi.learning == "hue"
     port.feed(cc(40, 90, channel=3), cc(40, 0, channel=3))  # binds; then hue (at 0) is picked up at 0
-    assert bus.wait_for(1) == [SetControl("hue", 0.0)]
+    assert bus.first(1) == [SetControl("hue", 0.0)]
     assert midi.learning is None and midi.midi_map.cc == {(1, 21): "zoom", (4, 40): "hue"}
     saved = yaml.safe_load((tmp_path / "show.midi.yaml").read_text())
     assert saved == {"cc": [{"channel": 4, "cc": 40, "control": "hue"}]}
@@ -184,7 +159,7 @@ def test_learn_binds_the_next_knob_saves_it_and_the_next_run_loads_it(tmp_path, 
     # zoom learned on another knob: the preset's knob of zoom (cc 21) no longer moves it
     midi.learn("zoom")
     port.feed(cc(22, 64), cc(21, 64), cc(22, 64))
-    assert bus.wait_for(2)[1] == SetControl("zoom", 64 / 127)
+    assert bus.first(2)[1] == SetControl("zoom", 64 / 127)
     assert midi.midi_map.cc == {(4, 40): "hue", (1, 22): "zoom"}
     # the next run: the learned file beside the preset is read with it
     again = MidiMap.for_preset(load_preset(preset_path))

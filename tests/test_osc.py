@@ -17,6 +17,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from vj.control.actions import (ActionBus, Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
                                 QueueScene, ReplacePrompt, SetControl, TapTempo, ToggleHud)
+from recording_bus import RecordingBus
 from vj.control.controls import ControlSpec, Controls
 from vj.control.osc import OscError, OscInput, parse_endpoint
 
@@ -25,26 +26,6 @@ STATUS = {"scene": 2, "scene_count": 3, "bpm": 128.0, "blackout": False}
 SENTINEL = ("/vj/control/hue", 0.125)  # a valid message sent after the ones under test: once it is through, they are
 SENTINEL_ACTION = SetControl("hue", 0.125)
 TIMEOUT = 5.0
-
-
-class RecordingBus(ActionBus):
-    """An ActionBus that also records what is put, so a test waits on a condition instead of sleeping."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-        self._changed = threading.Condition()
-
-    def put(self, action, source="?"):
-        super().put(action, source)
-        with self._changed:
-            self.seen.append((action, source))
-            self._changed.notify_all()
-
-    def wait_for(self, predicate, timeout=TIMEOUT):
-        """Whether predicate(actions so far) became true within `timeout` seconds."""
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate([a for a, _ in self.seen]), timeout)
 
 
 def message(address, *args):
@@ -78,9 +59,9 @@ class Rig:
         done = lambda seen: SENTINEL_ACTION in seen
         self.send(*SENTINEL)
         deadline = time.monotonic() + TIMEOUT
-        while resend and not self.bus.wait_for(done, 0.05) and time.monotonic() < deadline:
+        while resend and not self.bus.became(done, 0.05) and time.monotonic() < deadline:
             self.send(*SENTINEL)
-        assert self.bus.wait_for(done), "the sentinel message never arrived: the OSC input stopped"
+        assert self.bus.became(done), "the sentinel message never arrived: the OSC input stopped"
         return [a for a, _ in self.bus.seen]
 
     def close(self):
@@ -147,7 +128,7 @@ GOOD = [
 @pytest.mark.parametrize("sent, expected", GOOD, ids=[" ".join(map(str, s))[:40] for s, _ in GOOD])
 def test_each_address_gives_its_action(rig, sent, expected):
     rig.send(*sent)
-    assert rig.bus.wait_for(lambda seen: len(seen) >= 1)
+    assert rig.bus.became(lambda seen: len(seen) >= 1)
     assert rig.bus.seen == [(expected, "osc")]
     assert rig.bus.active("osc")
     assert (rig.osc.received, rig.osc.dropped) == (1, 0)
@@ -378,7 +359,7 @@ def test_ipv6_loopback(rig):
         pytest.skip(f"no IPv6 loopback here: {exc}")
     with osc6, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
         sock.sendto(message("/vj/hud"), ("::1", osc6.port))
-        assert rig.bus.wait_for(lambda seen: seen == [ToggleHud()])
+        assert rig.bus.became(lambda seen: seen == [ToggleHud()])
     assert not osc6._thread.is_alive()
 
 

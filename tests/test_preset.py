@@ -2,21 +2,9 @@ import math
 
 import pytest
 
-from conftest import ROOT, run_vj, tone
+from conftest import ROOT, problems, run_vj, tone, write
 from vj.audio.musical import MUSICAL_VARIABLES
 from vj.preset import PresetError, load_preset
-
-
-def write(tmp_path, text, name="p.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def problems(path):
-    with pytest.raises(PresetError) as info:
-        load_preset(path)
-    return info.value.problems
 
 
 def test_every_shipped_preset_passes_vj_check():

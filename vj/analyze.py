@@ -5,7 +5,7 @@ import csv
 import numpy as np
 
 from vj.audio import AudioAnalyzer, FileSource
-from vj.audio.musical import HIT_SUFFIX
+from vj.audio.musical import HIT_SUFFIX, MUSICAL_VARIABLES
 
 
 def frame_values(analyzer, fps, start, duration):
@@ -43,8 +43,7 @@ def plot(path, audio_path, offset, times, table, start, duration):
         f.seek(min(f.frames, int(round((offset + start) * sr))))
         wave = f.read(int(round(duration * sr)), dtype="float32", always_2d=True).mean(axis=1)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True, height_ratios=[2, 1])
-    bands = [n for n in table if not n.endswith(HIT_SUFFIX) and n not in ("beat", "beat_phase", "bar_phase",
-                                                                           "bpm", "beat_count")]
+    bands = [n for n in table if not n.endswith(HIT_SUFFIX) and n not in MUSICAL_VARIABLES]
     colours = {}
     for name in bands:
         colours[name] = top.plot(times, table[name], label=name, linewidth=1)[0].get_color()

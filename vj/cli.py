@@ -67,6 +67,16 @@ def _positive(text):
     return value
 
 
+def _latency(text):
+    """--latency: 'low', 'high' or seconds > 0, as sounddevice takes it."""
+    if text in ("low", "high"):
+        return text
+    try:
+        return _positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'low', 'high' or seconds > 0, got {text}") from None
+
+
 def cmd_analyze(args):
     from vj import analyze
     preset = load_preset(args.preset)
@@ -181,7 +191,8 @@ def build_parser():
     p.add_argument("--channels", type=lambda t: [int(c) for c in t.split(",")], metavar="1,2",
                    help="input channels to mix down, 1-based (default: all)")
     p.add_argument("--blocksize", type=int, default=0, help="audio block size in samples (default 0: the device's)")
-    p.add_argument("--latency", default="high", help="'low', 'high' or seconds (default high: the steadiest)")
+    p.add_argument("--latency", type=_latency, default="high",
+                   help="'low', 'high' or seconds (default high: the steadiest)")
     p.add_argument("--midi", metavar="NAME", help="MIDI input port (part of its name)")
     p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
                    help="OSC address to listen on (default 127.0.0.1:9000; 'off' for none)")

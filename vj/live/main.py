@@ -91,10 +91,8 @@ def open_audio(args, preset, clock):
     if args.audio:
         source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
     else:
-        device = args.audio_device
-        source = LiveInput(device=int(device) if device and device.isdigit() else device,
-                           sample_rate=args.sample_rate, channels=args.channels, blocksize=args.blocksize,
-                           latency=args.latency or "high")
+        source = LiveInput(device=args.audio_device, sample_rate=args.sample_rate, channels=args.channels,
+                           blocksize=args.blocksize, latency=args.latency)
     return LiveAudio(source, preset)
 
 

@@ -7,6 +7,7 @@ error never closes the window: the last good frame stays, the error goes to the 
 """
 
 import collections
+import dataclasses
 import json
 import logging
 import threading
@@ -18,9 +19,6 @@ from vj.live.slot import ShownFrame
 
 log = logging.getLogger(__name__)
 
-# Actions the main thread handles itself; the rest go to the engine thread's show state.
-DISPLAY_ACTIONS = (act.ToggleHud, act.ToggleFullscreen, act.Quit, act.Blackout, act.Freeze, act.Learn,
-                   act.TapTempo, act.Downbeat)
 RETRY_SECONDS = 1.0
 MIN_SIZE = 64
 
@@ -31,7 +29,6 @@ def _toggle(current, wanted):
 
 def smaller(settings):
     """Engine settings at half the size (multiples of 8, at least MIN_SIZE), or None when already minimal."""
-    import dataclasses
     width = max(MIN_SIZE, settings.width // 2 // 8 * 8)
     height = max(MIN_SIZE, settings.height // 2 // 8 * 8)
     if (width, height) == (settings.width, settings.height):

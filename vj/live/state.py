@@ -13,8 +13,7 @@ from vj.control import actions as act
 from vj.director import Director
 from vj.live.scenes import LiveScenes
 from vj.preset import PresetError, load_preset
-from vj.scenes import SceneError, parse_scenes
-from vj.scenes.dsl import _split_scenes
+from vj.scenes import SceneError, parse_scenes, split_scenes
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class ShowState:
     def replace_prompt(self, index, text):
         """Scene `index` gets the text `text` (one scene of the scene DSL); a bad text leaves it as it was."""
         preset = self.preset
-        pieces = [p for p in _split_scenes(preset.scene_text) if p.strip()]
+        pieces = [p for p in split_scenes(preset.scene_text) if p.strip()]
         if not 0 <= index < len(pieces):
             self.warnings.add(f"prompt for scene {index + 1}: there are {len(pieces)} scenes")
             return

@@ -105,7 +105,7 @@ def _scan(text):
         raise SceneError(f"unclosed '[' in '{text}'")
 
 
-def _split_scenes(text):
+def split_scenes(text):
     """Raw scene texts (escapes kept) between unescaped `||`."""
     pieces, start = [], 0
     for pos, item, literal in _scan(text):
@@ -207,7 +207,7 @@ def _prompt(fields, variables, scene_no):
 def parse_scenes(text, variables, prefix="", suffix=""):
     """Parse a pytti scene string into Scenes; raise SceneError naming the scene and prompt."""
     scenes, problems, number = [], [], 0
-    for raw in _split_scenes(text or ""):
+    for raw in split_scenes(text or ""):
         if not raw.strip():
             continue
         number += 1
