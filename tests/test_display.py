@@ -44,7 +44,7 @@ def quadrants(height, width):
 
 
 def frame(rgb, index=0, made_at=0.0):
-    return ShownFrame(rgb=rgb, index=index, audio_time=0.0, made_at=made_at)
+    return ShownFrame(rgb=rgb, index=index, heard_at=0.0, made_at=made_at)
 
 
 def surface_pixels():
@@ -198,6 +198,17 @@ def test_timed_keys_carry_the_show_clock():
     assert key_action(pygame.K_t, clock=lambda: 12.5) == act.TapTempo(12.5)
     assert key_action(pygame.K_d, clock=lambda: 3.0) == act.Downbeat(3.0)
     assert key_action(pygame.K_x) is None
+
+
+def test_l_picks_the_control_to_learn():
+    assert key_action(pygame.K_l) == act.LearnNext(1)
+    assert key_action(pygame.K_l, pygame.KMOD_LSHIFT) == act.LearnNext(-1)
+
+
+def test_hud_marks_the_control_being_learned():
+    lines = hud.control_lines([hud.ControlView("zoom", 0.5), hud.ControlView("hue", 0.3, learning=True)])
+    assert lines[0] == hud.HudLine("zoom 0.5")
+    assert lines[1].text.startswith("> hue 0.3  LEARN: move a knob") and lines[1].warning
 
 
 def test_window_resize_draws_at_the_new_size(display, xserver):

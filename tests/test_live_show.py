@@ -4,14 +4,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from vj.control import actions as act
 from vj.control.controls import Controls
-from vj.live.main import SilentAudio
+from vj.live.audio import SilentAudio
 from vj.live.show import EngineLoop, smaller
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
@@ -116,13 +118,14 @@ def tiny_loop(preset_file, make_engine=None):
                       FrameSlot(), clock), clock
 
 
-def test_engine_loop_publishes_frames_with_their_audio_time(preset_file):
+def test_engine_loop_publishes_frames_with_the_time_their_audio_was_heard(preset_file):
     loop, clock = tiny_loop(preset_file)
     clock.t = 0.5
+    before = time.monotonic()
     loop.step()
     frame, new = loop.slot.take()
     assert new and frame.rgb.shape == (64, 64, 3) and frame.rgb.dtype == np.uint8
-    assert frame.audio_time == 0.5 and frame.index == 5
+    assert before <= frame.heard_at <= frame.made_at and frame.index == 5
     loop.frozen.set()
     loop.step()
     assert loop.slot.take() == (frame, False)                          # frozen: no new frame
@@ -180,3 +183,65 @@ def test_vj_live_runs_on_xvfb_and_writes_stats(preset_file, tmp_path):
     assert {"t", "engine_fps", "display_fps", "latency_ms", "dropped_frames", "scene", "variables"} <= set(last)
     assert max(r["engine_fps"] for r in records) > 0 and last["display_fps"] > 0 and last["scene"] == 0
     assert last["variables"]["knob"] == 0.25 and last["variables"]["bpm"] == pytest.approx(120)
+
+
+NO_WINDOW = SimpleNamespace(fps=0.0, vsync=None)  # what the show reads of a display, for tests without one
+
+
+class LearningMidi:
+    """The part of MidiInput the show uses for learning."""
+
+    def __init__(self):
+        self.learning = None
+
+    def learn(self, name):
+        self.learning = name
+        return True
+
+    def waiting_for_pickup(self):
+        return {}
+
+
+def test_keys_tap_the_tempo_at_their_show_time_through_the_engine_thread(preset_file):
+    from vj.live.show import Show
+    loop, clock = tiny_loop(preset_file)
+    show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
+    clock.t = 1.0
+    loop.step()
+    for t in (0.2, 0.6, 1.0):                     # stamped by the key presses: 0.4 s apart, 150 BPM
+        show.handle(act.TapTempo(t))
+    clock.t = 1.5
+    loop.step()
+    assert show.record()["variables"]["bpm"] == pytest.approx(150.0, abs=0.01)
+
+
+def test_learn_steps_through_the_controls_and_off(preset_file):
+    from vj.live.show import Show
+    preset_file.write_text(PRESET.replace("controls:\n", "controls:\n  - {name: zoom, default: 0}\n"))
+    loop, clock = tiny_loop(preset_file)
+    midi = LearningMidi()
+    show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock, midi=midi)
+    seen = []
+    for step in (1, 1, 1, -1, -1):
+        show.handle(act.LearnNext(step))
+        seen.append(midi.learning)
+    assert seen == ["zoom", "knob", None, "knob", "zoom"]
+    lines = [line.text for line in show.hud_content()[0]]
+    assert any(text.startswith("> zoom 0  LEARN") for text in lines)
+
+
+def test_learn_without_midi_is_a_warning(preset_file):
+    from vj.live.show import Show
+    loop, clock = tiny_loop(preset_file)
+    Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock).handle(act.LearnNext(1))
+    assert "MIDI learn needs --midi PORT" in loop.state.warnings.current()
+
+
+def test_a_full_action_bus_drops_and_counts_instead_of_growing():
+    bus = act.ActionBus(capacity=3)
+    for k in range(5):
+        bus.put(act.SetControl("knob", k), "osc")
+    assert bus.drain() == [act.SetControl("knob", k) for k in range(3)]
+    assert bus.overflow.total == 2 and bus.active("osc")
+    bus.put(act.Blackout(), "keys")
+    assert bus.drain() == [act.Blackout()]

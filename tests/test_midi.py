@@ -9,6 +9,8 @@ import mido
 import pytest
 import yaml
 
+import vj.control.midi as midi_module
+
 from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
                                 QueueScene, SetControl, TapTempo, ToggleHud)
 from recording_bus import RecordingBus
@@ -314,6 +316,7 @@ def test_read_errors_count_as_a_lost_port(start):
 
 
 def test_default_opener_matches_a_substring_of_the_port_names(monkeypatch):
+    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
     monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:Midi Through Port-0 14:0",
                                                          "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"])
     monkeypatch.setattr(mido, "open_input", lambda name: KnobPort(name))
@@ -323,6 +326,7 @@ def test_default_opener_matches_a_substring_of_the_port_names(monkeypatch):
 
 
 def test_default_opener_path_of_midi_input(monkeypatch):
+    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
     port = KnobPort("nanoKONTROL2 MIDI 1")
     monkeypatch.setattr(mido, "get_input_names", lambda: [port.name])
     monkeypatch.setattr(mido, "open_input", lambda name: port)
@@ -340,11 +344,23 @@ def test_port_names_without_a_backend_is_one_clear_line(monkeypatch):
     def fail():
         raise OSError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
     monkeypatch.setattr(mido, "get_input_names", fail)
+    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # a sequencer that exists: rtmidi is asked
     with pytest.raises(MidiError) as info:
         midi_port_names()
     message = str(info.value)
     assert message.startswith("no MIDI backend works here: MidiInAlsa") and "ALSA sequencer" in message
     assert "\n" not in message
+
+
+def test_without_an_alsa_sequencer_rtmidi_is_not_asked(monkeypatch, tmp_path):
+    """Asked without /dev/snd/seq, libasound prints a line to stderr at every retry of a show: so it is not asked."""
+    def asked():
+        raise AssertionError("rtmidi was asked for ports")
+    monkeypatch.setattr(mido, "get_input_names", asked)
+    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", str(tmp_path / "no-seq"))
+    monkeypatch.setattr(midi_module.sys, "platform", "linux")
+    with pytest.raises(MidiError, match=r"^no MIDI backend works here: on Linux MIDI needs the ALSA sequencer"):
+        midi_port_names()
 
 
 def test_real_backend_here_gives_names_or_a_midi_error():

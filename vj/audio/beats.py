@@ -250,6 +250,20 @@ def beat_values(times, clock, period, locked, decay, beats_per_bar, bar_offset, 
     clock[0], clock[1], clock[2] = last, upcoming, count
 
 
+class TapTimes:
+    """Tap tempo: the mean interval of the last 5 taps; a pause over TAP_RESET_SECONDS starts a new series."""
+
+    def __init__(self):
+        self._times = []
+
+    def add(self, t):
+        """Count a tap at time t (seconds); the beat period it gives, or None before the second tap."""
+        if self._times and not 0 < t - self._times[-1] <= TAP_RESET_SECONDS:
+            self._times = []
+        self._times = (self._times + [t])[-5:]
+        return float(np.mean(np.diff(self._times))) if len(self._times) >= 2 else None
+
+
 class BeatTracker:
     """Streams audio into the musical variables at the control rate (one column per control tick)."""
 
@@ -276,17 +290,20 @@ class BeatTracker:
         self.confidence = 0.0
         self._low_since = None
         self._candidate = None              # (period, since) of a tempo waiting to replace the current
-        self._taps = []
+        self._taps = TapTimes()
 
     # -- performer overrides -------------------------------------------------------------------
+    @property
+    def time(self):
+        """Seconds of audio processed: the clock of `tap` and `downbeat` times."""
+        return self._samples / self.sample_rate
+
     def tap(self, t):
         """A tap at time t: two or more taps (less than 2 s apart) set the tempo and put a beat on the tap."""
-        if self._taps and t - self._taps[-1] > TAP_RESET_SECONDS:
-            self._taps = []
-        self._taps = (self._taps + [t])[-5:]
-        if len(self._taps) < 2:
+        period = self._taps.add(t)
+        if period is None:
             return
-        self.fixed_period = float(np.mean(np.diff(self._taps)))
+        self.fixed_period = period
         self.period = self.fixed_period
         self.locked = True
         self.next_beat = t + self.period
@@ -294,7 +311,7 @@ class BeatTracker:
 
     def follow_audio(self):
         """Forget tapped tempo: back to the preset's `bpm`, or to following the audio."""
-        self._taps = []
+        self._taps = TapTimes()
         self.fixed_period = None if self.settings.bpm is None else 60.0 / self.settings.bpm
 
     def downbeat(self, t):

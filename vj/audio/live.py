@@ -5,6 +5,7 @@ The PortAudio callbacks only copy blocks into lock-free rings; everything else (
 device, reopening it) happens on the reader side or on a helper thread, so a dead device never blocks the show.
 """
 
+import collections
 import logging
 import threading
 import time
@@ -189,6 +190,11 @@ class _Pacer:
         self.start = time.monotonic() if start is None else start
         self.done = 0
 
+    @property
+    def arrival(self):
+        """time.monotonic() at which the last frame taken is due."""
+        return self.start + self.done / self.rate
+
     def take(self, frames, timeout, wake):
         """How many of `frames` are due now, waiting up to `timeout` (or until `wake` is set) for a few."""
         due = int((time.monotonic() - self.start) * self.rate) - self.done
@@ -217,6 +223,8 @@ class _KeptStream:
         self.sample_rate = sample_rate
         self.stall_timeout = stall_timeout
         self.data = threading.Event()      # set by the callback after each block
+        self.stamp = (0, time.monotonic())  # (ring.written, time.monotonic()) after the callback's latest block
+        self.arrival = self.stamp[1]       # time.monotonic() when the last frame `read` returned arrived
         self.glitches = 0                  # callbacks with status flags (written by the callback)
         self.last_status = None
         self._open_stream = open_stream    # device index -> an opened, not yet started stream
@@ -249,6 +257,13 @@ class _KeptStream:
         if status:
             self.last_status = status
             self.glitches += 1
+
+    def store(self, block, status):
+        """Callback side: copy a block into the ring and stamp its arrival (one tuple: an atomic publish)."""
+        self.note(status)
+        self.ring.write(block)
+        self.stamp = (self.ring.written, time.monotonic())
+        self.data.set()
 
     def _start(self, index):
         stream = self._open_stream(index)
@@ -289,8 +304,13 @@ class _KeptStream:
         if ring.available or self._lost is None:  # what a lost stream left in the ring comes first
             out = np.empty((min(frames, ring.available), ring.channels), np.float32)
             ring.read_into(out)
+            if len(out):
+                written, at = self.stamp  # frames after `written` came later; before it, earlier
+                self.arrival = at + (ring.taken - written) / self.sample_rate
             return out
-        return np.zeros((silence.take(frames, timeout, self._closing), ring.channels), np.float32)
+        out = np.zeros((silence.take(frames, timeout, self._closing), ring.channels), np.float32)
+        self.arrival = silence.arrival
+        return out
 
     def _watch(self):
         """Reader side: report glitches and notice a lost stream."""
@@ -417,10 +437,7 @@ class LiveInput:
 
     def _callback(self, indata, frames, time_info, status):
         """PortAudio thread: copy the block into the ring, nothing else."""
-        kept = self._kept
-        kept.note(status)
-        kept.ring.write(indata)
-        kept.data.set()
+        self._kept.store(indata, status)
 
     @property
     def warning(self):
@@ -431,6 +448,11 @@ class LiveInput:
         """Up to `frames` mono samples available now (maybe none), waiting at most `timeout` s for some."""
         block = self._kept.read(frames, timeout)
         return to_mono(block if self._select is None else block[:, self._select])
+
+    @property
+    def arrival(self):
+        """time.monotonic() at which the last sample `read` returned reached the callback."""
+        return self._kept.arrival
 
     def close(self):
         self._kept.close()
@@ -504,21 +526,23 @@ class FilePlayback:
 
     def _callback(self, outdata, frames, time_info, status):
         """PortAudio thread: play the next decoded block (silence if none) and copy it into the analysis ring."""
-        kept = self._kept
-        kept.note(status)
         got = self._play.read_into(outdata)
         if got < frames:
             outdata[got:] = 0
             if not self._eof:
-                kept.note("file decoding fell behind")
-        kept.ring.write(outdata)
-        kept.data.set()
+                status = status or "file decoding fell behind"
+        self._kept.store(outdata, status)
         self._space.set()
 
     @property
     def warning(self):
         """A short text for the HUD while the output device is lost or glitching; None when fine."""
         return None if self._kept is None else self._kept.warning
+
+    @property
+    def arrival(self):
+        """time.monotonic() at which the last sample `read` returned was played (or due, without playback)."""
+        return self._pacer.arrival if self._kept is None else self._kept.arrival
 
     def read(self, frames, timeout=0.0):
         """Up to `frames` mono samples of the file as they are played (or due), then silence."""
@@ -548,13 +572,17 @@ class FilePlayback:
 class Snapshot(NamedTuple):
     """What the analysis thread publishes after each block; the frame loop reads the newest one."""
     values: Mapping[str, float]   # read-only {variable name: value}
-    audio_time: float             # seconds of audio analysed since the start: the show time of the newest sample
+    audio_time: float             # seconds of audio analysed since the start
+    heard_at: float               # time.monotonic() when the newest sample analysed arrived (audio-to-display latency)
 
 
 class LiveAnalysis:
     """A thread that feeds a live source into an AudioAnalyzer as audio arrives and publishes, after each
     block, an immutable Snapshot for the frame loop. Analysis errors are logged (rate-limited) and skipped;
     a lost source gives silence at the real-time rate, so the values decay to 0.
+
+    Other threads never touch the analyzer: taps, downbeats and a new analyzer (a preset reload) are queued and
+    applied by the analysis thread between two blocks.
     """
 
     MAX_BLOCK = 4096
@@ -564,7 +592,9 @@ class LiveAnalysis:
         self.analyzer = analyzer
         self.rate = analyzer.sample_rate
         self._frames = 0
-        self._snapshot = Snapshot(MappingProxyType(dict.fromkeys(analyzer.names, 0.0)), 0.0)
+        self._heard_at = time.monotonic()
+        self._snapshot = Snapshot(MappingProxyType(dict.fromkeys(analyzer.names, 0.0)), 0.0, self._heard_at)
+        self._calls = collections.deque()   # callables(analyzer) for the analysis thread (deque: thread-safe)
         self._published = threading.Condition()
         self._stop = threading.Event()
         self._errors = RateLimitedLog(logger, "audio analysis blocks")
@@ -590,6 +620,7 @@ class LiveAnalysis:
                 self._error(exc)
                 self._stop.wait(0.05)
                 continue
+            self._run_calls()  # after the wait for audio: what was asked meanwhile applies to this block
             if not len(block):
                 continue
             try:
@@ -597,10 +628,47 @@ class LiveAnalysis:
             except Exception as exc:  # one bad block must not end the analysis of a show
                 self._error(exc)
             self._frames += len(block)
-            values = MappingProxyType(dict(zip(self.analyzer.names, self.analyzer.values.tolist())))
-            with self._published:
-                self._snapshot = Snapshot(values, self._frames / self.rate)
-                self._published.notify_all()
+            self._heard_at = getattr(self.source, "arrival", None) or time.monotonic()
+            self._publish()
+
+    def _publish(self):
+        values = MappingProxyType(dict(zip(self.analyzer.names, self.analyzer.values.tolist())))
+        with self._published:
+            self._snapshot = Snapshot(values, self._frames / self.rate, self._heard_at)
+            self._published.notify_all()
+
+    def _run_calls(self):
+        while self._calls:
+            call = self._calls.popleft()
+            try:
+                call()
+            except Exception as exc:  # a tap or a reload must not end the analysis
+                self._error(exc)
+
+    def _tracker_time(self, at):
+        """The beat tracker's time for time.monotonic() time `at` (analysis thread only)."""
+        return self.analyzer.beats.time - (self._heard_at - at)
+
+    def tap(self, at):
+        """A tap tempo at time.monotonic() time `at`, applied by the analysis thread."""
+        self._calls.append(lambda: self.analyzer.beats.tap(self._tracker_time(at)))
+
+    def downbeat(self, at):
+        """The beat nearest to time.monotonic() time `at` is the first of a bar (applied by the analysis thread)."""
+        self._calls.append(lambda: self.analyzer.beats.downbeat(self._tracker_time(at)))
+
+    def replace(self, analyzer, keep_beats=False):
+        """Analyse with `analyzer` from the next block on (a preset reload changed the filters or beat options);
+        `keep_beats`: hand it the current beat tracker, so a locked tempo survives a change of filters only."""
+        if analyzer.sample_rate != self.rate:
+            raise ValueError(f"the new analyzer runs at {analyzer.sample_rate} Hz, the source at {self.rate} Hz")
+
+        def swap():
+            if keep_beats and analyzer.hop == self.analyzer.hop:
+                analyzer.beats = self.analyzer.beats
+            self.analyzer = analyzer
+            self._publish()  # the new names at once, so the show never asks for a variable that is gone
+        self._calls.append(swap)
 
     def _error(self, exc):
         self._error_time = time.monotonic()

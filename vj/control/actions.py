@@ -5,6 +5,7 @@ lock is held on the frame path and every action can be tested without hardware. 
 user-facing numbers (keys 1-9, OSC `/vj/scene i`) are converted by the input that reads them.
 """
 
+import logging
 import queue
 import threading
 import time
@@ -93,23 +94,40 @@ class Learn:
 
 
 @dataclass(frozen=True)
+class LearnNext:
+    """MIDI learn from the HUD: pick the next control (`step` 1) or the previous one (-1) to learn; stepping past
+    either end stops learning."""
+    step: int = 1
+
+
+@dataclass(frozen=True)
 class Quit:
     """End the show."""
 
 
 class ActionBus:
-    """A thread-safe queue of actions, with per-input activity times for the HUD (`active(source)`)."""
+    """A thread-safe, bounded queue of actions, with per-input activity times for the HUD (`active(source)`).
 
-    def __init__(self):
-        self._queue = queue.SimpleQueue()
+    It never blocks an input: when `capacity` actions wait undrained (a show that stalls under a flood), further
+    ones are dropped and counted with a rate-limited log line.
+    """
+
+    CAPACITY = 4096
+
+    def __init__(self, capacity=CAPACITY):
+        self._queue = queue.Queue(capacity)
         self._last = {}
         self._lock = threading.Lock()
+        self.overflow = RateLimitedLog(logging.getLogger(__name__), "actions")
 
     def put(self, action, source="?"):
         """Queue `action`; `source` ('midi', 'osc', 'keys', ...) marks that input active."""
         with self._lock:
             self._last[source] = time.monotonic()
-        self._queue.put(action)
+        try:
+            self._queue.put_nowait(action)
+        except queue.Full:
+            self.overflow.drop(f"{self._queue.maxsize} actions wait already; {type(action).__name__} from {source}")
 
     def drain(self):
         """Every action queued so far, oldest first (never blocks)."""

@@ -8,6 +8,7 @@ takeover): a knob moves its control only once it has reached the control's curre
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -198,16 +199,24 @@ class MidiMap:
 
 # --- ports --------------------------------------------------------------------------------------------------
 
+ALSA_SEQUENCER = "/dev/snd/seq"
+NO_SEQUENCER = ("on Linux MIDI needs the ALSA sequencer, /dev/snd/seq: load the snd-seq kernel module "
+                "(sudo modprobe snd-seq)")
+
+
 def midi_port_names():
     """Names of the MIDI input ports (mido's default backend, rtmidi), or MidiError when no backend works here."""
+    if sys.platform.startswith("linux") and not os.path.exists(ALSA_SEQUENCER):
+        # asked anyway, libasound would print an error line to stderr at each retry of a show
+        raise MidiError(f"no MIDI backend works here: {NO_SEQUENCER}")
     try:
         import mido
         return list(mido.get_input_names())
     except ImportError as exc:
         raise MidiError(f"MIDI needs the Python packages mido and python-rtmidi ({exc})") from None
     except OSError as exc:  # rtmidi's errors are OSErrors; without /dev/snd/seq every call fails
-        raise MidiError(f"no MIDI backend works here: {str(exc).strip() or type(exc).__name__} (on Linux MIDI needs "
-                        "the ALSA sequencer, /dev/snd/seq: load the snd-seq kernel module)") from None
+        raise MidiError(f"no MIDI backend works here: {str(exc).strip() or type(exc).__name__} "
+                        f"({NO_SEQUENCER})") from None
 
 
 def open_matching_input(substring):

@@ -7,7 +7,8 @@ for the vertical blank when vsync is on.
 Keys (`poll` returns them as actions; the show applies them):
 Right or Space: next scene; Left: previous scene; 1-9: jump to scene 1-9; Shift+1-9: queue scene 1-9 for "next";
 B: blackout on/off; F: freeze on/off; H: HUD on/off; F11: fullscreen on/off; T: tap tempo; D: downbeat
-(this beat is the first of the bar); Esc, Q or closing the window: quit.
+(this beat is the first of the bar); L / Shift+L: MIDI learn the next / previous control (the HUD marks it;
+move a knob to bind it; past the last control, learning stops); Esc, Q or closing the window: quit.
 """
 
 import logging
@@ -51,6 +52,8 @@ def key_action(key, mod=0, clock=None):
         return act.QueueScene(index) if mod & pygame.KMOD_SHIFT else act.JumpScene(index)
     if key in TIMED_KEYS:
         return TIMED_KEYS[key](None if clock is None else clock())
+    if key == pygame.K_l:
+        return act.LearnNext(-1 if mod & pygame.KMOD_SHIFT else 1)
     make = KEY_ACTIONS.get(key)
     return None if make is None else make()
 

@@ -41,6 +41,7 @@ class ControlView:
     name: str
     value: float
     knob: float | None = None
+    learning: bool = False      # MIDI learn: the next knob moved binds to this control
 
 
 def status_line(engine_fps=None, display_fps=None, latency_ms=None, vsync=None):
@@ -75,13 +76,16 @@ def activity_line(active):
 
 
 def control_lines(controls):
-    """One line per control, 'name 0.5'; a knob waiting for pickup adds 'knob 0.2 up' (turn it up to take over)."""
+    """One line per control, 'name 0.5'; a knob waiting for pickup adds 'knob 0.2 up' (turn it up to take over);
+    the control being learned is marked '> name 0.5  LEARN: move a knob (L: next)'."""
     lines = []
     for c in controls:
-        text = f"{c.name} {c.value:.3g}"
+        text = f"{'> ' if c.learning else ''}{c.name} {c.value:.3g}"
         if c.knob is not None:
             text += f"  knob {c.knob:.3g} {'up' if c.knob < c.value else 'down'}"
-        lines.append(HudLine(text, warning=c.knob is not None))
+        if c.learning:
+            text += "  LEARN: move a knob (L: next, Shift+L: previous)"
+        lines.append(HudLine(text, warning=c.knob is not None or c.learning))
     return lines
 
 

@@ -4,10 +4,9 @@ import logging
 import signal
 import time
 
-from vj.audio import AudioAnalyzer
-from vj.audio.sources import SilenceSource
 from vj.control.actions import ActionBus, Quit
 from vj.control.controls import Controls
+from vj.live.audio import open_audio
 from vj.live.show import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
@@ -24,76 +23,6 @@ class ShowClock:
 
     def __call__(self):
         return time.monotonic() - self.start
-
-
-class SilentAudio:
-    """The audio side of a show without audio input: silence analysed on demand (a fixed `bpm` still beats)."""
-
-    def __init__(self, preset, clock):
-        self._clock = clock
-        self.use_preset(preset)
-        self.warning = None
-
-    def use_preset(self, preset):
-        self.analyzer = AudioAnalyzer.for_preset(SilenceSource(), preset)
-
-    def snapshot(self):
-        t = self._clock()
-        return self.analyzer.advance_to(t), t
-
-    def close(self):
-        pass
-
-
-class LiveAudio:
-    """A LiveAnalysis and its source as the show sees them: snapshots, a warning, tap/downbeat, one close()."""
-
-    def __init__(self, source, preset):
-        from vj.audio.live import LiveAnalysis
-        self.source = source
-        self.analysis = LiveAnalysis.for_preset(source, preset)
-        self.preset = preset
-
-    def snapshot(self):
-        return tuple(self.analysis.snapshot())
-
-    @property
-    def warning(self):
-        return self.analysis.warning
-
-    # The beat tracker lives on the analysis thread; a tap changes a few of its numbers between two blocks.
-    def audio_time(self):
-        return self.analysis.snapshot().audio_time
-
-    def tap(self, t):
-        self.analysis.analyzer.beats.tap(t)
-
-    def downbeat(self, t):
-        self.analysis.analyzer.beats.downbeat(t)
-
-    def use_preset(self, preset):
-        old = self.preset
-        self.preset = preset
-        if (old.input_audio_filters, old.bpm, old.tempo_range, old.beats_per_bar, old.beat_decay) != (
-                preset.input_audio_filters, preset.bpm, preset.tempo_range, preset.beats_per_bar, preset.beat_decay):
-            log.warning("audio filter and beat changes take effect when the show restarts")
-
-    def close(self):
-        self.analysis.close()
-        self.source.close()
-
-
-def open_audio(args, preset, clock):
-    """The live audio analysis: a device, a rehearsal file, or silence (`--audio-device none`)."""
-    if args.audio_device == "none" and not args.audio:
-        return SilentAudio(preset, clock)
-    from vj.audio.live import FilePlayback, LiveInput
-    if args.audio:
-        source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
-    else:
-        source = LiveInput(device=args.audio_device, sample_rate=args.sample_rate, channels=args.channels,
-                           blocksize=args.blocksize, latency=args.latency)
-    return LiveAudio(source, preset)
 
 
 def main(args):
@@ -130,7 +59,7 @@ def main(args):
             parts.append(midi)
             loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
         show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
-                    beats=audio if isinstance(audio, LiveAudio) else None, duration=args.duration)
+                    duration=args.duration)
         if args.osc != "off":
             from vj.control.osc import OscInput, parse_endpoint
             host, port = parse_endpoint(args.osc)

@@ -108,7 +108,7 @@ class EngineLoop:
     def step(self):
         """One frame: apply queued actions, maybe reload, render, publish."""
         now = self.clock()
-        values, audio_time = self.audio.snapshot()
+        values, heard_at = self.audio.snapshot()
         self.last_values = values
         for action in self.inbox.drain():
             self.state.apply(action, now, values)
@@ -124,7 +124,7 @@ class EngineLoop:
                 raise
             self._shrink(exc)
             return
-        self.slot.put(ShownFrame(rgb, request.index, audio_time, time.monotonic()))
+        self.slot.put(ShownFrame(rgb, request.index, heard_at, time.monotonic()))
         self.rate.tick()
 
     def _settings_changed(self):
@@ -173,8 +173,7 @@ class StatsWriter:
 class Show:
     """The main thread's side: inputs, display, HUD and stats, around an EngineLoop."""
 
-    def __init__(self, engine_loop, display, bus, clock, hud=True, stats_path=None, midi=None, beats=None,
-                 duration=None, blend=False):
+    def __init__(self, engine_loop, display, bus, clock, hud=True, stats_path=None, midi=None, duration=None):
         self.loop = engine_loop
         self.display = display
         self.bus = bus
@@ -182,7 +181,6 @@ class Show:
         self.hud = hud
         self.stats = StatsWriter(stats_path)
         self.midi = midi
-        self.beats = beats            # object with tap(t) and downbeat(t) on the audio's beat tracker
         self.duration = duration
         self.blackout = False
         self.quit = threading.Event()
@@ -203,19 +201,33 @@ class Show:
                 self.loop.frozen.set()
             else:
                 self.loop.frozen.clear()
-        elif isinstance(action, act.Learn):
+        elif isinstance(action, (act.Learn, act.LearnNext)):
             if self.midi is None:
                 self.loop.state.warnings.add("MIDI learn needs --midi PORT")
             else:
-                self.midi.learn(action.name)
+                self.midi.learn(action.name if isinstance(action, act.Learn) else self._step_learning(action.step))
         elif isinstance(action, (act.TapTempo, act.Downbeat)):
-            if self.beats is None:
-                self.loop.state.warnings.add("tap tempo and downbeat need the audio's beat tracker")
-            else:
-                t = action.t if action.t is not None else self.beats.audio_time()
-                (self.beats.tap if isinstance(action, act.TapTempo) else self.beats.downbeat)(t)
+            audio = self.loop.audio
+            (audio.tap if isinstance(action, act.TapTempo) else audio.downbeat)(self._monotonic(action.t))
         else:
             self.loop.inbox.put(action, "show")
+
+    def _step_learning(self, step):
+        """The control after (or before) the one being learned, in the preset's order; None past either end."""
+        names = list(self.loop.state.controls.specs)
+        current = self.midi.learning
+        if current in names:
+            at = names.index(current) + step
+        else:
+            at = 0 if step > 0 else len(names) - 1
+        if not names:
+            self.loop.state.warnings.add("MIDI learn: the preset has no controls")
+        return names[at] if 0 <= at < len(names) else None
+
+    def _monotonic(self, t):
+        """time.monotonic() time of show time `t` (None: now)."""
+        now = time.monotonic()
+        return now if t is None else now - (self.clock() - t)
 
     def run(self):
         """Until Quit, Esc, Ctrl-C, SIGTERM or `duration`: returns the exit status."""
@@ -240,10 +252,10 @@ class Show:
 
     def _present(self):
         frame, new = self.loop.slot.take()
-        if new and frame is not None:
-            self.latency_ms = max(0.0, (self.clock() - frame.audio_time) * 1000.0)
         lines, levels = self.hud_content() if self.hud else (None, None)
         self.display.present(frame if new else None, blackout=self.blackout, hud_lines=lines, hud_levels=levels)
+        if new and frame is not None:  # after the flip: the audio's arrival to the frame on screen
+            self.latency_ms = max(0.0, (time.monotonic() - frame.heard_at) * 1000.0)
 
     def hud_content(self):
         """(lines, level bars) of the HUD from the show's current state."""
@@ -252,7 +264,9 @@ class Show:
         waiting = self.midi.waiting_for_pickup() if self.midi is not None else {}
         knobs = {name: state.controls.specs[name].value(knob) for name, (knob, _) in waiting.items()
                  if name in state.controls.specs}
-        controls = [hud.ControlView(name, value, knobs.get(name)) for name, value in state.controls.values.items()]
+        learning = self.midi.learning if self.midi is not None else None
+        controls = [hud.ControlView(name, value, knobs.get(name), name == learning)
+                    for name, value in state.controls.values.items()]
         lines = hud.hud_lines(
             engine_fps=self.loop.rate.value, display_fps=self.display.fps, latency_ms=self.latency_ms,
             vsync=self.display.vsync, scene=state.scenes.current, scene_count=state.scenes.count,
@@ -279,6 +293,7 @@ class Show:
             "latency_ms": round(self.latency_ms, 1),
             "dropped_frames": self.loop.slot.dropped,
             "scene": state.scenes.current,
+            "scene_number": state.scenes.current + 1,   # as keys 1-9 and OSC /vj/scene number scenes
             "engine_errors": self.loop.errors,
             "variables": {k: round(float(v), 6) for k, v in variables.items()},
         }

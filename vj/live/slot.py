@@ -12,7 +12,7 @@ class ShownFrame:
 
     rgb: np.ndarray          # (height, width, 3) uint8
     index: int               # frame number of the engine
-    audio_time: float        # show time (seconds) of the newest audio the frame's variables used
+    heard_at: float          # time.monotonic() when the newest audio the frame's variables used arrived
     made_at: float           # time.monotonic() when the engine finished it
 
 

@@ -1,0 +1,194 @@
+"""The show's audio side: variable snapshots with the time their newest audio was heard, taps, reloads, Link.
+
+Every kind (a sound card, a rehearsal file, silence) answers the same calls from the engine and main threads:
+`snapshot()` -> (values, heard_at), `tap(at)`, `downbeat(at)`, `use_preset(preset)`, `warning`, `close()`.
+Times are time.monotonic() seconds. With `tempo_source: link` the musical variables come from an Ableton Link
+session instead of the audio's beat tracker, and taps propose a tempo to the session.
+"""
+
+import collections
+import logging
+import time
+
+from vj.audio import AudioAnalyzer
+from vj.audio.beats import TapTimes
+from vj.audio.link import MAX_BPM, MIN_BPM, LinkClock, LinkError
+from vj.audio.sources import SilenceSource
+
+log = logging.getLogger(__name__)
+
+
+def _beat_settings(preset):
+    return preset.bpm, tuple(preset.tempo_range), preset.beats_per_bar, preset.beat_decay
+
+
+class LinkTempo:
+    """`tempo_source: link`: the musical variables from the session; taps propose a tempo to every peer."""
+
+    def __init__(self, preset):
+        self.settings = _beat_settings(preset)
+        self.clock = LinkClock(bpm=min(max(preset.bpm or 120.0, MIN_BPM), MAX_BPM),
+                               beats_per_bar=preset.beats_per_bar, beat_decay=preset.beat_decay)
+        self._taps = TapTimes()
+        log.info("tempo from Ableton Link (%d other peer(s) now)", self.clock.peers)
+
+    def values(self, values):
+        """`values` with the musical variables replaced by Link's, now."""
+        return {**values, **self.clock.values()}
+
+    def tap(self, at):
+        period = self._taps.add(at)
+        if period is not None:
+            self.clock.set_tempo(min(max(60.0 / period, MIN_BPM), MAX_BPM))
+
+    def close(self):
+        self.clock.close()
+
+
+class ShowAudio:
+    """What the two kinds share: the Link tempo (when the preset asks for it) and its warnings."""
+
+    def __init__(self, preset):
+        self.link = LinkTempo(preset) if preset.tempo_source == "link" else None  # LinkError ends the start
+        self._link_warning = None
+
+    def _use_link(self, preset):
+        """After a reload: join, leave or re-join the Link session as the new preset says; a failure is a warning
+        and the tempo comes from the audio."""
+        wanted = preset.tempo_source == "link"
+        if self.link is not None and (not wanted or self.link.settings != _beat_settings(preset)):
+            self.link.close()
+            self.link = None
+        self._link_warning = None
+        if wanted and self.link is None:
+            try:
+                self.link = LinkTempo(preset)
+            except LinkError as exc:
+                self._link_warning = f"{exc}; the tempo comes from the audio"
+                log.warning("%s", self._link_warning)
+
+    def _musical(self, values):
+        return values if self.link is None else self.link.values(values)
+
+    def _source_warning(self):
+        return None
+
+    @property
+    def warning(self):
+        return self._link_warning or self._source_warning()
+
+    def tap(self, at):
+        """A tap tempo at time.monotonic() time `at`."""
+        if self.link is not None:
+            self.link.tap(at)
+        else:
+            self._tap(at)
+
+    def downbeat(self, at):
+        """The beat nearest to time.monotonic() time `at` is the first of a bar (Link's bars are the session's)."""
+        if self.link is not None:
+            self._link_warning = "downbeat: with tempo_source: link the bars are the Link session's"
+        else:
+            self._downbeat(at)
+
+    def close(self):
+        if self.link is not None:
+            self.link.close()
+
+
+class SilentAudio(ShowAudio):
+    """No audio input: silence analysed on demand on the engine thread (a fixed `bpm` or Link still beats)."""
+
+    def __init__(self, preset, clock):
+        super().__init__(preset)
+        self._clock = clock                 # the show clock
+        self._calls = collections.deque()   # taps and reloads from other threads, applied by `snapshot`
+        self._use_analyzer(preset)
+
+    def _use_analyzer(self, preset):
+        self.analyzer = AudioAnalyzer.for_preset(SilenceSource(), preset)
+        self._origin = self._clock()        # show time of the analyzer's time 0
+
+    def snapshot(self):
+        while self._calls:
+            self._calls.popleft()()
+        values = self.analyzer.advance_to(self._clock() - self._origin)
+        return self._musical(values), time.monotonic()
+
+    def _show_time(self, at):
+        return self._clock() - (time.monotonic() - at)
+
+    def _tap(self, at):
+        t = self._show_time(at)
+        self._calls.append(lambda: self.analyzer.beats.tap(t - self._origin))
+
+    def _downbeat(self, at):
+        t = self._show_time(at)
+        self._calls.append(lambda: self.analyzer.beats.downbeat(t - self._origin))
+
+    def use_preset(self, preset):
+        """Called on the engine thread (after a reload), like `snapshot`."""
+        self._use_link(preset)
+        self._use_analyzer(preset)
+
+
+class LiveAudio(ShowAudio):
+    """A LiveAnalysis of a sound card or a rehearsal file; a reload with new filters or beat options swaps its
+    analyzer between two blocks (a locked tempo is kept when only the filters changed)."""
+
+    def __init__(self, source, preset):
+        from vj.audio.live import LiveAnalysis
+        super().__init__(preset)
+        self.source = source
+        self.preset = preset
+        try:
+            self.analysis = LiveAnalysis.for_preset(source, preset)
+        except Exception:
+            super().close()
+            raise
+
+    def snapshot(self):
+        snap = self.analysis.snapshot()
+        return self._musical(snap.values), snap.heard_at
+
+    def _source_warning(self):
+        return self.analysis.warning
+
+    def _tap(self, at):
+        self.analysis.tap(at)
+
+    def _downbeat(self, at):
+        self.analysis.downbeat(at)
+
+    def use_preset(self, preset):
+        old, self.preset = self.preset, preset
+        self._use_link(preset)
+        beats_same = _beat_settings(old) == _beat_settings(preset)
+        if beats_same and old.input_audio_filters == preset.input_audio_filters:
+            return
+        self.analysis.replace(AudioAnalyzer.for_preset(self.source, preset), keep_beats=beats_same)
+        log.info("audio analysis: %s changed; new analyzer from the next block",
+                 "filters" if beats_same else "beat options")
+
+    def close(self):
+        self.analysis.close()
+        self.source.close()
+        super().close()
+
+
+def open_audio(args, preset, clock):
+    """The live audio analysis: a device, a rehearsal file, or silence (`--audio-device none`)."""
+    if args.audio_device == "none" and not args.audio:
+        return SilentAudio(preset, clock)
+    from vj.audio.live import FilePlayback, LiveInput
+    if args.audio:
+        source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
+    else:
+        source = LiveInput(device=args.audio_device, sample_rate=args.sample_rate, channels=args.channels,
+                           blocksize=args.blocksize, latency=args.latency)
+    try:
+        return LiveAudio(source, preset)
+    except Exception:
+        source.close()
+        raise
+
