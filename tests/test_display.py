@@ -264,6 +264,12 @@ def test_without_blend_a_new_frame_shows_at_once(display):
     assert tuple(surface_pixels()[180, 320]) == BLUE
 
 
+def test_presents_are_paced_to_max_fps_without_vsync(display):
+    display.present(None)
+    due = display.next_present_in()
+    assert (due == 0.0) if display.vsync else (0.0 < due <= 1.0 / display.max_fps)
+
+
 def test_fps_is_measured(display):
     for _ in range(10):
         display.present(None)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -245,3 +246,15 @@ def test_a_full_action_bus_drops_and_counts_instead_of_growing():
     assert bus.overflow.total == 2 and bus.active("osc")
     bus.put(act.Blackout(), "keys")
     assert bus.drain() == [act.Blackout()]
+
+
+def test_the_slot_wakes_a_waiting_display_when_a_frame_arrives():
+    from vj.live.slot import ShownFrame
+    slot = FrameSlot()
+    assert slot.wait(0.01) is False                                   # nothing new: the refresh timeout
+    frame = ShownFrame(np.zeros((8, 8, 3), np.uint8), 0, 0.0, 0.0)
+    putter = threading.Timer(0.05, slot.put, [frame])
+    putter.start()
+    assert slot.wait(10.0) is True and slot.take() == (frame, True)   # woken by the put, long before 10 s
+    putter.join()
+    assert slot.wait(0.0) is False

@@ -82,8 +82,8 @@ class Display:
     """A pygame window (or fullscreen on monitor `display_index`) that presents ShownFrames with an optional HUD.
 
     `vsync` is what was obtained (pygame needs SCALED for it; refused -> False). `fps` is the measured present
-    rate. Without vsync, `present` paces itself to `max_fps`. `blend` crossfades between engine frames when the
-    engine is slower than the display. `clock` (e.g. the show clock) stamps TapTempo and Downbeat keys; `timer`
+    rate. Without vsync, `next_present_in` paces presents to `max_fps` (a new frame may come sooner). `blend`
+    crossfades between engine frames when the engine is slower than the display. `clock` (e.g. the show clock) stamps TapTempo and Downbeat keys; `timer`
     (monotonic seconds) times presents and fades, replaceable in tests.
     """
 
@@ -99,6 +99,7 @@ class Display:
         self.vsync = False
         self.shown = None          # the ShownFrame on screen (None: none yet)
         self.shown_at = None       # timer() (time.monotonic) of the present that first showed it
+        self.flipped_at = None     # time.monotonic() of the latest flip
         self.engine_interval = None  # smoothed seconds between the engine frames seen (from made_at)
         self._want_vsync = vsync
         self._windowed_size = (w, h)
@@ -106,7 +107,6 @@ class Display:
         self._timer = timer
         self._hud = Hud()
         self._window = None
-        self._pace = pygame.time.Clock()
         self._presents = deque()
         self._bad_frames = RateLimitedLog(log, "display frame")
         self._reset_frame_state()
@@ -253,9 +253,15 @@ class Display:
         if hud_lines or hud_levels:
             self._hud.draw(screen, hud_lines or (), hud_levels or ())
         pygame.display.flip()
-        if not self.vsync and self.max_fps:
-            self._pace.tick(self.max_fps)
+        self.flipped_at = time.monotonic()  # the picture reaches the screen (at the next refresh with vsync)
         self._count_present(self._timer())
+
+    def next_present_in(self):
+        """Seconds until the next present is due: 0 with vsync (the flip waits for the refresh), else what is left
+        of 1/max_fps since the last flip. The show waits this long for a new engine frame, at most."""
+        if self.vsync or not self.max_fps or self.flipped_at is None:
+            return 0.0
+        return max(0.0, self.flipped_at + 1.0 / self.max_fps - time.monotonic())
 
     def _count_present(self, t):
         self._presents.append(t)

@@ -1,6 +1,6 @@
 """`vj live PRESET`: builds the show's parts from the command line and runs it until quit."""
 
-import logging
+import contextlib
 import signal
 import time
 
@@ -11,8 +11,6 @@ from vj.live.show import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
 from vj.preset import load_preset
-
-log = logging.getLogger(__name__)
 
 
 class ShowClock:
@@ -25,7 +23,9 @@ class ShowClock:
         return time.monotonic() - self.start
 
 
-def main(args):
+def build(args, stack):
+    """The show `vj live ARGS` runs, with every part it opens registered on `stack` (a contextlib.ExitStack) to
+    close in reverse order. Benchmarks build the same show this way and probe it."""
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
     from engine.frames import FrameEngine
@@ -41,33 +41,33 @@ def main(args):
         return FrameEngine(components, settings, start)
 
     from vj.live.display import Display
-    display = Display(size=(preset.width, preset.height), fullscreen=not args.windowed, display_index=args.display,
-                      blend=args.blend)
     clock = ShowClock()
+    display = stack.enter_context(Display(size=(preset.width, preset.height), fullscreen=not args.windowed,
+                                          display_index=args.display, blend=args.blend, clock=clock))
     bus = ActionBus()
     controls = Controls(preset.controls)
-    parts = []
-    try:
-        audio = open_audio(args, preset, clock)
-        parts.append(audio)
-        state = ShowState(preset, controls, overrides)
-        loop = EngineLoop(state, make_engine, engine_settings(preset), audio, FrameSlot(), clock)
-        midi = None
-        if args.midi:
-            from vj.control.midi import MidiInput, MidiMap
-            midi = MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock)
-            parts.append(midi)
-            loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
-        show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
-                    duration=args.duration)
-        if args.osc != "off":
-            from vj.control.osc import OscInput, parse_endpoint
-            host, port = parse_endpoint(args.osc)
-            parts.append(OscInput(host, port, controls=controls, bus=bus, scene_count=lambda: state.scenes.count,
-                                  status=show.record, allow=args.osc_allow))
-        signal.signal(signal.SIGTERM, lambda *_: bus.put(Quit(), "signal"))
+    audio = open_audio(args, preset, clock)
+    stack.callback(audio.close)
+    state = ShowState(preset, controls, overrides)
+    loop = EngineLoop(state, make_engine, engine_settings(preset), audio, FrameSlot(), clock)
+    midi = None
+    if args.midi:
+        from vj.control.midi import MidiInput, MidiMap
+        midi = stack.enter_context(MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock))
+        loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
+    show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
+                duration=args.duration)
+    if args.osc != "off":
+        from vj.control.osc import OscInput, parse_endpoint
+        host, port = parse_endpoint(args.osc)
+        osc = OscInput(host, port, controls=controls, bus=bus, scene_count=lambda: state.scenes.count,
+                       status=show.record, allow=args.osc_allow)
+        stack.callback(osc.close)
+    return show
+
+
+def main(args):
+    with contextlib.ExitStack() as stack:
+        show = build(args, stack)
+        signal.signal(signal.SIGTERM, lambda *_: show.bus.put(Quit(), "signal"))
         return show.run()
-    finally:
-        for part in reversed(parts):
-            part.close()
-        display.close()

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
 MIN_SIZE = 64
+IDLE_PRESENT = 0.25        # without HUD or blend the picture is presented again at least this often
+POLL_SECONDS = 1.0 / 60    # the longest the display loop waits for a frame between two looks at the keys
 
 
 def _toggle(current, wanted):
@@ -183,6 +185,7 @@ class Show:
         self.midi = midi
         self.duration = duration
         self.blackout = False
+        self._presented_at = -float("inf")
         self.quit = threading.Event()
         self.latency_ms = 0.0
 
@@ -237,12 +240,15 @@ class Show:
             while not self.quit.is_set():
                 for action in self.display.poll():
                     self.bus.put(action, "keys")
-                for action in self.bus.drain():
+                actions = self.bus.drain()
+                for action in actions:
                     self.handle(action)
-                self._present()
+                self._present(force=bool(actions))
                 self.stats.maybe_write(self.record)
                 if self.duration is not None and self.clock() - started >= self.duration:
                     break
+                # until the next refresh, or sooner when the engine finishes a frame: shown at once
+                self.loop.slot.wait(self.display.next_present_in() if self._continuous else POLL_SECONDS)
         except KeyboardInterrupt:
             pass
         finally:
@@ -250,12 +256,23 @@ class Show:
             self.stats.close()
         return 0
 
-    def _present(self):
+    @property
+    def _continuous(self):
+        """Whether every refresh is presented: the HUD's level bars and blend's fades move between engine frames.
+        Otherwise only new frames (and changes) are, so with vsync a new frame never waits behind a repeat."""
+        return self.hud or self.display.blend
+
+    def _present(self, force=False):
         frame, new = self.loop.slot.take()
+        now = time.monotonic()
+        if not (new or force or self._continuous or now - self._presented_at >= IDLE_PRESENT):
+            return
+        self._presented_at = now
         lines, levels = self.hud_content() if self.hud else (None, None)
         self.display.present(frame if new else None, blackout=self.blackout, hud_lines=lines, hud_levels=levels)
-        if new and frame is not None:  # after the flip: the audio's arrival to the frame on screen
-            self.latency_ms = max(0.0, (time.monotonic() - frame.heard_at) * 1000.0)
+        if new and frame is not None:  # the audio's arrival to the flip that put the frame on screen
+            flipped = getattr(self.display, "flipped_at", None) or time.monotonic()
+            self.latency_ms = max(0.0, (flipped - frame.heard_at) * 1000.0)
 
     def hud_content(self):
         """(lines, level bars) of the HUD from the show's current state."""

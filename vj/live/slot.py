@@ -20,7 +20,7 @@ class FrameSlot:
     """Holds only the newest frame: `put` replaces it, `take` returns it with whether it is new since the last take."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._frame = None
         self._serial = 0
         self._taken = 0
@@ -32,6 +32,12 @@ class FrameSlot:
                 self.dropped += 1
             self._frame = frame
             self._serial += 1
+            self._lock.notify_all()
+
+    def wait(self, timeout):
+        """Wait until a frame not yet taken is there, at most `timeout` seconds; returns whether one is."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._taken != self._serial, timeout)
 
     def take(self):
         """(newest ShownFrame or None, is_new)."""
