@@ -258,3 +258,37 @@ def test_the_slot_wakes_a_waiting_display_when_a_frame_arrives():
     assert slot.wait(10.0) is True and slot.take() == (frame, True)   # woken by the put, long before 10 s
     putter.join()
     assert slot.wait(0.0) is False
+
+
+class CountingDisplay:
+    """Counts presents; what the show reads of a display."""
+
+    fps, vsync, blend, flipped_at = 0.0, True, False, None
+
+    def __init__(self):
+        self.frames = []
+
+    def present(self, frame=None, **kwargs):
+        self.frames.append(frame)
+
+
+def test_without_hud_only_new_frames_and_changes_are_presented(preset_file, monkeypatch):
+    from vj.live import show as show_module
+    from vj.live.slot import ShownFrame
+    monkeypatch.setattr(show_module, "IDLE_PRESENT", 1e9)   # no idle repaint during the test, however slow
+    monkeypatch.setattr(show_module, "HUD_FPS", 1e-9)
+    loop, clock = tiny_loop(preset_file)
+    display = CountingDisplay()
+    show = show_module.Show(loop, display=display, bus=act.ActionBus(), clock=clock, hud=False)
+    show._present()                                  # the first present (nothing shown yet)
+    show._present()                                  # nothing new: no repeat (it would delay the next frame)
+    assert len(display.frames) == 1
+    frame = ShownFrame(np.zeros((8, 8, 3), np.uint8), 1, 0.0, 0.0)
+    loop.slot.put(frame)
+    show._present()
+    show._present(force=True)                        # an action (blackout...) was handled: present the change
+    assert display.frames[1:] == [frame, None]
+    show.hud = True
+    assert show._repeat_interval() == 1.0 / show_module.HUD_FPS
+    display.blend = True
+    assert show._repeat_interval() == 0.0            # fades: every refresh

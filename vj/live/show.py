@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
 MIN_SIZE = 64
 IDLE_PRESENT = 0.25        # without HUD or blend the picture is presented again at least this often
+HUD_FPS = 30               # with the HUD, its level bars move this often between engine frames
 POLL_SECONDS = 1.0 / 60    # the longest the display loop waits for a frame between two looks at the keys
 
 
@@ -247,8 +248,8 @@ class Show:
                 self.stats.maybe_write(self.record)
                 if self.duration is not None and self.clock() - started >= self.duration:
                     break
-                # until the next refresh, or sooner when the engine finishes a frame: shown at once
-                self.loop.slot.wait(self.display.next_present_in() if self._continuous else POLL_SECONDS)
+                # until the next present is due, or sooner when the engine finishes a frame: shown at once
+                self.loop.slot.wait(self._next_present_in())
         except KeyboardInterrupt:
             pass
         finally:
@@ -256,16 +257,24 @@ class Show:
             self.stats.close()
         return 0
 
-    @property
-    def _continuous(self):
-        """Whether every refresh is presented: the HUD's level bars and blend's fades move between engine frames.
-        Otherwise only new frames (and changes) are, so with vsync a new frame never waits behind a repeat."""
-        return self.hud or self.display.blend
+    def _repeat_interval(self):
+        """Seconds between presents of the same frame: every refresh while `blend` fades, HUD_FPS for the HUD's
+        level bars, else IDLE_PRESENT. New frames are presented at once, and with vsync the fewer repeats there
+        are, the less often a new frame waits for a repeat's refresh."""
+        if self.display.blend:
+            return 0.0
+        return 1.0 / HUD_FPS if self.hud else IDLE_PRESENT
+
+    def _next_present_in(self):
+        if self.display.blend:
+            return self.display.next_present_in()
+        due = self._presented_at + self._repeat_interval() - time.monotonic()
+        return min(POLL_SECONDS, max(0.0, due))
 
     def _present(self, force=False):
         frame, new = self.loop.slot.take()
         now = time.monotonic()
-        if not (new or force or self._continuous or now - self._presented_at >= IDLE_PRESENT):
+        if not (new or force or now - self._presented_at >= self._repeat_interval()):
             return
         self._presented_at = now
         lines, levels = self.hud_content() if self.hud else (None, None)
