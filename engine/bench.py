@@ -3,10 +3,9 @@
 import json
 import time
 
-import numpy as np
 import torch
 
-from engine.frames import EngineSettings, FrameEngine, FrameRequest, StageTimer
+from engine.frames import EngineSettings, FrameEngine, FrameRequest, StageTimer, decode
 from engine.models import compile_components, load_components
 from engine.motion import Motion
 
@@ -27,7 +26,7 @@ def bare_calls(engine, frames):
         latents = engine.encode(image, None if c.is_tiny_vae else torch.Generator(device=c.device).manual_seed(0))
         for _ in range(s.steps):
             c.unet(latents, t, encoder_hidden_states=cond, return_dict=False)
-        return engine.decode(latents)
+        return decode(c, latents)
 
     with torch.inference_mode():
         image = one_frame(image)  # warm-up: a compiled UNet specializes once more for these inputs

@@ -31,6 +31,11 @@ class ConditioningCache:
         return out
 
 
+def prompt_conditioning(cache, prompts):
+    """The conditioning of (text, weight) prompts: `combine` of their embeddings (the empty prompt if none)."""
+    return combine([cache.embed(text) for text, _ in prompts], [w for _, w in prompts], cache.embed(""))
+
+
 def combine(embeddings, weights, empty):
     """Weighted mean of the positive prompts, pushed away from the negative ones.
 

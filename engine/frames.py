@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from engine.conditioning import ConditioningCache, combine, crossfade
+from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
 from engine.errors import EngineError
 from engine.motion import Motion, warp
 from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule
@@ -43,6 +43,8 @@ class FrameRequest:
     previous_prompts: tuple | None = None
     mix: float = 1.0
     init_weight: float = 0.0
+    guide: object = field(default=None, compare=False)  # HxWx3 image (0..255) the input is pulled toward
+    guide_weight: float = 0.0                            # 0..1: how far (a latent-blend transition's frame)
 
 
 class _NoTimer:
@@ -69,6 +71,22 @@ class StageTimer:
         self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
 
 
+def initial_noise(c, width, height, generator):
+    """The txt2img starting latents for a frame of width x height, as diffusers' pipelines draw them."""
+    shape = (1, c.unet.config.in_channels, height // c.vae_scale, width // c.vae_scale)
+    return torch.randn(shape, generator=generator, device=c.device, dtype=c.dtype)
+
+
+def decode(c, latents):
+    """Latents -> image (1, 3, H, W) in [-1, 1]."""
+    return c.vae.decode(latents / c.vae.config.scaling_factor, return_dict=False)[0].clamp(-1.0, 1.0)
+
+
+def to_rgb(image):
+    """(1, 3, H, W) in [-1, 1] on any device -> HxWx3 uint8 on the host."""
+    return ((image[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
 def image_to_tensor(rgb, device, dtype):
     """uint8 HxWx3 -> (1, 3, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].to(dtype)
@@ -90,7 +108,6 @@ class FrameEngine:
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
-        self._empty = None
         self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
 
     def reset(self):
@@ -101,13 +118,10 @@ class FrameEngine:
         return torch.Generator(device=self.c.device).manual_seed(seed)
 
     def conditioning(self, request):
-        if self._empty is None:
-            self._empty = self.cache.embed("")
-        def one(prompts):
-            return combine([self.cache.embed(text) for text, _ in prompts], [w for _, w in prompts], self._empty)
-        cond = one(request.prompts)
+        cond = prompt_conditioning(self.cache, request.prompts)
         if request.previous_prompts is not None and request.mix < 1.0:
-            cond = crossfade(one(request.previous_prompts), cond, request.mix, self.settings.transition_mode)
+            previous = prompt_conditioning(self.cache, request.previous_prompts)
+            cond = crossfade(previous, cond, request.mix, self.settings.transition_mode)
         return cond.to(self.c.dtype)
 
     def encode(self, image, generator):
@@ -115,9 +129,6 @@ class FrameEngine:
         if self.c.is_tiny_vae:
             return vae.encode(image).latents * vae.config.scaling_factor
         return vae.encode(image).latent_dist.sample(generator) * vae.config.scaling_factor
-
-    def decode(self, latents):
-        return self.c.vae.decode(latents / self.c.vae.config.scaling_factor, return_dict=False)[0]
 
     def render_tensor(self, request):
         """The frame as a (1, 3, H, W) tensor in [-1, 1] on the device."""
@@ -129,9 +140,7 @@ class FrameEngine:
             source = self.previous if self.previous is not None else self.init
             if source is None:
                 timesteps = txt2img_schedule(c.scheduler, s.steps, c.device)
-                shape = (1, c.unet.config.in_channels, s.height // c.vae_scale, s.width // c.vae_scale)
-                latents = torch.randn(shape, generator=generator, device=c.device, dtype=c.dtype)
-                latents = latents * c.scheduler.init_noise_sigma
+                latents = initial_noise(c, s.width, s.height, generator) * c.scheduler.init_noise_sigma
             else:
                 # the schedule first, while the device is idle: what it reads back costs no stall here
                 timesteps, schedule = img2img_schedule(c.scheduler, s.steps, request.strength, c.device)
@@ -142,6 +151,11 @@ class FrameEngine:
                     image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
                     if self.init is not None and request.init_weight > 0:
                         image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
+                    if request.guide is not None and request.guide_weight > 0:
+                        guide = image_to_tensor(request.guide, c.device, c.dtype)
+                        if guide.shape != image.shape:  # made at another size (e.g. before an out-of-memory)
+                            guide = torch.nn.functional.interpolate(guide, size=image.shape[-2:], mode="bilinear")
+                        image = torch.lerp(image, guide, min(request.guide_weight, 1.0))
                 with timer.stage("encode"):
                     latents = self.encode(image, generator)
                 noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
@@ -149,7 +163,7 @@ class FrameEngine:
             with timer.stage("unet"):
                 latents = denoise(c.unet, c.scheduler, latents, timesteps, cond, self._timestep_cond)
             with timer.stage("decode"):
-                image = self.decode(latents).clamp(-1.0, 1.0)
+                image = decode(c, latents)
         self.previous = image
         return image
 
@@ -161,5 +175,4 @@ class FrameEngine:
             raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
                               "--width/--height, --vae taesd, or fewer steps") from None
         with self.timer.stage("host copy"):
-            rgb = ((image[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
-            return rgb.cpu().numpy()
+            return to_rgb(image)

@@ -56,11 +56,18 @@ def guidance_embedding(unet, scale, batch, device, dtype):
     return emb.to(dtype)
 
 
-def denoise(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
-    """Run the scheduler's steps over `timesteps` with the UNet's noise prediction (no CFG)."""
+def denoise_steps(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
+    """Yield the latents after each of the scheduler's steps over `timesteps` (UNet noise prediction, no CFG)."""
     for t in timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         noise = unet(model_input, t, encoder_hidden_states=conditioning, timestep_cond=timestep_cond,
                      return_dict=False)[0]
         latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+        yield latents
+
+
+def denoise(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
+    """Run the scheduler's steps over `timesteps`; the final latents."""
+    for latents in denoise_steps(unet, scheduler, latents, timesteps, conditioning, timestep_cond):
+        pass
     return latents

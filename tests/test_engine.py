@@ -94,7 +94,7 @@ def test_conditioning_cache_hits(tiny):
     for i in range(4):
         engine.render(FrameRequest(i, (("a", 1.0), ("b", 0.5 * i))))
     assert engine.cache.misses == 3  # "", "a", "b"
-    assert engine.cache.hits == 6  # 4 frames x 2 prompts, less the 2 first lookups
+    assert engine.cache.hits == 9  # 4 frames x 3 lookups ("a", "b" and the empty prompt), less the 3 first
 
 
 @pytest.mark.parametrize("kind", ["EulerDiscreteScheduler", "LCMScheduler", "DDPMScheduler",

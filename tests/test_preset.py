@@ -160,6 +160,22 @@ FILTER = "scenes: a\ninput_audio_filters:\n  - {variable_name: fLo, f_center: 10
     (FILTER % "hit_decay: 0", ":3: input_audio_filters[0].hit_decay: must be > 0, got 0"),
     (FILTER % "hit_sensitivity: 1.5", ":3: input_audio_filters[0].hit_sensitivity: must be between 0 and 1, got 1.5"),
     (FILTER % "hits: true", ":3: input_audio_filters[0].hits: unknown key (did you mean 'hit'?)"),
+    ("scenes: a\ntransition_mode: latent\n", ":2: transition_mode: must be one of linear, slerp, latent_blend, got "
+                                            "'latent' (did you mean 'latent_blend'?)"),
+    ("scenes: a\ntransition_quality: best\n", ":2: transition_quality: must be one of lowest, low, medium, high, "
+                                              "ultra, got 'best'"),
+    ("scenes: a\ntransition_depth: 2\n", ":2: transition_depth: must be between 0 and 1, got 2"),
+    ("scenes: a\ntransition_branches: [2, 3]\n", ":2: transition_branches: give transition_branches and "
+                                                 "transition_injections together"),
+    ("scenes: a\ntransition_branches: [2, 3]\ntransition_injections: [0.5]\n",
+     ":3: transition_injections: 1 injection strengths for 2 branch counts: one per level"),
+    ("scenes: a\ntransition_branches: [2, 3]\ntransition_injections: [0.8, 0.2]\n",
+     ":3: transition_injections: injection strengths must increase, got [0.8, 0.2]"),
+    ("scenes: a\ntransition_branches: [2]\ntransition_injections: [0.5]\ntransition_budget: 1\n",
+     ":4: transition_budget: give either transition_budget or the lists"),
+    ("scenes: a\ntransition_branches: []\n", ":2: transition_branches: expected a list of integer 0..64, got []"),
+    ("scenes: a\ntransition_injections: [1.5]\ntransition_branches: [1]\n",
+     ":2: transition_injections: must be between 0 and 1, got 1.5"),
 ])
 def test_new_keys_bad_values(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -258,3 +258,18 @@ def test_snapshot_and_tap_from_two_threads_never_race(tmp_path):
     thread.join(WAIT)
     audio.snapshot()
     assert not errors and not audio._calls
+
+
+def test_filters_that_do_not_fit_the_input_are_refused_at_a_reload(tmp_path):
+    class Slow(BlockSource):
+        sample_rate = 16000                                 # Nyquist 8 kHz
+    source = Slow()
+    audio = LiveAudio(source, load_preset(preset_file(tmp_path), {"model": "tiny"}))
+    try:
+        first = audio.analysis.analyzer
+        audio.use_preset(load_preset(preset_file(tmp_path, "  - {variable_name: fHi, f_center: 9000, f_width: 2000}"),
+                                     {"model": "tiny"}))
+        assert audio.analysis.analyzer is first
+        assert audio.warning.startswith("audio filters refused: filter 'fHi': band 8000..10000 Hz")
+    finally:
+        audio.close()

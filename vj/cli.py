@@ -92,6 +92,11 @@ def cmd_render(args):
     return render.main(args)
 
 
+def cmd_prerender(args):
+    from vj import prerender
+    return prerender.main(args)
+
+
 def cmd_live(args):
     from vj.live import main as live
     return live.main(args)
@@ -207,6 +212,20 @@ def build_parser():
     p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
     _engine_options(p)
     p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("prerender", help="compute a preset's latent-blend transitions into the cache",
+                       description="Compute the latent-blend transitions of a preset (each scene to the next, or "
+                                   "every pair with --all-pairs) into the transition cache, so shows and renders "
+                                   "find them ready. A second run finds them in the cache.")
+    p.add_argument("preset", metavar="PRESET")
+    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
+    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
+    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    p.add_argument("--all-pairs", action="store_true", help="every ordered pair of scenes, not only each to the "
+                                                            "next (a show may jump anywhere)")
+    _engine_options(p)
+    p.set_defaults(func=cmd_prerender)
 
     p = sub.add_parser("devices", help="audio inputs and outputs, MIDI ports and displays",
                        description="List audio inputs and outputs, MIDI input ports and displays with their sizes.")

@@ -10,8 +10,10 @@ from vj.variables import FrameVariables
 class Director:
     """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
 
-    def __init__(self, preset, seed=None):
+    def __init__(self, preset, seed=None, transitions=None):
         self.preset = preset
+        self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
+        self.blending = None            # the last scene change: 'latent blend', 'crossfade' (not ready) or None
         self.seed = preset.seed if seed is None else seed
         self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
@@ -28,6 +30,7 @@ class Director:
         env = self.variables.frame(t, frame, {**self._control_defaults, **inputs})
         position = self.timeline.at(t) if position is None else position
         preset = self.preset
+        guide, weight = self._guide(position)
         return FrameRequest(
             index=frame,
             prompts=self._prompts(position.scene, env),
@@ -37,4 +40,18 @@ class Director:
             previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
             mix=position.mix,
             init_weight=max(0.0, preset.direct_init_weight(env)),
+            guide=guide,
+            guide_weight=weight,
         )
+
+    def _guide(self, position):
+        """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise."""
+        if position.previous is None or position.mix >= 1.0:
+            self.blending = None
+            return None, 0.0
+        if self.transitions is None or self.preset.transition_mode != "latent_blend":
+            self.blending = "crossfade"
+            return None, 0.0
+        found = self.transitions.guide(position.previous, position.scene, position.mix)
+        self.blending = "latent blend" if found is not None else "crossfade (latent blend not ready)"
+        return found if found is not None else (None, 0.0)

@@ -34,7 +34,9 @@ def engine_settings(preset):
     """The engine's settings from a preset (renders and live shows alike)."""
     return EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
                           fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
-                          sampling_mode=preset.sampling_mode, transition_mode=preset.transition_mode)
+                          sampling_mode=preset.sampling_mode,
+                          # latent_blend plays its tree over the slerp crossfade of the conditionings
+                          transition_mode="slerp" if preset.transition_mode == "latent_blend" else preset.transition_mode)
 
 
 def plan(preset, args):
@@ -72,6 +74,21 @@ def requests(preset, director, track, start, count):
         getattr(source, "close", lambda: None)()
 
 
+def latent_blend(components, preset, start, duration):
+    """With `transition_mode: latent_blend`, the render's transitions, computed (or found in the cache) before
+    the first frame, as a live show computes them while a scene plays; otherwise None."""
+    if preset.transition_mode != "latent_blend":
+        return None
+    from engine.transition_cache import TransitionCache
+    from vj.transitions import Transitions, prepare, scene_changes
+    transitions = Transitions(components, preset, TransitionCache())
+    pairs = scene_changes(preset, start, duration)
+    if pairs:
+        with tqdm(total=len(pairs), unit="transition", desc="transitions", file=sys.stderr) as progress:
+            prepare(transitions, pairs, progress)
+    return transitions
+
+
 def main(args):
     overrides = {"model": args.model, "vae": args.vae, "frames_per_second": args.fps, "width": args.width,
                  "height": args.height, "seed": args.seed}
@@ -91,7 +108,7 @@ def main(args):
     settings = engine_settings(preset)
     init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
     engine = FrameEngine(components, settings, init)
-    director = Director(preset)
+    director = Director(preset, transitions=latent_blend(components, preset, args.start, duration))
     audio = read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
     frames_dir = Path(args.frames) if args.frames else None
     if frames_dir:

@@ -13,9 +13,11 @@ import time
 from vj.audio import AudioAnalyzer
 from vj.audio.beats import TapTimes
 from vj.audio.link import MAX_BPM, MIN_BPM, LinkClock, LinkError
-from vj.audio.sources import SilenceSource
+from vj.audio.sources import AudioError, SilenceSource
 
 log = logging.getLogger(__name__)
+
+NOTICE_SECONDS = 5.0  # how long a one-off note (a refused downbeat, refused filters) stays in the HUD
 
 
 def _beat_settings(preset):
@@ -51,6 +53,12 @@ class ShowAudio:
     def __init__(self, preset):
         self.link = LinkTempo(preset) if preset.tempo_source == "link" else None  # LinkError ends the start
         self._link_warning = None
+        self._notice, self._notice_until = None, 0.0
+
+    def _note(self, text):
+        """A one-off note for the HUD (and the log), shown for NOTICE_SECONDS."""
+        log.warning("%s", text)
+        self._notice, self._notice_until = text, time.monotonic() + NOTICE_SECONDS
 
     def _use_link(self, preset):
         """After a reload: join, leave or re-join the Link session as the new preset says; a failure is a warning
@@ -75,7 +83,8 @@ class ShowAudio:
 
     @property
     def warning(self):
-        return self._link_warning or self._source_warning()
+        notice = self._notice if time.monotonic() < self._notice_until else None
+        return self._link_warning or notice or self._source_warning()
 
     def tap(self, at):
         """A tap tempo at time.monotonic() time `at`."""
@@ -87,7 +96,7 @@ class ShowAudio:
     def downbeat(self, at):
         """The beat nearest to time.monotonic() time `at` is the first of a bar (Link's bars are the session's)."""
         if self.link is not None:
-            self._link_warning = "downbeat: with tempo_source: link the bars are the Link session's"
+            self._note("downbeat: with tempo_source: link the bars are the Link session's")
         else:
             self._downbeat(at)
 
@@ -129,7 +138,10 @@ class SilentAudio(ShowAudio):
     def use_preset(self, preset):
         """Called on the engine thread (after a reload), like `snapshot`."""
         self._use_link(preset)
-        self._use_analyzer(preset)
+        try:
+            self._use_analyzer(preset)
+        except AudioError as exc:
+            self._note(f"audio filters refused: {exc}; the previous ones stay")
 
 
 class LiveAudio(ShowAudio):
@@ -166,7 +178,12 @@ class LiveAudio(ShowAudio):
         beats_same = _beat_settings(old) == _beat_settings(preset)
         if beats_same and old.input_audio_filters == preset.input_audio_filters:
             return
-        self.analysis.replace(AudioAnalyzer.for_preset(self.source, preset), keep_beats=beats_same)
+        try:
+            analyzer = AudioAnalyzer.for_preset(self.source, preset)
+        except AudioError as exc:  # e.g. a band above this input's Nyquist frequency
+            self._note(f"audio filters refused: {exc}; the previous ones stay")
+            return
+        self.analysis.replace(analyzer, keep_beats=beats_same)
         log.info("audio analysis: %s changed; new analyzer from the next block",
                  "filters" if beats_same else "beat options")
 

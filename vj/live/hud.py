@@ -91,11 +91,14 @@ def control_lines(controls):
 
 def hud_lines(*, engine_fps=None, display_fps=None, latency_ms=None, vsync=None, scene=None, scene_count=None,
               queued=None, bpm=None, bar_phase=None, beats_per_bar=4, activity=None, controls=(), warnings=(),
-              blackout=False, frozen=False):
-    """Every HUD line in order: status, scene, beat, input activity, BLACKOUT/FROZEN, controls, warnings."""
+              blackout=False, frozen=False, transition=None):
+    """Every HUD line in order: status, scene, transition, beat, input activity, BLACKOUT/FROZEN, controls,
+    warnings."""
     lines = [status_line(engine_fps, display_fps, latency_ms, vsync)]
     if scene is not None:
         lines.append(scene_line(scene, scene_count, queued))
+    if transition:
+        lines.append(HudLine(transition, warning="not ready" in transition))
     lines.append(beat_line(bpm, bar_phase, beats_per_bar))
     if activity:
         lines.append(activity_line(activity))

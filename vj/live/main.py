@@ -48,8 +48,13 @@ def build(args, stack):
     controls = Controls(preset.controls)
     audio = open_audio(args, preset, clock)
     stack.callback(audio.close)
-    state = ShowState(preset, controls, overrides)
+    from engine.transition_cache import TransitionCache
+    from vj.transitions import Transitions, TransitionWorker
+    transitions = Transitions(components, preset, TransitionCache())
+    state = ShowState(preset, controls, overrides, transitions=transitions)
     loop = EngineLoop(state, make_engine, engine_settings(preset), audio, FrameSlot(), clock)
+    loop.worker = TransitionWorker(transitions)  # idle unless the preset has transition_mode: latent_blend
+    stack.callback(loop.worker.close)
     midi = None
     if args.midi:
         from vj.control.midi import MidiInput, MidiMap

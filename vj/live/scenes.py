@@ -1,8 +1,8 @@
 """Scene changes in a live show: triggers instead of a schedule, quantized to the beat or bar, then crossfaded.
 
 It answers the same question as the render's `Timeline` (which scene at time t, which one fades out, how far),
-so the Director and the engine do not know whether a show is live. A latent-blend transition (a later issue)
-plugs in where `at` returns the ScenePosition: it only needs the two scenes and the mix.
+so the Director and the engine do not know whether a show is live. A latent-blend transition plugs in where `at`
+returns the ScenePosition (it needs the two scenes and the mix); `upcoming` says which ones to compute ahead.
 """
 
 from vj.timeline import ScenePosition
@@ -68,6 +68,17 @@ class LiveScenes:
             self.pending = None
             if index != self.current:
                 self.previous, self.current, self.started = self.current, index, at
+
+    def upcoming(self):
+        """The (from, to) scene changes that may come next, most likely first: a pending change, the queued
+        scene, the next and the previous one."""
+        targets = [self.pending[0] if self.pending is not None else None, self.queued,
+                   (self.current + 1) % self.count, (self.current - 1) % self.count]
+        pairs = []
+        for target in targets:
+            if target is not None and target != self.current and (self.current, target) not in pairs:
+                pairs.append((self.current, target))
+        return pairs
 
     def at(self, t):
         """The ScenePosition at show time `t` (call `update` first)."""

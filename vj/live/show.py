@@ -84,6 +84,7 @@ class EngineLoop:
         self.errors = 0
         self.last_values = {}
         self.on_reload = []                 # callables(preset) run after a hot reload (e.g. the MIDI map)
+        self.worker = None                  # a TransitionWorker computing latent-blend transitions ahead
         self._thread = threading.Thread(target=self._run, name="vj-engine", daemon=True)
 
     def start(self):
@@ -120,6 +121,8 @@ class EngineLoop:
         if self.frozen.is_set():
             return
         request = self.state.request(now, values)
+        if self.worker is not None:
+            self.worker.want(self.state.wanted_transitions())
         try:
             rgb = self.engine.render(request)
         except Exception as exc:
@@ -300,9 +303,20 @@ class Show:
             beats_per_bar=state.preset.beats_per_bar,
             activity={source: self.bus.active(source) for source in ("midi", "osc", "keys")},
             controls=controls, warnings=state.warnings.current() + [w for w in self._input_warnings() if w],
-            blackout=self.blackout, frozen=self.loop.frozen.is_set())
+            blackout=self.blackout, frozen=self.loop.frozen.is_set(), transition=self._transition_text())
         levels = hud.hud_levels({name: values.get(name, 0.0) for name in state.preset.input_variables})
         return lines, levels
+
+    def _transition_text(self):
+        """'transition: latent blend', '... crossfade (latent blend not ready)', 'computing transition 1 -> 2'."""
+        parts = []
+        blending = self.loop.state.director.blending
+        if blending is not None:
+            parts.append(f"transition: {blending}")
+        computing = getattr(self.loop.worker, "computing", None)
+        if computing is not None:
+            parts.append(f"computing transition {computing[0] + 1} -> {computing[1] + 1}")
+        return "  ".join(parts) or None
 
     def _input_warnings(self):
         return [getattr(self.loop.audio, "warning", None), getattr(self.midi, "warning", None)]

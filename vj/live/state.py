@@ -70,8 +70,9 @@ class PresetWatcher:
 class ShowState:
     """The preset, its Director, the live scenes and the controls; `apply` actions, then `request` a frame."""
 
-    def __init__(self, preset, controls, overrides=None, warnings=None):
+    def __init__(self, preset, controls, overrides=None, warnings=None, transitions=None):
         self.overrides = overrides or {}
+        self.transitions = transitions  # latent-blend Transitions shared with a worker, or None
         self.controls = controls
         self.warnings = warnings or Warnings()
         self.watcher = PresetWatcher(preset.path) if preset.path else None
@@ -83,7 +84,9 @@ class ShowState:
 
     def _use(self, preset):
         self.preset = preset
-        self.director = Director(preset)
+        if self.transitions is not None:
+            self.transitions.use_preset(preset)
+        self.director = Director(preset, transitions=self.transitions)
         self.controls.respec(preset.controls)
         self.scenes.resize(len(preset.scenes))
         self.scenes.transition_time = preset.transition_time
@@ -149,6 +152,12 @@ class ShowState:
         self.reloads += 1
         log.info("reloaded %s", preset.path)
         return preset
+
+    def wanted_transitions(self):
+        """The latent-blend transitions to compute ahead (none unless the preset blends)."""
+        if self.transitions is None or self.preset.transition_mode != "latent_blend":
+            return []
+        return self.scenes.upcoming()
 
     def engine_settings(self):
         from vj.render import engine_settings

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.transition_plans import QUALITIES
 from vj.audio.bands import Band, check_band
 from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 from vj.audio.sources import AudioError, audio_info
@@ -27,7 +28,7 @@ from vj.scenes import SceneError, parse_scenes
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
 SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
-TRANSITION_MODES = ("linear", "slerp")
+TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
 PYTTI_ONLY = frozenset(
@@ -65,6 +66,15 @@ def _durations(value):
 SIZE = Check(_size, {"type": "integer", "minimum": 64, "multipleOf": 8}, "integer, a multiple of 8, ≥ 64")
 DURATIONS = Check(_durations, {"type": ["number", "array"], "exclusiveMinimum": 0, "items": POSITIVE.schema,
                                "minItems": 1}, "number > 0, or a list of them")
+def _number_list(item):
+    """A list of `item`s (at least one)."""
+    def convert(value):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"expected a list of {item.doc}, got {value!r}")
+        return tuple(item.convert(v) for v in value)
+    return Check(convert, {"type": "array", "items": item.schema, "minItems": 1}, f"list of {item.doc}")
+
+
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
 EXPRESSION = Check(compile_expression, {"type": ["number", "string"]}, "expression", late=True)
 MUSICAL_NAMES = (MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VARIABLES)}")
@@ -112,7 +122,28 @@ class Preset:
     transition_time: float = key(NON_NEGATIVE, 1, "seconds over which a scene fades in over the previous one "
                                                   "(its first seconds)")
     transition_mode: str = key(choice(*TRANSITION_MODES), "slerp",
-                               "conditioning crossfade: linear, or slerp per token vector")
+                               "conditioning crossfade: linear, or slerp per token vector; `latent_blend`: the slerp "
+                               "crossfade guided by a latent-blending tree between the scenes, computed ahead and "
+                               "cached (see Transitions in README)")
+    transition_quality: str = key(choice(*QUALITIES), "medium",
+                                  "latent_blend: the tree's size, from `lowest` (5 frames) to `ultra` (33)")
+    transition_depth: float = key(in_range(0, 1), 0.5,
+                                  "latent_blend `depth_strength`: near 0 the branches start from noise (creative, "
+                                  "new things may appear), near 1 late (close to an alpha blend)")
+    transition_steps: int = key(in_range(1, 50, integer=True), 4,
+                                "latent_blend: denoising steps of the tree's trajectories")
+    transition_branches: tuple | None = key(optional(_number_list(in_range(0, 64, integer=True))), None,
+                                            "latent_blend: branches per level, with `transition_injections` "
+                                            "(replaces `transition_quality`)")
+    transition_injections: tuple | None = key(optional(_number_list(in_range(0, 1))), None,
+                                              "latent_blend: injection strength per level (fraction of the steps "
+                                              "0..1, increasing)")
+    transition_budget: float | None = key(optional(POSITIVE), None,
+                                          "latent_blend: seconds of compute for the branches (replaces "
+                                          "`transition_quality`: as many branches as fit)")
+    transition_guide: float = key(in_range(0, 1), 0.8,
+                                  "latent_blend: how strongly the tree's frames pull the stream in the middle of "
+                                  "a transition (0 at both ends)")
     scene_quantize: str = key(choice(*QUANTIZE), "none", "live shows: a scene change waits for the next beat or bar "
                                                          "(`none`: it starts at once)")
     duration: float | None = key(optional(POSITIVE), None, "render length in seconds; if not given: the track "
@@ -408,6 +439,25 @@ def _resolve(path_text, base):
     return path if path.is_absolute() else (base / path)
 
 
+def _transition_plan(raw, values, problems):
+    """The latent_blend keys that go together: explicit lists both or neither, of one length; lists or a budget."""
+    branches, injections = values["transition_branches"], values["transition_injections"]
+    if (branches is None) != (injections is None):
+        given = "transition_branches" if injections is None else "transition_injections"
+        problems.add(_line(raw, given), given, "give transition_branches and transition_injections together "
+                                               "(branches per level, injection strength per level)")
+    elif branches is not None:
+        if len(branches) != len(injections):
+            problems.add(_line(raw, "transition_injections"), "transition_injections",
+                         f"{len(injections)} injection strengths for {len(branches)} branch counts: one per level")
+        elif list(injections) != sorted(injections):
+            problems.add(_line(raw, "transition_injections"), "transition_injections",
+                         f"injection strengths must increase, got {list(injections)}")
+        if values["transition_budget"] is not None:
+            problems.add(_line(raw, "transition_budget"), "transition_budget",
+                         "give either transition_budget or the lists transition_branches/transition_injections")
+
+
 def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem."""
     problems = _Problems(name)
@@ -445,6 +495,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
             if prompt.is_image or prompt.mask is not None or not prompt.stop.is_constant or prompt.stop(None) != -math.inf:
                 warnings.append(f"scene {scene.index + 1}, prompt '{prompt.source}': image prompts, masks and "
                                 "stops are parsed but take effect only with CLIP guidance (not available yet)")
+    _transition_plan(raw, values, problems)
     if len(values["scene_duration"]) > max(len(scenes), 1):
         problems.add(_line(raw, "scene_duration"), "scene_duration",
                      f"{len(values['scene_duration'])} durations for {len(scenes)} scenes")

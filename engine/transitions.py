@@ -1,0 +1,134 @@
+"""Latent-blending transitions between two conditionings: a tree of txt2img trajectories from one seed.
+
+A transition A -> B runs the trajectories of A and B from the same starting noise, keeping every step's
+latents. Branches go between them: a branch at mix fraction f, injected at step i, starts from the spherical
+mix (slerp) of its two neighbours' latents at step i and runs the remaining steps conditioned on
+lerp(cond_A, cond_B, f). Each new branch goes between the neighbouring pair whose images differ most, so the
+leaves, played in fraction order at equal time steps, change evenly. Levels inject at increasing steps:
+early injections are free to invent (they start from nearly pure noise), late ones stay close to their
+neighbours. The endpoints are exactly what plain generation of A and of B gives with that seed.
+
+The difference measure is `image_difference`: the mean absolute difference of the two images averaged down to
+at most 64 pixels a side. It needs no weights (LPIPS would need a download), it ignores pixel noise that does not
+read as change, and it is the same measure the smoothness figure uses, so placing branches where it is largest
+directly lowers the largest frame-to-frame change.
+"""
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.conditioning import slerp
+from engine.errors import EngineError
+from engine.frames import decode, initial_noise
+from engine.sampler import denoise_steps, guidance_embedding
+
+MAX_SIDE = 64  # image_difference compares images averaged down to this size
+
+
+@dataclass
+class Path:
+    """One trajectory of the tree: its mix fraction (0 = A, 1 = B), the step it was injected at, the input
+    latents of every step from there on (`latents[steps]`: the result) and the decoded image."""
+
+    fraction: float
+    start: int
+    latents: list
+    image: torch.Tensor
+
+
+def image_difference(a, b):
+    """Mean absolute difference of two (1, 3, H, W) images in [-1, 1], averaged down to <= 64 px a side."""
+    h, w = a.shape[-2:]
+    factor = max(1, math.ceil(max(h, w) / MAX_SIDE))
+    if factor > 1:
+        a, b = F.avg_pool2d(a.float(), factor, ceil_mode=True), F.avg_pool2d(b.float(), factor, ceil_mode=True)
+    return float((a.float() - b.float()).abs().mean())
+
+
+def slerp_latents(a, b, t):
+    """Spherical interpolation of two latent tensors as whole vectors (what latent blending mixes)."""
+    return slerp(a.reshape(1, -1), b.reshape(1, -1), t).reshape(a.shape)
+
+
+class Trajectories:
+    """Runs trajectories on a model's components with a private copy of the scheduler, so it can work on a
+    background thread while the frame engine uses the same components."""
+
+    def __init__(self, components, width, height, guidance_scale=1.0):
+        c = self.c = components
+        if width % 8 or height % 8:
+            raise EngineError(f"width and height must be multiples of 8, got {width}x{height}")
+        self.width, self.height = width, height
+        self.scheduler = copy.deepcopy(c.scheduler)
+        self._timestep_cond = guidance_embedding(c.unet, guidance_scale, 1, c.device, c.dtype)
+
+    def _timesteps(self, steps, start):
+        s = self.scheduler
+        s.set_timesteps(steps, device=self.c.device)
+        if hasattr(s, "set_begin_index"):
+            s.set_begin_index(start)
+        return s.timesteps[start:]
+
+    def run(self, fraction, start, latents, cond, steps):
+        """A Path from `latents` at step `start` to the end, conditioned on `cond`."""
+        with torch.inference_mode():
+            kept = [None] * start + [latents]
+            for z in denoise_steps(self.c.unet, self.scheduler, latents, self._timesteps(steps, start),
+                                   cond.to(self.c.dtype), self._timestep_cond):
+                kept.append(z)
+            return Path(fraction, start, kept, decode(self.c, kept[-1]))
+
+    def endpoint(self, cond, seed, steps, fraction=0.0):
+        """Plain txt2img of `cond` from `seed`'s noise: a tree's endpoint (and a scene's keyframe)."""
+        generator = torch.Generator(device=self.c.device).manual_seed(seed)
+        self._timesteps(steps, 0)
+        noise = initial_noise(self.c, self.width, self.height, generator) * self.scheduler.init_noise_sigma
+        return self.run(fraction, 0, noise, cond, steps)
+
+
+def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), difference=image_difference):
+    """The tree's paths from A (fraction 0) to B (fraction 1), in fraction order. `ends` may hold A's and B's
+    endpoint Paths already computed (a chain A -> B -> C reuses B's) with the same seed and steps."""
+    a, b = ends
+    a = trajectories.endpoint(cond_a, seed, plan.steps, 0.0) if a is None else _as_end(a, 0.0, plan)
+    b = trajectories.endpoint(cond_b, seed, plan.steps, 1.0) if b is None else _as_end(b, 1.0, plan)
+    paths = [a, b]
+    gaps = [difference(a.image, b.image)]          # gaps[k]: difference between paths[k] and paths[k + 1]
+    for injection, count in zip(plan.injections, plan.branches):
+        for _ in range(count):
+            k = max(range(len(gaps)), key=gaps.__getitem__)
+            left, right = paths[k], paths[k + 1]
+            fraction = (left.fraction + right.fraction) / 2
+            start = slerp_latents(left.latents[injection], right.latents[injection], 0.5)
+            path = trajectories.run(fraction, injection, start, torch.lerp(cond_a, cond_b, fraction), plan.steps)
+            paths.insert(k + 1, path)
+            gaps[k:k + 1] = [difference(left.image, path.image), difference(path.image, right.image)]
+    return paths
+
+
+def _as_end(path, fraction, plan):
+    if len(path.latents) != plan.steps + 1 or path.start != 0:
+        raise EngineError(f"an endpoint reused in a chain must be a full {plan.steps}-step trajectory")
+    return Path(fraction, 0, path.latents, path.image)
+
+
+def play(images, progress):
+    """The transition's picture at `progress` 0..1: the leaves (in fraction order, float tensors or arrays) at
+    equal time steps, with a linear blend between the two around `progress`."""
+    if len(images) == 1:
+        return images[0]
+    x = min(max(progress, 0.0), 1.0) * (len(images) - 1)
+    i = min(int(x), len(images) - 2)
+    a, b = images[i], images[i + 1]
+    return a + (b - a) * (x - i)
+
+
+def smoothness(frames, difference=image_difference):
+    """(largest frame-to-frame change / mean change, the changes): 1 = perfectly even."""
+    changes = [difference(a, b) for a, b in zip(frames, frames[1:])]
+    mean = sum(changes) / len(changes) if changes else 0.0
+    return (max(changes) / mean if mean > 0 else 1.0), changes

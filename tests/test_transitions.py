@@ -1,0 +1,164 @@
+"""Latent-blending trees on the tiny model: endpoints equal diffusers' plain txt2img, the tree's shape follows
+its plan, chains reuse endpoints, playback and smoothness are what they say."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from engine.conditioning import ConditioningCache
+from engine.errors import EngineError
+from engine.frames import EngineSettings, FrameEngine, FrameRequest
+from engine.models import load_components, tiny_autoencoder_kl
+from engine.transition_plans import QUALITIES, TreePlan, budget_plan, explicit_plan, quality_plan
+from engine.transitions import Trajectories, blend_tree, image_difference, play, smoothness
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_components("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module", params=["taesd", "kl"])
+def model(request, tiny):
+    if request.param == "taesd":
+        return tiny
+    kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    return dataclasses.replace(tiny, vae=kl)
+
+
+def embed(c, text):
+    return ConditioningCache(c.text_encoder, c.tokenizer, c.device).embed(text)
+
+
+def test_endpoints_equal_diffusers_plain_generation(model):
+    from diffusers import StableDiffusionPipeline
+    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+                                   unet=model.unet, scheduler=model.scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    cond_a, cond_b = embed(model, "a red fox"), embed(model, "a blue whale")
+    paths = blend_tree(Trajectories(model, SIZE, SIZE), cond_a, cond_b, 7, quality_plan("lowest", 0.5, steps=3))
+    for path, text in ((paths[0], "a red fox"), (paths[-1], "a blue whale")):
+        ref = pipe(text, num_inference_steps=3, guidance_scale=0.0, height=SIZE, width=SIZE, output_type="pt",
+                   generator=torch.Generator().manual_seed(7)).images
+        np.testing.assert_allclose((path.image / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
+
+
+def test_an_endpoint_is_the_engines_first_frame(tiny):
+    engine = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2))
+    first = engine.render_tensor(FrameRequest(0, (("a red fox", 1.0),), seed=3))
+    end = Trajectories(tiny, SIZE, SIZE).endpoint(embed(tiny, "a red fox"), 3, steps=2)
+    torch.testing.assert_close(end.image, first)
+
+
+def test_the_tree_follows_its_plan_and_keeps_its_endpoints(tiny):
+    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
+    traj = Trajectories(tiny, SIZE, SIZE)
+    plan = TreePlan(steps=4, branches=(2, 3), injections=(1, 3))
+    paths = blend_tree(traj, cond_a, cond_b, 11, plan)
+    fractions = [p.fraction for p in paths]
+    assert len(paths) == plan.leaves == 7 and fractions == sorted(fractions) and len(set(fractions)) == 7
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and 0.5 in fractions       # the first branch halves A-B
+    assert sorted(p.start for p in paths) == [0, 0, 1, 1, 3, 3, 3]
+    assert all(len(p.latents) == 5 and all(z is not None for z in p.latents[p.start:]) for p in paths)
+    alone = blend_tree(traj, cond_a, cond_b, 11, TreePlan(4, (), ()))
+    torch.testing.assert_close(paths[0].image, alone[0].image)
+    torch.testing.assert_close(paths[-1].image, alone[-1].image)
+
+
+def test_each_branch_goes_into_the_widest_gap(tiny):
+    """A difference that finds each newly measured gap the widest: every branch splits the newest right gap."""
+    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
+    seen = []
+
+    def newest_widest(a, b):
+        seen.append(None)
+        return float(len(seen))
+    paths = blend_tree(Trajectories(tiny, SIZE, SIZE), cond_a, cond_b, 0, TreePlan(2, (3,), (1,)),
+                       difference=newest_widest)
+    assert [p.fraction for p in paths] == [0.0, 0.5, 0.75, 0.875, 1.0]
+
+
+def test_a_chain_reuses_the_shared_endpoint(tiny):
+    conds = [embed(tiny, t) for t in ("a red fox", "a blue whale", "a green tree")]
+    traj = Trajectories(tiny, SIZE, SIZE)
+    plan = quality_plan("lowest", 0.5, steps=2)
+    ab = blend_tree(traj, conds[0], conds[1], 5, plan)
+    calls = []
+    real_unet = tiny.unet.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_unet(*args, **kwargs)
+    tiny.unet.forward = counting
+    try:
+        bc = blend_tree(traj, conds[1], conds[2], 5, plan, ends=(ab[-1], None))
+    finally:
+        del tiny.unet.forward
+    assert len(calls) == plan.unet_calls() - plan.steps               # B's trajectory was not run again
+    torch.testing.assert_close(bc[0].image, ab[-1].image)
+    assert bc[0].fraction == 0.0 and bc[-1].fraction == 1.0
+
+
+def test_computing_a_tree_leaves_the_engines_scheduler_alone(tiny):
+    request = FrameRequest(0, (("a red fox", 1.0),), seed=1)
+    before = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2)).render_tensor(request)
+    blend_tree(Trajectories(tiny, SIZE, SIZE), embed(tiny, "a"), embed(tiny, "b"), 0, TreePlan(5, (1,), (2,)))
+    after = FrameEngine(tiny, EngineSettings(width=SIZE, height=SIZE, steps=2)).render_tensor(request)
+    torch.testing.assert_close(before, after)
+
+
+def test_quality_plans_grow_with_the_quality_and_depth_moves_the_injections():
+    leaves = [quality_plan(q, 0.5, steps=4).leaves for q in QUALITIES]
+    assert leaves == list(QUALITIES.values()) == sorted(leaves)
+    assert quality_plan("medium", 0.0, steps=4).injections[0] == 0          # creative: from the start
+    assert quality_plan("medium", 1.0, steps=4).injections == (3,)           # close to an alpha blend
+    plan = quality_plan("high", 0.3, steps=8)
+    assert plan.injections == tuple(sorted(set(plan.injections))) and plan.leaves == 21
+    assert list(plan.branches) == sorted(plan.branches)                      # later (cheaper) levels get more
+
+
+def test_explicit_and_budget_plans():
+    plan = explicit_plan([2, 4], [0.25, 0.75], steps=4)
+    assert plan == TreePlan(4, (2, 4), (1, 3)) and plan.unet_calls() == 2 * 4 + 2 * 3 + 4 * 1
+    small, large = budget_plan(0.5, 0.01, 0.005), budget_plan(2.0, 0.01, 0.005)
+    assert small.leaves < large.leaves
+    spent = (large.unet_calls() - 2 * large.steps) * 0.01 + sum(large.branches) * 0.005
+    assert spent <= 2.0
+    assert budget_plan(0.0, 0.01, 0.005).leaves == 2
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TreePlan(4, (1,), (4,)), "injection steps must increase within 0..3"),
+    (lambda: TreePlan(4, (1, 2), (2, 1)), "injection steps must increase"),
+    (lambda: TreePlan(4, (1,), (1, 2)), "1 branch counts for 2 injection steps"),
+    (lambda: TreePlan(0, (), ()), "at least 1 step"),
+    (lambda: quality_plan("best"), "'best' is not one of lowest, low, medium, high, ultra"),
+    (lambda: quality_plan("low", 1.5), "depth_strength must be within 0..1"),
+    (lambda: explicit_plan([1], [0.2, 0.4]), "1 branch counts for 2 injection strengths"),
+])
+def test_bad_plans_are_one_clear_error(make, message):
+    with pytest.raises(EngineError, match=message):
+        make()
+
+
+def test_play_blends_neighbouring_leaves_at_equal_time_steps():
+    leaves = [torch.full((1, 3, 4, 4), v) for v in (-1.0, 0.0, 1.0)]
+    assert torch.equal(play(leaves, 0.0), leaves[0]) and torch.equal(play(leaves, 1.0), leaves[2])
+    assert torch.allclose(play(leaves, 0.25), torch.full((1, 3, 4, 4), -0.5))
+    assert torch.allclose(play(leaves, 0.75), torch.full((1, 3, 4, 4), 0.5))
+    assert torch.equal(play(leaves[:1], 0.3), leaves[0])
+
+
+def test_difference_and_smoothness():
+    a, b = torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256)
+    b[..., ::2, ::2] = 1.0                        # fine pixel noise: averaged away to a quarter
+    assert image_difference(a, b) == pytest.approx(0.25)
+    even = [torch.full((1, 3, 8, 8), v / 10) for v in range(11)]
+    ratio, changes = smoothness(even)
+    assert ratio == pytest.approx(1.0) and len(changes) == 10
+    jumpy = even[:5] + [e + 0.5 for e in even[5:]]
+    assert smoothness(jumpy)[0] > 3
