@@ -3,8 +3,9 @@
 A transition A -> B runs the trajectories of A and B from the same starting noise, keeping every step's
 latents. Branches go between them: a branch at mix fraction f, injected at step i, starts from the spherical
 mix (slerp) of its two neighbours' latents at step i and runs the remaining steps conditioned on
-lerp(cond_A, cond_B, f). Each new branch goes between the neighbouring pair whose images differ most, so the
-leaves, played in fraction order at equal time steps, change evenly. Levels inject at increasing steps:
+lerp(cond_A, cond_B, f). Each new branch goes between the neighbouring pair whose images differ most, and the
+leaves play in fraction order at times spaced by those differences (`timing`), so the picture changes at an
+even rate. Levels inject at increasing steps:
 early injections are free to invent (they start from nearly pure noise), late ones stay close to their
 neighbours. The endpoints are exactly what plain generation of A and of B gives with that seed.
 
@@ -14,6 +15,7 @@ read as change, and it is the same measure the smoothness figure uses, so placin
 directly lowers the largest frame-to-frame change.
 """
 
+import bisect
 import copy
 import math
 from dataclasses import dataclass
@@ -116,15 +118,33 @@ def _as_end(path, fraction, plan):
     return Path(fraction, 0, path.latents, path.image)
 
 
-def play(images, progress):
+def timing(images, difference=image_difference):
+    """When each leaf plays (0..1): by the cumulative difference between neighbours, so that playback changes
+    the picture at an even rate however unevenly the leaves are spread (equal steps if they are all equal)."""
+    steps = [difference(a, b) for a, b in zip(images, images[1:])]
+    total = sum(steps)
+    if total <= 0:
+        return [k / max(1, len(images) - 1) for k in range(len(images))]
+    times, run = [0.0], 0.0
+    for step in steps:
+        run += step
+        times.append(run / total)
+    return times
+
+
+def play(images, progress, times=None):
     """The transition's picture at `progress` 0..1: the leaves (in fraction order, float tensors or arrays) at
-    equal time steps, with a linear blend between the two around `progress`."""
+    `times` (default: equal steps), with a linear blend between the two around `progress`."""
     if len(images) == 1:
         return images[0]
-    x = min(max(progress, 0.0), 1.0) * (len(images) - 1)
-    i = min(int(x), len(images) - 2)
+    if times is None:
+        times = [k / (len(images) - 1) for k in range(len(images))]
+    p = min(max(progress, 0.0), 1.0)
+    i = max(0, min(bisect.bisect_right(times, p) - 1, len(images) - 2))
+    span = times[i + 1] - times[i]
+    w = 0.0 if span <= 0 else min(max((p - times[i]) / span, 0.0), 1.0)
     a, b = images[i], images[i + 1]
-    return a + (b - a) * (x - i)
+    return a + (b - a) * w
 
 
 def smoothness(frames, difference=image_difference):

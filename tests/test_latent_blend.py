@@ -108,7 +108,7 @@ def test_the_director_guides_the_stream_only_inside_a_ready_transition(tiny, pre
     transitions.compute(0, 1)
     request = director.request(2, 0.6, {}, inside)
     assert request.guide.shape == (64, 64, 3) and director.blending == "latent blend"
-    assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * 0.25))
+    assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * 0.25) ** 2)
     assert request.previous_prompts is not None and request.mix == 0.25          # the crossfade goes on under it
     for position in (ScenePosition(1), ScenePosition(1, 0, 1.0)):
         request = director.request(3, 0.7, {}, position)

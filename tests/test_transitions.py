@@ -12,7 +12,7 @@ from engine.errors import EngineError
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
 from engine.models import load_components, tiny_autoencoder_kl
 from engine.transition_plans import QUALITIES, TreePlan, budget_plan, explicit_plan, quality_plan
-from engine.transitions import Trajectories, blend_tree, image_difference, play, smoothness
+from engine.transitions import Trajectories, blend_tree, image_difference, play, smoothness, timing
 
 SIZE = 64
 
@@ -151,6 +151,17 @@ def test_play_blends_neighbouring_leaves_at_equal_time_steps():
     assert torch.allclose(play(leaves, 0.25), torch.full((1, 3, 4, 4), -0.5))
     assert torch.allclose(play(leaves, 0.75), torch.full((1, 3, 4, 4), 0.5))
     assert torch.equal(play(leaves[:1], 0.3), leaves[0])
+
+
+def test_leaves_play_at_times_spaced_by_their_differences():
+    leaves = [torch.full((1, 3, 4, 4), v) for v in (0.0, 0.1, 1.0)]   # an uneven tree: a small, then a big step
+    times = timing(leaves)
+    assert times == pytest.approx([0.0, 0.1, 1.0])
+    assert torch.allclose(play(leaves, 0.05, times), torch.full((1, 3, 4, 4), 0.05))
+    frames = [play(leaves, k / 20, times) for k in range(21)]
+    assert smoothness(frames)[0] == pytest.approx(1.0, abs=1e-4)        # even, where equal steps would not be
+    assert smoothness([play(leaves, k / 20) for k in range(21)])[0] > 1.5
+    assert timing(leaves[:1] * 3) == [0.0, 0.5, 1.0]                     # identical leaves: equal steps
 
 
 def test_difference_and_smoothness():

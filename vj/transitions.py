@@ -9,8 +9,8 @@ txt2img trajectories from noise):
 - Nothing is computed at the trigger. While the transition plays, the stream goes on as always (the previous
   frame, warped by the motion expressions, img2img'd with the scenes' conditioning crossfading by slerp, the
   audio-reactive weights acting on both sides), and each frame's input is pulled toward the tree's picture at
-  that moment by `transition_guide` x sin(pi x progress): 0 at both ends, so neither seam jumps, the tree's
-  morph in the middle. After it the stream carries on from its last frame.
+  that moment by `transition_guide` x sin^2(pi x progress): 0, and flat, at both ends, so neither seam jumps;
+  the tree's morph in the middle. After it the stream carries on from its last frame.
 - A transition that is not ready when triggered plays as the plain crossfade (the HUD says so).
 """
 
@@ -26,11 +26,12 @@ from engine.conditioning import ConditioningCache, prompt_conditioning
 from engine.frames import to_rgb
 from engine.transition_cache import cache_key, fingerprint
 from engine.transition_plans import budget_plan, explicit_plan, quality_plan
-from engine.transitions import Trajectories, blend_tree, play
+from engine.transitions import Trajectories, blend_tree, play, timing
 from vj.variables import FrameVariables
 
 log = logging.getLogger(__name__)
 
+LAYOUT = 2          # what a cached transition holds (leaves, fractions, times): part of every key
 KEYFRAMES_KEPT = 8  # keyframe trajectories kept for chains (a few MB each at 512x512)
 
 
@@ -46,8 +47,9 @@ def tree_plan(preset, step_seconds=None):
 
 
 def guide_weight(preset, progress):
-    """How far a frame's input is pulled toward the tree's picture: 0 at both ends of the transition."""
-    return preset.transition_guide * math.sin(math.pi * min(max(progress, 0.0), 1.0))
+    """How far a frame's input is pulled toward the tree's picture: `transition_guide` x sin^2(pi x progress),
+    0 with a flat start and end, so neither seam of the transition jumps."""
+    return preset.transition_guide * math.sin(math.pi * min(max(progress, 0.0), 1.0)) ** 2
 
 
 class _AsFloat:
@@ -116,7 +118,7 @@ class Transitions:
         setup = setup or self._setup
         key = setup.keys.get((a, b))
         if key is None:
-            key = setup.keys[(a, b)] = cache_key(kind="latent_blend", a=self._cond(setup, a),
+            key = setup.keys[(a, b)] = cache_key(kind="latent_blend", layout=LAYOUT, a=self._cond(setup, a),
                                                  b=self._cond(setup, b), **setup.settings)
         return key
 
@@ -140,7 +142,8 @@ class Transitions:
             paths = blend_tree(setup.trajectories, *conds, setup.seed, tree_plan(setup.preset, self._step_seconds),
                                ends=ends)
             leaves = np.stack([to_rgb(p.image) for p in paths])
-            self.cache.put(key, {"leaves": leaves, "fractions": np.array([p.fraction for p in paths])})
+            self.cache.put(key, {"leaves": leaves, "fractions": np.array([p.fraction for p in paths]),
+                                 "times": np.array(timing([p.image for p in paths]))})
             return leaves
 
     def _keyframe(self, setup, cond, fraction):
@@ -166,7 +169,7 @@ class Transitions:
         hit = self.cache.get(self.key(a, b, setup))
         if hit is None:
             return None
-        return play(_AsFloat(hit["leaves"]), progress), guide_weight(setup.preset, progress)
+        return play(_AsFloat(hit["leaves"]), progress, hit["times"].tolist()), guide_weight(setup.preset, progress)
 
 
 class TransitionWorker:
