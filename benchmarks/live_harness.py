@@ -55,20 +55,22 @@ def rss_bytes():
 
 
 class Player:
-    """Plays `next_block(frames)` into the default sink through PortAudio ('pulse'), noting for each block the
-    time.monotonic() at which its callback handed it over (`handed(sample)` gives any sample's)."""
+    """Plays `next_block(frames)` into the default sink through PortAudio ('pulse'); with `stamps`, notes for
+    each block the time.monotonic() at which its callback handed it over (`handed(sample)` gives any sample's).
+    A soak plays without stamps: they grow by about 1 MB a minute, which would count as the show's memory."""
 
-    def __init__(self, next_block, blocksize=256, latency="low"):
+    def __init__(self, next_block, blocksize=256, latency="low", stamps=True):
         import sounddevice as sd
         self._next = next_block
-        self._stamps = []          # (first sample of the block, time.monotonic() of its callback)
+        self._stamps = [] if stamps else None  # (first sample of the block, time.monotonic() of its callback)
         self._written = 0
         self._stream = sd.OutputStream(device="pulse", samplerate=RATE, channels=2, dtype="float32",
                                        blocksize=blocksize, latency=latency, callback=self._callback)
         self._stream.start()
 
     def _callback(self, outdata, frames, time_info, status):
-        self._stamps.append((self._written, time.monotonic()))
+        if self._stamps is not None:
+            self._stamps.append((self._written, time.monotonic()))
         block = self._next(frames)
         outdata[:] = block[:, None]
         self._written += frames

@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,9 @@ SAMPLE_SECONDS = 10.0   # memory is read this often
 class SoakProbes(Probes):
     """Running figures only: nothing kept per frame, so the probes do not grow the memory they measure."""
 
-    def __init__(self, show, warmup):
+    def __init__(self, show, warmup, trace=False):
         self.warmup = warmup
+        self.trace = trace      # tracemalloc from the end of the warm-up: what is still allocated at the end grew
         self.start = None
         self.last_flip = self.last_frame = None
         self.flip_gap = self.frame_gap = 0.0
@@ -63,6 +65,8 @@ class SoakProbes(Probes):
         since = t - self.start
         if since >= self.warmup and self.last_flip is not None:
             self.flip_gap = max(self.flip_gap, t - self.last_flip)
+        if self.trace and since >= self.warmup and not tracemalloc.is_tracing():
+            tracemalloc.start(8)
         self.last_flip = t
         if since >= self._next_sample:
             self.memory.append((since, rss_bytes()))
@@ -86,14 +90,21 @@ def music(path, seconds=60.0):
     return drum_pattern([(124.0, int(seconds * 124 / 60))], sample_rate=RATE).samples
 
 
-def soak(minutes, size, fps, warmup, music_path, hud, stats):
+def growth_by_line(count):
+    """The `count` source lines holding the most memory allocated since tracing started (and not freed)."""
+    stats = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    return [f"{s.size / 2**20:.2f} MB in {s.count} blocks: {s.traceback[-1]}" for s in stats.statistics("lineno")[:count]]
+
+
+def soak(minutes, size, fps, warmup, music_path, hud, stats, trace=0):
     samples = music(music_path)
     players = []
 
     port = free_udp_port()
 
     def start(show):
-        players.append(Player(Loop(0.5 * samples / max(1e-9, float(np.abs(samples).max()))), latency="high"))
+        players.append(Player(Loop(0.5 * samples / max(1e-9, float(np.abs(samples).max()))), latency="high",
+                              stamps=False))
         players.append(OscDriver(port, "glow"))
         return players
 
@@ -104,7 +115,8 @@ def soak(minutes, size, fps, warmup, music_path, hud, stats):
         extra = ["--model", "tiny", "--audio-device", "pulse", "--duration", str(seconds), "--osc", f"127.0.0.1:{port}"]
         extra += ([] if hud else ["--no-hud"]) + (["--stats", stats] if stats else [])
         began = time.monotonic()
-        probes = run_show(live_args(preset, *extra), lambda show: SoakProbes(show, warmup), start)
+        probes = run_show(live_args(preset, *extra), lambda show: SoakProbes(show, warmup, trace > 0), start)
+        traced = growth_by_line(trace) if trace and tracemalloc.is_tracing() else None
         wall = time.monotonic() - began
         show = probes.show
     settled = [rss for t, rss in probes.memory if t >= warmup]
@@ -123,6 +135,7 @@ def soak(minutes, size, fps, warmup, music_path, hud, stats):
         "audio_frames_lost": None if kept is None else kept.ring.dropped,
         "osc_messages_sent": players[1].sent, "scene_at_end": show.loop.state.scenes.current + 1,
         "memory_mb_every_minute": [round(r / 2**20, 1) for t, r in probes.memory[::6]],
+        **({"python_growth_by_line": traced} if traced is not None else {}),
     }
 
 
@@ -135,8 +148,12 @@ def main(argv=None):
     parser.add_argument("--music", help="a 48 kHz audio file to loop (default: a synthesized drum loop)")
     parser.add_argument("--no-hud", action="store_true")
     parser.add_argument("--stats", help="also write the show's --stats JSON lines here")
+    parser.add_argument("--trace", type=int, default=0, metavar="N",
+                        help="diagnose growth: trace Python allocations after the warm-up (slower) and report the "
+                             "N source lines holding the most at the end")
     args = parser.parse_args(argv)
-    result = soak(args.minutes, args.size, args.fps, args.warmup, args.music, not args.no_hud, args.stats)
+    result = soak(args.minutes, args.size, args.fps, args.warmup, args.music, not args.no_hud, args.stats,
+                  args.trace)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -101,19 +101,33 @@ def test_a_corrupt_entry_is_recomputed_and_never_shown(tiny, preset_file, tmp_pa
 def test_the_director_guides_the_stream_only_inside_a_ready_transition(tiny, preset_file, tmp_path):
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(False))
-    director = Director(preset, transitions=transitions)
-    inside = ScenePosition(1, 0, 0.25)
-    request = director.request(1, 0.5, {}, inside)
-    assert request.guide is None and director.blending == "crossfade (latent blend not ready)"
     transitions.compute(0, 1)
-    request = director.request(2, 0.6, {}, inside)
-    assert request.guide.shape == (64, 64, 3) and director.blending == "latent blend"
-    assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * 0.25) ** 2)
+    director = Director(preset, transitions=transitions)
+    for k, mix in enumerate((0.0, 0.25)):
+        request = director.request(k, mix, {}, ScenePosition(1, 0, mix))
+        assert request.guide.shape == (64, 64, 3) and director.blending == "latent blend"
+        assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * mix) ** 2)   # 0 at the seam
     assert request.previous_prompts is not None and request.mix == 0.25          # the crossfade goes on under it
     for position in (ScenePosition(1), ScenePosition(1, 0, 1.0)):
         request = director.request(3, 0.7, {}, position)
         assert request.guide is None and request.guide_weight == 0.0 and director.blending is None
     assert guide_weight(preset, 0.0) == 0.0 and guide_weight(preset, 1.0) == pytest.approx(0.0)
+
+
+def test_a_blend_ready_mid_transition_fades_in_instead_of_jumping(tiny, preset_file):
+    from vj.director import JOIN
+    preset = load_preset(preset_file, {"model": "tiny"})
+    transitions = Transitions(tiny, preset, TransitionCache(False))
+    director = Director(preset, transitions=transitions)
+    request = director.request(0, 0.0, {}, ScenePosition(1, 0, 0.3))
+    assert request.guide is None and director.blending == "crossfade (latent blend not ready)"
+    transitions.compute(0, 1)                                         # the worker finishes mid-transition
+    weights = [director.request(k, 0.0, {}, ScenePosition(1, 0, mix)).guide_weight
+               for k, mix in enumerate((0.4, 0.4 + JOIN / 2, 0.4 + JOIN), start=1)]
+    full = [guide_weight(preset, mix) for mix in (0.4, 0.4 + JOIN / 2, 0.4 + JOIN)]
+    assert weights == pytest.approx([0.0, full[1] / 2, full[2]])
+    director.request(9, 0.0, {}, ScenePosition(1))                    # over; the next change starts afresh
+    assert director.request(10, 0.0, {}, ScenePosition(1, 0, 0.1)).guide_weight == pytest.approx(guide_weight(preset, 0.1))
 
 
 def test_the_engine_pulls_its_input_toward_the_guide(tiny):

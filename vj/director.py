@@ -6,6 +6,8 @@ from vj.preset.schema import MOTION_KEYS
 from vj.timeline import Timeline
 from vj.variables import FrameVariables
 
+JOIN = 0.2  # a latent blend that becomes ready mid-transition fades in over this share of the transition
+
 
 class Director:
     """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
@@ -14,6 +16,9 @@ class Director:
         self.preset = preset
         self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
         self.blending = None            # the last scene change: 'latent blend', 'crossfade' (not ready) or None
+        self._change = None             # ((from, to), mix) of the scene change playing
+        self._joined = None             # the mix at which its latent blend joined (0: ready from its start)
+        self._missed = False            # whether a frame of it had no latent blend ready
         self.seed = preset.seed if seed is None else seed
         self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
@@ -45,13 +50,26 @@ class Director:
         )
 
     def _guide(self, position):
-        """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise."""
+        """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise. A tree
+        that is not ready leaves the plain crossfade; one that becomes ready mid-way fades in over JOIN."""
         if position.previous is None or position.mix >= 1.0:
-            self.blending = None
+            self.blending = self._change = None
             return None, 0.0
         if self.transitions is None or self.preset.transition_mode != "latent_blend":
             self.blending = "crossfade"
             return None, 0.0
+        pair = (position.previous, position.scene)
+        if self._change is None or self._change[0] != pair or position.mix < self._change[1]:
+            self._joined, self._missed = None, False    # a new scene change
+        self._change = (pair, position.mix)
         found = self.transitions.guide(position.previous, position.scene, position.mix)
-        self.blending = "latent blend" if found is not None else "crossfade (latent blend not ready)"
-        return found if found is not None else (None, 0.0)
+        if found is None:
+            self.blending, self._missed = "crossfade (latent blend not ready)", True
+            return None, 0.0
+        if self._joined is None:
+            self._joined = position.mix if self._missed else 0.0
+        self.blending = "latent blend"
+        image, weight = found
+        if self._joined > 0:
+            weight *= min(1.0, (position.mix - self._joined) / JOIN)
+        return image, weight

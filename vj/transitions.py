@@ -76,7 +76,8 @@ class _Setup:
         rest = {c.name: float(c.default) for c in preset.controls}
         self.rest_env = FrameVariables(preset.input_variables + preset.control_names).frame(0.0, 0, rest)
         self.keys = {}  # (a, b) -> cache key
-        self.settings = dict(model=components.name, dtype=str(components.dtype), device=components.device.type,
+        self.settings = dict(model=components.name, vae=preset.vae, dtype=str(components.dtype),
+                             device=components.device.type,
                              width=preset.width, height=preset.height, seed=self.seed, steps=preset.transition_steps,
                              quality=preset.transition_quality, depth=preset.transition_depth,
                              branches=preset.transition_branches, injections=preset.transition_injections,
@@ -150,7 +151,7 @@ class Transitions:
         """A scene's keyframe trajectory (kept for chains); the first one measures the cost of a UNet step."""
         s = setup.settings
         key = cache_key(kind="keyframe", cond=fingerprint(cond), **{k: s[k] for k in
-                        ("model", "dtype", "device", "width", "height", "seed", "steps")})
+                        ("model", "vae", "dtype", "device", "width", "height", "seed", "steps")})
         path = self._keyframes.get(key)
         if path is None:
             started = time.perf_counter()
