@@ -10,7 +10,8 @@ import torch
 from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
 from engine.errors import EngineError
 from engine.motion import Motion, warp
-from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule
+from engine.guidance import clip_guided, steer
+from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule, unet_model
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
 SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
@@ -28,6 +29,7 @@ class EngineSettings:
     sampling_mode: str = "bilinear"
     transition_mode: str = "slerp"
     guidance_scale: float = 1.0  # only used by UNets with guidance conditioning (LCM)
+    guidance_steps: int = 1      # CLIP gradient steps per denoising step (with an objective)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class FrameRequest:
     init_weight: float = 0.0
     guide: object = field(default=None, compare=False)  # HxWx3 image (0..255) the input is pulled toward
     guide_weight: float = 0.0                            # 0..1: how far (a latent-blend transition's frame)
+    guidance: object = field(default=None, compare=False)  # a GuidanceRequest (CLIP guidance), or None
 
 
 class _NoTimer:
@@ -96,7 +99,7 @@ def image_to_tensor(rgb, device, dtype):
 class FrameEngine:
     """Turns FrameRequests into frames. Keeps the previous frame and the conditioning cache."""
 
-    def __init__(self, components, settings, init_image=None, timer=None):
+    def __init__(self, components, settings, init_image=None, timer=None, objective=None):
         c = self.c = components
         self.settings = settings
         if settings.width % 8 or settings.height % 8:
@@ -105,6 +108,7 @@ class FrameEngine:
             raise EngineError(f"infill_mode must be one of {INFILL_MODES} and sampling_mode one of {SAMPLING_MODES}")
         self.cache = ConditioningCache(c.text_encoder, c.tokenizer, c.device)
         self.timer = timer or _NoTimer()
+        self.objective = objective  # CLIP guidance (engine.guidance.Objective), or None
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
@@ -130,11 +134,28 @@ class FrameEngine:
             return vae.encode(image).latents * vae.config.scaling_factor
         return vae.encode(image).latent_dist.sample(generator) * vae.config.scaling_factor
 
+    def _guided(self, request):
+        g = request.guidance
+        return self.objective is not None and g is not None and g.scale > 0 and self.settings.guidance_steps > 0
+
+    def _steered(self, model, request, reference):
+        """`model` wrapped by CLIP guidance toward the request's objective (the sampler does not know)."""
+        c = self.c
+        cuts = torch.Generator(device=c.device).manual_seed(request.seed + request.index)
+        decode01 = lambda z: decode(c, z) / 2 + 0.5  # noqa: E731
+
+        def refine(x0):
+            return steer(x0, decode01, self.objective, request.guidance, self.settings.guidance_steps,
+                         reference, cuts)
+        return clip_guided(model, c.scheduler, refine)
+
     def render_tensor(self, request):
         """The frame as a (1, 3, H, W) tensor in [-1, 1] on the device."""
         c, s, timer = self.c, self.settings, self.timer
         generator = self._generator(request)
-        with torch.inference_mode():
+        guided = self._guided(request)
+        reference = None  # the warped previous frame in [0, 1], for stabilization
+        with torch.no_grad() if guided else torch.inference_mode():
             with timer.stage("conditioning"):
                 cond = self.conditioning(request)
             source = self.previous if self.previous is not None else self.init
@@ -149,6 +170,7 @@ class FrameEngine:
                 keep, add = self._noise_scales[schedule]
                 with timer.stage("warp"):
                     image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
+                    reference = image / 2 + 0.5
                     if self.init is not None and request.init_weight > 0:
                         image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
                     if request.guide is not None and request.guide_weight > 0:
@@ -160,8 +182,11 @@ class FrameEngine:
                     latents = self.encode(image, generator)
                 noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
                 latents = latents * keep + noise * add  # = scheduler.add_noise(latents, noise, timesteps[:1])
+            model = unet_model(c.unet, cond, self._timestep_cond)
+            if guided:
+                model = self._steered(model, request, reference)
             with timer.stage("unet"):
-                latents = denoise(c.unet, c.scheduler, latents, timesteps, cond, self._timestep_cond)
+                latents = denoise(model, c.scheduler, latents, timesteps)
             with timer.stage("decode"):
                 image = decode(c, latents)
         self.previous = image

@@ -56,18 +56,24 @@ def guidance_embedding(unet, scale, batch, device, dtype):
     return emb.to(dtype)
 
 
-def denoise_steps(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
-    """Yield the latents after each of the scheduler's steps over `timesteps` (UNet noise prediction, no CFG)."""
+def unet_model(unet, conditioning, timestep_cond=None):
+    """The prediction function model(x, t) of a conditioned UNet (no CFG): what samplers call and wrappers
+    (CLIP guidance) wrap."""
+    def model(x, t):
+        return unet(x, t, encoder_hidden_states=conditioning, timestep_cond=timestep_cond, return_dict=False)[0]
+    return model
+
+
+def denoise_steps(model, scheduler, latents, timesteps):
+    """Yield the latents after each of the scheduler's steps over `timesteps`, predicting with model(x, t)."""
     for t in timesteps:
-        model_input = scheduler.scale_model_input(latents, t)
-        noise = unet(model_input, t, encoder_hidden_states=conditioning, timestep_cond=timestep_cond,
-                     return_dict=False)[0]
-        latents = scheduler.step(noise, t, latents, return_dict=False)[0]
+        prediction = model(scheduler.scale_model_input(latents, t), t)
+        latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
         yield latents
 
 
-def denoise(unet, scheduler, latents, timesteps, conditioning, timestep_cond=None):
+def denoise(model, scheduler, latents, timesteps):
     """Run the scheduler's steps over `timesteps`; the final latents."""
-    for latents in denoise_steps(unet, scheduler, latents, timesteps, conditioning, timestep_cond):
+    for latents in denoise_steps(model, scheduler, latents, timesteps):
         pass
     return latents

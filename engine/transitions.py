@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from engine.conditioning import slerp
 from engine.errors import EngineError
 from engine.frames import decode, initial_noise
-from engine.sampler import denoise_steps, guidance_embedding
+from engine.sampler import denoise_steps, guidance_embedding, unet_model
 
 MAX_SIDE = 64  # image_difference compares images averaged down to this size
 
@@ -79,8 +79,8 @@ class Trajectories:
         """A Path from `latents` at step `start` to the end, conditioned on `cond`."""
         with torch.inference_mode():
             kept = [None] * start + [latents]
-            for z in denoise_steps(self.c.unet, self.scheduler, latents, self._timesteps(steps, start),
-                                   cond.to(self.c.dtype), self._timestep_cond):
+            model = unet_model(self.c.unet, cond.to(self.c.dtype), self._timestep_cond)
+            for z in denoise_steps(model, self.scheduler, latents, self._timesteps(steps, start)):
                 kept.append(z)
             return Path(fraction, start, kept, decode(self.c, kept[-1]))
 

@@ -34,7 +34,7 @@ def test_all_errors_reported_with_lines_and_suggestions(tmp_path):
         "scenes: 'a cat:flo | b:'",                 # 1
         "widht: 512",                               # 2
         "height: 500",                              # 3
-        "cutouts: 40",                              # 4
+        "translate_z_3d: 40",                       # 4
         "input_audio_filters:",                     # 5
         "  - {variable_name: fLo, f_center: 105, f_width: 65}",   # 6
         "  - {variable_name: t, f_center: 900, f_width: 600, ordr: 5}",  # 7
@@ -50,7 +50,7 @@ def test_all_errors_reported_with_lines_and_suggestions(tmp_path):
         ":1: scenes: scene 1, prompt 'b': empty weight",
         ":2: widht: unknown key (did you mean 'width'?)",
         ":3: height: must be a multiple of 8",
-        ":4: cutouts: pytti key 'cutouts' is not supported",
+        ":4: translate_z_3d: pytti key 'translate_z_3d' is not supported",
         ":7: input_audio_filters[1].ordr: unknown key (did you mean 'order'?)",
         ":7: input_audio_filters[1].variable_name: 't' is reserved",
         ":8: input_audio_filters[2].order: must be between 1 and 10",
@@ -238,5 +238,5 @@ def test_hit_variable_needs_hit_true(tmp_path):
 
 
 def test_problems_in_file_order(tmp_path):
-    path = write(tmp_path, "scenes: 'a: nope'\nwidth: 3\ncutouts: 4\nheight: 3\n")
+    path = write(tmp_path, "scenes: 'a: nope'\nwidth: 3\nrotate_3d: 4\nheight: 3\n")
     assert [p.split(":")[1] for p in problems(path)] == ["1", "2", "3", "4"]

@@ -76,7 +76,7 @@ FILTER = {"variable_name": "fLo", "f_center": 105, "f_width": 65}
 
 @pytest.mark.parametrize("change", [
     {"widht": 512},                                   # unknown key
-    {"cutouts": 40},                                  # pytti-only key
+    {"rotate_3d": 40},                                # pytti-only key
     {"width": "wide"},                                # wrong type
     {"width": 500},                                   # not a multiple of 8
     {"frames_per_second": 0},                         # out of range

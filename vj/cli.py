@@ -5,6 +5,7 @@ import logging
 import sys
 
 from vj.audio import AudioError
+from vj.guidance import perceptor_names
 from vj.preset import PresetError, load_preset
 
 
@@ -47,7 +48,10 @@ def cmd_check(args):
             live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
         print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
               f"{live}scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
-              f"model {preset.model}")
+              f"model {preset.model if preset.image_model == 'diffusion' else preset.image_model}")
+        guided = perceptor_names(preset)
+        if guided:
+            print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")
         for warning in preset.warnings:
             print(f"{path}: warning: {warning}")
     return 1 if failed else 0

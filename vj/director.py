@@ -1,12 +1,20 @@
 """Turns time, inputs and the preset into the engine's per-frame requests (numbers only)."""
 
+from dataclasses import replace
+
 from engine.frames import FrameRequest
 from engine.motion import Motion
 from vj.preset.schema import MOTION_KEYS
+from vj.guidance import guidance_request, uses_guidance
 from vj.timeline import Timeline
 from vj.variables import FrameVariables
 
 JOIN = 0.2  # a latent blend that becomes ready mid-transition fades in over this share of the transition
+
+
+def _faded(targets, k):
+    """Guidance targets with their weights times k."""
+    return tuple(replace(t, weight=t.weight * k) for t in targets)
 
 
 class Director:
@@ -24,6 +32,7 @@ class Director:
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
         self._motion = [getattr(preset, key) for key in MOTION_KEYS]
         self._control_defaults = {c.name: float(c.default) for c in preset.controls}  # a render's controls
+        self.guided = uses_guidance(preset)
 
     def _prompts(self, scene, env):
         # image prompts need CLIP guidance (not available yet); `vj check` warns about them
@@ -47,7 +56,17 @@ class Director:
             init_weight=max(0.0, preset.direct_init_weight(env)),
             guide=guide,
             guide_weight=weight,
+            guidance=self._guidance(position, env) if self.guided else None,
         )
+
+    def _guidance(self, position, env):
+        """The CLIP guidance of the frame; during a scene change both scenes' prompts, weighted by the mix."""
+        request = guidance_request(self.preset, position.scene, env)
+        if position.previous is None or position.mix >= 1.0:
+            return request
+        before = guidance_request(self.preset, position.previous, env)
+        return replace(request, targets=_faded(before.targets, 1.0 - position.mix)
+                       + _faded(request.targets, position.mix))
 
     def _guide(self, position):
         """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise. A tree

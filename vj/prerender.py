@@ -14,6 +14,10 @@ from vj.transitions import Transitions, all_pairs, prepare, scene_changes
 def main(args):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
+    if preset.image_model != "diffusion":
+        print(f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
+              "(they need image_model: diffusion)", file=sys.stderr)
+        return 2
     pairs = all_pairs(preset) if args.all_pairs else scene_changes(preset)
     if not pairs:
         print(f"{preset.path}: one scene, no transitions to compute")

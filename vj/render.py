@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.frames import EngineSettings, FrameEngine
-from engine.models import compile_components, load_components
+from engine.frames import EngineSettings
 from engine.stream import FrameStream
 from vj.audio import AudioAnalyzer, FileSource
 from vj.audio.sources import SilenceSource
 from vj.director import Director
+from vj.frame_engines import build_engines
 from vj.preset import load_preset
 from vj.video import Mp4Writer, read_track
 
@@ -102,13 +102,10 @@ def main(args):
     if preset.tempo_source == "link":
         print("vj render: note: tempo_source: link applies to live shows; this render takes the beat from the "
               "track", file=sys.stderr)
-    components = load_components(preset.model, preset.vae, args.device, args.dtype)
-    if args.compile:
-        compile_components(components)
-    settings = engine_settings(preset)
     init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
-    engine = FrameEngine(components, settings, init)
-    director = Director(preset, transitions=latent_blend(components, preset, args.start, duration))
+    engines = build_engines(preset, args.device, args.dtype, args.compile, init)
+    engine = engines(engine_settings(preset))
+    director = Director(preset, transitions=latent_blend(engines.components, preset, args.start, duration))
     audio = read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
     frames_dir = Path(args.frames) if args.frames else None
     if frames_dir:

@@ -11,6 +11,7 @@ B: blackout on/off; F: freeze on/off; H: HUD on/off; F11: fullscreen on/off; T: 
 move a knob to bind it; past the last control, learning stops); Esc, Q or closing the window: quit.
 """
 
+import importlib.util
 import logging
 import os
 import time
@@ -40,6 +41,14 @@ TIMED_KEYS = {pygame.K_t: act.TapTempo, pygame.K_d: act.Downbeat}
 DIGITS = {**{getattr(pygame, f"K_{k}"): k for k in range(1, 10)},
           **{getattr(pygame, f"K_KP{k}"): k for k in range(1, 10)}}
 
+
+
+def _load_triton_first():
+    """Load triton (with CUDA torch) before SDL makes a GL context: Mesa's OpenGL and triton each carry their own
+    LLVM, and importing triton after the context exists (torch does it lazily, e.g. when a model is built after
+    a reload) crashes the process."""
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
 
 class DisplayError(Exception):
     """The window cannot be opened: no display, a monitor that does not exist, or a mode SDL refuses."""
@@ -110,6 +119,7 @@ class Display:
         self._presents = deque()
         self._bad_frames = RateLimitedLog(log, "display frame")
         self._reset_frame_state()
+        _load_triton_first()
         try:
             pygame.display.init()
         except pygame.error as exc:

@@ -28,17 +28,10 @@ def build(args, stack):
     close in reverse order. Benchmarks build the same show this way and probe it."""
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
-    from engine.frames import FrameEngine
-    from engine.models import compile_components, load_components
+    from vj.frame_engines import build_engines
     from vj.render import engine_settings, load_image
-    components = load_components(preset.model, preset.vae, args.device, args.dtype)
-    if args.compile:
-        compile_components(components)
     init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
-
-    def make_engine(settings):
-        start = init if init is None or init.shape[:2] == (settings.height, settings.width) else None
-        return FrameEngine(components, settings, start)
+    make_engine = build_engines(preset, args.device, args.dtype, args.compile, init)
 
     from vj.live.display import Display
     clock = ShowClock()
@@ -50,11 +43,19 @@ def build(args, stack):
     stack.callback(audio.close)
     from engine.transition_cache import TransitionCache
     from vj.transitions import Transitions, TransitionWorker
-    transitions = Transitions(components, preset, TransitionCache())
+    transitions = (Transitions(make_engine.components, preset, TransitionCache())
+                   if make_engine.components is not None else None)
     state = ShowState(preset, controls, overrides, transitions=transitions)
     loop = EngineLoop(state, make_engine, engine_settings(preset), audio, FrameSlot(), clock)
-    loop.worker = TransitionWorker(transitions)  # idle unless the preset has transition_mode: latent_blend
-    stack.callback(loop.worker.close)
+    loop.worker = TransitionWorker(transitions) if transitions else None  # idle unless latent_blend
+    if loop.worker is not None:
+        stack.callback(loop.worker.close)
+
+    def new_guidance(p):
+        warning = make_engine.use_preset(p, loop.engine)
+        if warning:
+            state.warnings.add(warning)
+    loop.on_reload.append(new_guidance)
     midi = None
     if args.midi:
         from vj.control.midi import MidiInput, MidiMap

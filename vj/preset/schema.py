@@ -32,12 +32,9 @@ TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
 PYTTI_ONLY = frozenset(
-    "steps_per_frame cutouts cut_pow cutout_border border_mode image_model vqgan_model animation_mode "
-    "learning_rate reset_lr_each_frame semantic_init_weight direct_stabilization_weight "
-    "semantic_stabilization_weight edge_stabilization_weight depth_stabilization_weight "
+    "vqgan_model animation_mode depth_stabilization_weight "
     "flow_stabilization_weight video_path save_every save_every_n_frames file_namespace "
-    "ViTB32 ViTB16 ViTL14 RN50 RN101 RN50x4 gradient_accumulation_steps palettes palette_size "
-    "gamma hdr_weight translate_z_3d rotate_3d field_of_view near_plane far_plane lock_camera "
+    "translate_z_3d rotate_3d field_of_view near_plane far_plane lock_camera "
     "pre_animation_steps allow_overwrite display_every display_scale".split())
 
 
@@ -73,6 +70,30 @@ def _number_list(item):
             raise ValueError(f"expected a list of {item.doc}, got {value!r}")
         return tuple(item.convert(v) for v in value)
     return Check(convert, {"type": "array", "items": item.schema, "minItems": 1}, f"list of {item.doc}")
+
+
+def _image_model(value):
+    if value in PIXEL_MODEL_SPELLINGS:
+        return PIXEL_MODEL_SPELLINGS[value]
+    if isinstance(value, str) and value.strip().lower() == "vqgan":
+        raise ValueError("VQGAN is not supported by vj (no VQGAN weights or code); use diffusion, "
+                         "unlimited_palette or limited_palette")
+    return choice(*IMAGE_MODELS).convert(value)
+
+
+IMAGE_MODELS = ("diffusion", "unlimited_palette", "limited_palette")
+PIXEL_MODEL_SPELLINGS = {"Unlimited Palette": "unlimited_palette", "Limited Palette": "limited_palette"}
+IMAGE_MODEL = Check(_image_model, {"type": "string", "enum": [*IMAGE_MODELS, *PIXEL_MODEL_SPELLINGS]},
+                    ", ".join(f"`{m}`" for m in IMAGE_MODELS))
+def _perceptors(value):
+    """One open_clip name or a list of them."""
+    return tuple(TEXT.convert(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+
+PERCEPTORS = Check(_perceptors, {"type": ["array", "string"], "items": {"type": "string"}},
+                   "list of open_clip `NAME/TAG`")
+FLAG = optional(BOOLEAN)
+BORDER_MODES = ("clamp", "mirror", "wrap", "black", "smear")
 
 
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
@@ -187,6 +208,66 @@ class Preset:
                                                         "frame is generated from noise (txt2img)")
     direct_init_weight: Expression = key(EXPRESSION, 0, "*w*: every frame's input is blended toward the init "
                                                         "image by *w*/(1+*w*) (0: none, 1: half, large: mostly init)")
+    semantic_init_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: the init image as a semantic image "
+                                                          "prompt in every scene (keeps what it depicts, not where)")
+    image_model: str = key(IMAGE_MODEL, "diffusion",
+                           "`diffusion` (the frame engine), or pytti's pixel models without diffusion: "
+                           "`unlimited_palette` (RGB pixels) or `limited_palette` (palettes × palette_size colours), "
+                           "optimized by CLIP guidance (pytti's spellings `Unlimited Palette`, `Limited Palette` "
+                           "are accepted)")
+    perceptors: tuple = key(PERCEPTORS, [], "CLIP guidance models, open_clip `NAME/TAG` (e.g. `ViT-B-32/openai`, "
+                                            "`ViT-B-16/laion2b_s34b_b88k`); the pytti flags below add theirs; none "
+                                            "given: `ViT-B-32/openai` when guidance is used")
+    clip_guidance_scale: Expression = key(EXPRESSION, 1, "diffusion: how far each CLIP gradient step moves the "
+                                                         "frame's latent (0: no guidance)")
+    clip_guidance_steps: int = key(in_range(0, 50, integer=True), 1,
+                                   "diffusion: CLIP gradient steps per denoising step, through the VAE decoder (0: "
+                                   "none; only when guidance is used)")
+    cutouts: int = key(in_range(1, 512, integer=True), 40, "CLIP guidance: crops per perceptor per step")
+    cut_pow: float = key(POSITIVE, 2, "cutout size power: larger makes smaller crops")
+    cutout_border: float = key(in_range(0, 1), 0.25, "how far a crop may stick out of the frame (fraction of its "
+                                                     "side)")
+    border_mode: str = key(choice(*BORDER_MODES), "clamp", "what fills a crop outside the frame")
+    augmentations: bool = key(BOOLEAN, True, "pytti's cutout augmentations (flip, affine, perspective, colour "
+                                             "jitter, erasing, noise)")
+    gradient_accumulation_steps: int = key(in_range(1, 512, integer=True), 1,
+                                           "cutouts scored in this many batches (less memory; must divide "
+                                           "`cutouts`)")
+    direct_image_prompts: str = key(TEXT, "", "pixel-loss image prompts for every scene, `[path]:WEIGHT:STOP` "
+                                              "separated by `|` (masks as in scenes)")
+    direct_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: pixel loss toward the warped "
+                                                                 "previous frame")
+    semantic_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: the warped previous frame as a "
+                                                                   "semantic image prompt")
+    edge_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: loss on the Sobel edges of the "
+                                                               "warped previous frame")
+    smoothing_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: total variation (smooths; negative adds "
+                                                      "detail)")
+    steps_per_frame: int = key(in_range(1, 1000, integer=True), 50, "pixel models: optimizer steps per frame")
+    learning_rate: float | None = key(optional(POSITIVE), None, "pixel models: Adam's learning rate (`null`: the "
+                                                                "model's default)")
+    reset_lr_each_frame: bool = key(BOOLEAN, True, "pixel models: a fresh optimizer every frame")
+    palette_size: int = key(in_range(1, 255, integer=True), 6, "limited_palette: colours per palette")
+    palettes: int = key(in_range(1, 255, integer=True), 9, "limited_palette: number of palettes")
+    gamma: float = key(POSITIVE, 1, "limited_palette: gamma of the palette colours")
+    hdr_weight: float = key(NUMBER, 0.01, "limited_palette: weight of the loss keeping colours in range")
+    palette_normalization_weight: float = key(NUMBER, 0.2, "limited_palette: weight of the palette normalization "
+                                                           "loss")
+    random_initial_palette: bool = key(BOOLEAN, False, "limited_palette: start from random colours")
+    target_palette: Path | None = key(optional(PATH), None, "limited_palette: a picture whose colours seed the "
+                                                            "palette, relative to the preset")
+    lock_palette: bool = key(BOOLEAN, False, "limited_palette: keep the palette fixed")
+    show_palette: bool = key(BOOLEAN, False, "limited_palette: draw the palette on the frames")
+    ViTB32: bool | None = key(FLAG, None, "pytti flag: `true` adds the perceptor `ViT-B-32/openai`, `false` "
+                                          "keeps it out of the default")
+    ViTB16: bool | None = key(FLAG, None, "pytti flag: `ViT-B-16/openai`")
+    ViTL14: bool | None = key(FLAG, None, "pytti flag: `ViT-L-14/openai`")
+    ViTL14_336px: bool | None = key(FLAG, None, "pytti flag: `ViT-L-14-336/openai`")
+    RN50: bool | None = key(FLAG, None, "pytti flag: `RN50/openai`")
+    RN101: bool | None = key(FLAG, None, "pytti flag: `RN101/openai`")
+    RN50x4: bool | None = key(FLAG, None, "pytti flag: `RN50x4/openai`")
+    RN50x16: bool | None = key(FLAG, None, "pytti flag: `RN50x16/openai`")
+    RN50x64: bool | None = key(FLAG, None, "pytti flag: `RN50x64/openai`")
     translate_x: Expression = key(EXPRESSION, 0, "pixels per frame to the right")
     translate_y: Expression = key(EXPRESSION, 0, "pixels per frame down")
     rotate_2d: Expression = key(EXPRESSION, 0, "degrees per frame, counterclockwise")
@@ -458,6 +539,68 @@ def _transition_plan(raw, values, problems):
                          "give either transition_budget or the lists transition_branches/transition_injections")
 
 
+def _prompt_files(prompts, key, line, base, problems, warnings):
+    """Image prompts' and image masks' files exist; masks vj cannot use are problems, ignored cutoffs warnings."""
+    for label, prompt in prompts:
+        if prompt.is_image and not _resolve(prompt.path, base).is_file():
+            problems.add(line, key, f"{label}: image file '{prompt.path}' not found (relative to the preset)")
+        mask = prompt.mask
+        if mask is None:
+            continue
+        if mask.kind == "image" and not _resolve(mask.value, base).is_file():
+            problems.add(line, key, f"{label}: mask image '{mask.value}' not found (relative to the preset)")
+        elif mask.kind == "semantic":
+            problems.add(line, key, f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks "
+                                    "are not); use an image mask like _[mask.png] or -[mask.png], or a direction "
+                                    "a, r, l, u, d")
+        elif mask.kind == "direction" and mask.value in ("near", "far"):
+            problems.add(line, key, f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an "
+                                    "image mask or a direction a, r, l, u, d")
+        elif mask.cutoff is not None:
+            warnings.append(f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks")
+
+
+def _guidance(raw, values, scenes, variables, problems, base, warnings):
+    """CLIP guidance keys that go together and the files they name; returns the parsed direct image prompts."""
+    if values["image_model"] != "diffusion" and values["transition_mode"] == "latent_blend":
+        problems.add(_line(raw, "transition_mode"), "transition_mode",
+                     f"latent_blend needs image_model: diffusion (not {values['image_model']}); use slerp or linear")
+    if values["cutouts"] % values["gradient_accumulation_steps"]:
+        problems.add(_line(raw, "gradient_accumulation_steps"), "gradient_accumulation_steps",
+                     f"{values['gradient_accumulation_steps']} does not divide cutouts ({values['cutouts']})")
+    for name in values["perceptors"]:
+        from engine.perceptors import PerceptorError, parse_perceptor
+        try:
+            parse_perceptor(name)
+        except PerceptorError as exc:
+            problems.add(_line(raw, "perceptors"), "perceptors", str(exc))
+    _prompt_files(((f"scene {s.index + 1}, prompt '{p.source}'", p) for s in scenes for p in s.prompts), "scenes",
+                  _line(raw, "scenes"), base, problems, warnings)
+    direct = ()
+    if values["direct_image_prompts"].strip():
+        line = _line(raw, "direct_image_prompts")
+        try:
+            parsed = parse_scenes(values["direct_image_prompts"], variables)
+        except SceneError as exc:
+            for problem in exc.problems:
+                problems.add(line, "direct_image_prompts", problem)
+            parsed = []
+        if len(parsed) > 1:
+            problems.add(line, "direct_image_prompts", "one set of prompts for every scene: no '||'")
+        direct = tuple(p for s in parsed for p in s.prompts)
+        for p in direct:
+            if not p.is_image:
+                problems.add(line, "direct_image_prompts", f"'{p.source}' is not an image: write [path]:WEIGHT")
+        _prompt_files(((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base,
+                      problems, warnings)
+    if values["target_palette"]:
+        values["target_palette"] = _resolve(values["target_palette"], base)
+        if not values["target_palette"].is_file():
+            problems.add(_line(raw, "target_palette"), "target_palette",
+                         f"image file '{values['target_palette']}' not found")
+    return direct
+
+
 def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem."""
     problems = _Problems(name)
@@ -490,11 +633,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     if values["midi"] is not None:
         values["midi"] = _midi(values["midi"], problems, control_names, scene_count)
     warnings = []
-    for scene in scenes:
-        for prompt in scene.prompts:
-            if prompt.is_image or prompt.mask is not None or not prompt.stop.is_constant or prompt.stop(None) != -math.inf:
-                warnings.append(f"scene {scene.index + 1}, prompt '{prompt.source}': image prompts, masks and "
-                                "stops are parsed but take effect only with CLIP guidance (not available yet)")
+    direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
     _transition_plan(raw, values, problems)
     if len(values["scene_duration"]) > max(len(scenes), 1):
         problems.add(_line(raw, "scene_duration"), "scene_duration",
@@ -515,7 +654,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     if problems.items:
         raise problems.error()
     scene_text = values["scenes"]
-    values.update(scenes=scenes, input_audio_filters=bands, controls=controls)
+    values.update(scenes=scenes, input_audio_filters=bands, controls=controls, direct_image_prompts=direct)
     return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
 
 

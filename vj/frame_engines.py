@@ -1,0 +1,97 @@
+"""Which frame engine a preset renders with, built the same way for `vj render`, `vj live` and `vj bench`.
+
+`image_model: diffusion` is the diffusion FrameEngine (CLIP guided when the preset uses guidance);
+`unlimited_palette` and `limited_palette` are pytti's pixel models in the PixelEngine, which needs no diffusion
+weights at all. `--model tiny` also makes the perceptors tiny (random weights, built in-process).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from vj.guidance import cutout_settings, load_assets, perceptor_names, read_picture
+
+
+@dataclass
+class EngineFactory:
+    """Makes the preset's engine for given EngineSettings (a live show makes a new one after a size change)."""
+
+    preset: object
+    components: object      # diffusion Components, or None for pixel models
+    objective: object       # engine.guidance.Objective, or None without guidance
+    init: object            # the init image (uint8 HxWx3) at the preset's size, or None
+    device: torch.device
+    target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
+
+    def use_preset(self, preset, engine):
+        """A hot-reloaded preset: new pictures, masks, cutouts and perceptors for `engine` (the running one) and the
+        engines made from now on. Returns a warning when the change needs a restart (another image model)."""
+        if preset.image_model != self.preset.image_model:
+            return f"image_model {preset.image_model}: takes effect at restart (the show keeps {self.preset.image_model})"
+        names = perceptor_names(preset)
+        if not names:
+            self.objective = None
+        else:
+            from engine.guidance import Objective
+            same = self.objective is not None and perceptor_names(self.preset) == names
+            perceptors = self.objective.perceptors if same else load_perceptors(names, preset.model, self.device)
+            self.objective = Objective(perceptors, load_assets(preset, self.init), cutout_settings(preset))
+        self.preset = preset
+        engine.objective = self.objective
+        return None
+
+    def __call__(self, settings):
+        init = self.init if self.init is None or self.init.shape[:2] == (settings.height, settings.width) else None
+        if self.components is None:
+            from engine.pixel_engine import PixelEngine
+            return PixelEngine(pixel_settings(self.preset, settings), self.objective, init, self.device,
+                               self.target_palette)
+        from engine.frames import FrameEngine
+        return FrameEngine(self.components, settings, init, objective=self.objective)
+
+
+def pixel_settings(preset, settings):
+    """The PixelEngine's settings: the frame's size and motion options from `settings`, the model's from the
+    preset."""
+    from engine.pixel_engine import PixelSettings
+    return PixelSettings(
+        model=preset.image_model, width=settings.width, height=settings.height, infill_mode=settings.infill_mode,
+        sampling_mode=settings.sampling_mode, steps_per_frame=preset.steps_per_frame,
+        learning_rate=preset.learning_rate, reset_lr_each_frame=preset.reset_lr_each_frame,
+        palette_size=preset.palette_size, palettes=preset.palettes, gamma=preset.gamma,
+        hdr_weight=preset.hdr_weight, palette_normalization_weight=preset.palette_normalization_weight,
+        random_initial_palette=preset.random_initial_palette, lock_palette=preset.lock_palette,
+        show_palette=preset.show_palette, seed=preset.seed)
+
+
+def load_perceptors(names, model, device, dtype=torch.float32):
+    """The perceptors by open_clip `NAME/TAG`: with model `tiny` one tiny random perceptor stands for them all;
+    with `arch:...` models each has its real architecture with random weights (benchmarks)."""
+    from engine import perceptors
+    if model == "tiny":
+        return [perceptors.tiny_perceptor(device, dtype)]
+    pairs = [perceptors.parse_perceptor(name) for name in names]
+    if model.startswith("arch:"):
+        return [perceptors.random_perceptor(name, device, dtype) for name, _ in pairs]
+    return [perceptors.load_perceptor(name, tag, device, dtype) for name, tag in pairs]
+
+
+def build_engines(preset, device="auto", dtype="auto", compile=False, init=None):
+    """An EngineFactory for the preset: diffusion components (unless a pixel model), perceptors and assets."""
+    from engine.models import compile_components, load_components, resolve_device
+    components = None
+    if preset.image_model == "diffusion":
+        components = load_components(preset.model, preset.vae, device, dtype)
+        if compile:
+            compile_components(components)
+        device = components.device
+    else:
+        device = resolve_device(device)
+    objective = None
+    names = perceptor_names(preset)
+    if names:
+        from engine.guidance import Objective
+        perceptors = load_perceptors(names, preset.model, device)
+        objective = Objective(perceptors, load_assets(preset, init), cutout_settings(preset))
+    palette = read_picture(preset.target_palette) if preset.target_palette else None
+    return EngineFactory(preset, components, objective, init, device, palette)

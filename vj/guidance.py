@@ -1,0 +1,110 @@
+"""CLIP guidance from a preset: which perceptors, the pictures and masks it names, and each frame's weights.
+
+Nothing here imports torch at module level, so `vj check` can use it. Guidance is on when the preset asks for something only CLIP can do (image prompts, masks, stops, direct image
+prompts, semantic or stabilization weights, smoothing), names perceptors, or uses a pixel image model; a plain
+text preset streams diffusion frames without loading any perceptor.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from vj.preset import PresetError
+
+PYTTI_FLAGS = {"ViTB32": "ViT-B-32/openai", "ViTB16": "ViT-B-16/openai", "ViTL14": "ViT-L-14/openai",
+               "ViTL14_336px": "ViT-L-14-336/openai", "RN50": "RN50/openai", "RN101": "RN101/openai",
+               "RN50x4": "RN50x4/openai", "RN50x16": "RN50x16/openai", "RN50x64": "RN50x64/openai"}
+DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)
+WEIGHT_KEYS = ("semantic_init_weight", "direct_stabilization_weight", "semantic_stabilization_weight",
+               "edge_stabilization_weight", "smoothing_weight")
+
+
+def _is_zero(expression):
+    return expression.is_constant and expression(None) == 0
+
+
+def _clip_only(prompt):
+    """Whether a scene prompt needs CLIP: an image, a mask or a stop."""
+    stop = prompt.stop
+    return prompt.is_image or prompt.mask is not None or not (stop.is_constant and stop(None) == -math.inf)
+
+
+def uses_guidance(preset):
+    """Whether frames of this preset are CLIP guided."""
+    return bool(perceptor_names(preset))
+
+
+def perceptor_names(preset):
+    """The perceptors (open_clip `NAME/TAG`) the preset's guidance uses; empty when it uses none."""
+    names = list(preset.perceptors)
+    names += [name for flag, name in PYTTI_FLAGS.items() if getattr(preset, flag) and name not in names]
+    if names:
+        return names
+    needed = (preset.image_model != "diffusion" or preset.direct_image_prompts
+              or any(_clip_only(p) for s in preset.scenes for p in s.prompts)
+              or not all(_is_zero(getattr(preset, k)) for k in WEIGHT_KEYS))
+    return [DEFAULT_PERCEPTOR] if needed and preset.ViTB32 is not False else []
+
+
+def _base(preset):
+    return Path(preset.path).parent if preset.path else Path(".")
+
+
+def read_picture(path, grey=False):
+    """A picture file as uint8 HxWx3 (HxW with `grey`); an unreadable file is a PresetError naming it."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L" if grey else "RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise PresetError([f"{path}: cannot read this picture ({exc})"]) from None
+
+
+def mask_key(mask):
+    """A prompt mask's key in Assets: 'dir:LETTER' for directions, '-PATH' for inverted image masks."""
+    if mask is None:
+        return None
+    if mask.kind == "direction":
+        return f"dir:{mask.value[0]}"
+    return ("-" if mask.inverted else "") + mask.value
+
+
+def load_assets(preset, init=None):
+    """Every picture and mask the preset names, read once (paths relative to the preset)."""
+    from engine.guidance import Assets
+    base = _base(preset)
+    pictures, masks = {}, {}
+    prompts = [p for s in preset.scenes for p in s.prompts] + list(preset.direct_image_prompts)
+    for prompt in prompts:
+        if prompt.is_image and prompt.path not in pictures:
+            pictures[prompt.path] = read_picture(base / prompt.path)
+        key = mask_key(prompt.mask)
+        if prompt.mask is not None and prompt.mask.kind == "image" and key not in masks:
+            mask = read_picture(base / prompt.mask.value, grey=True).astype(np.float32) / 255.0
+            masks[key] = 1.0 - mask if prompt.mask.inverted else mask
+    return Assets(pictures=pictures, masks=masks, init=init)
+
+
+def cutout_settings(preset):
+    """The preset's cutout keys for the engine."""
+    from engine.guidance import CutoutSettings
+    return CutoutSettings(count=preset.cutouts, cut_pow=preset.cut_pow, border=preset.cutout_border,
+                          border_mode=preset.border_mode, augment=preset.augmentations,
+                          accumulation=preset.gradient_accumulation_steps)
+
+
+def guidance_request(preset, scene, env):
+    """One frame's GuidanceRequest: the scene's prompts (text and pictures) and the direct image prompts with
+    their weights and stops evaluated in `env`, and the init, stabilization and smoothing weights."""
+    from engine.guidance import GuidanceRequest, PixelTarget, Target
+    targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else p.text, p.weight(env),
+                           p.stop(env), mask_key(p.mask)) for p in preset.scenes[scene].prompts)
+    pixels = tuple(PixelTarget(p.path, p.weight(env), p.stop(env), mask_key(p.mask))
+                   for p in preset.direct_image_prompts)
+    return GuidanceRequest(
+        targets=targets, pixel_targets=pixels, scale=max(0.0, preset.clip_guidance_scale(env)),
+        semantic_init=preset.semantic_init_weight(env), direct_init=preset.direct_init_weight(env),
+        direct_stabilization=preset.direct_stabilization_weight(env),
+        semantic_stabilization=preset.semantic_stabilization_weight(env),
+        edge_stabilization=preset.edge_stabilization_weight(env), smoothing=preset.smoothing_weight(env))
