@@ -49,7 +49,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     perceptors = load_perceptors(["ViT-B-32/openai"], args.model, device)
     objective = Objective(perceptors, cutouts=CutoutSettings(count=args.cutouts))
-    guidance = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),))
+    guidance = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),), steps=args.guidance_steps)
     result = {"model": args.model, "device": str(device), "size": args.size, "cutouts": args.cutouts,
               "perceptor_input": perceptors[0].input_size}
     if args.pixels:
@@ -62,7 +62,7 @@ def main(argv=None):
         result["steps_per_frame"] = args.steps_per_frame
     else:
         c = load_components(args.model, device=args.device)
-        settings = EngineSettings(width=args.size, height=args.size, steps=1, guidance_steps=args.guidance_steps)
+        settings = EngineSettings(width=args.size, height=args.size, steps=1)
         plain = frames_per_second(FrameEngine(c, settings), None, args.frames)
         guided = frames_per_second(FrameEngine(c, settings, objective=objective), guidance, args.frames)
         result.update(guidance_steps=args.guidance_steps, plain_fps=round(plain, 2), guided_fps=round(guided, 2),

@@ -10,7 +10,7 @@ import torch
 from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
 from engine.errors import EngineError
 from engine.motion import Motion, warp
-from engine.guidance import clip_guided, steer
+from engine.guidance import GUIDED_PREDICTIONS, clip_guided, steer
 from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule, unet_model
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
@@ -29,7 +29,6 @@ class EngineSettings:
     sampling_mode: str = "bilinear"
     transition_mode: str = "slerp"
     guidance_scale: float = 1.0  # only used by UNets with guidance conditioning (LCM)
-    guidance_steps: int = 1      # CLIP gradient steps per denoising step (with an objective)
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,10 @@ class FrameEngine:
         self.cache = ConditioningCache(c.text_encoder, c.tokenizer, c.device)
         self.timer = timer or _NoTimer()
         self.objective = objective  # CLIP guidance (engine.guidance.Objective), or None
+        kind = c.scheduler.config.get("prediction_type", "epsilon")
+        if objective is not None and kind not in GUIDED_PREDICTIONS:
+            raise EngineError(f"CLIP guidance needs a model predicting {' or '.join(GUIDED_PREDICTIONS)}; "
+                              f"'{c.name}' predicts {kind}")
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
@@ -136,17 +139,18 @@ class FrameEngine:
 
     def _guided(self, request):
         g = request.guidance
-        return self.objective is not None and g is not None and g.scale > 0 and self.settings.guidance_steps > 0
+        return self.objective is not None and g is not None and g.scale > 0 and g.steps > 0 and g.active()
 
     def _steered(self, model, request, reference):
         """`model` wrapped by CLIP guidance toward the request's objective (the sampler does not know)."""
         c = self.c
         cuts = torch.Generator(device=c.device).manual_seed(request.seed + request.index)
-        decode01 = lambda z: decode(c, z) / 2 + 0.5  # noqa: E731
+
+        def decode01(z):  # float32 out: the losses and their gradients stay out of float16's underflow
+            return (decode(c, z.to(c.dtype)) / 2 + 0.5).float()
 
         def refine(x0):
-            return steer(x0, decode01, self.objective, request.guidance, self.settings.guidance_steps,
-                         reference, cuts)
+            return steer(x0, decode01, self.objective, request.guidance, reference, cuts)
         return clip_guided(model, c.scheduler, refine)
 
     def render_tensor(self, request):
@@ -170,7 +174,8 @@ class FrameEngine:
                 keep, add = self._noise_scales[schedule]
                 with timer.stage("warp"):
                     image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
-                    reference = image / 2 + 0.5
+                    if guided and self.previous is not None:  # the first frame has no previous frame
+                        reference = (image / 2 + 0.5).float()
                     if self.init is not None and request.init_weight > 0:
                         image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
                     if request.guide is not None and request.guide_weight > 0:
@@ -198,6 +203,7 @@ class FrameEngine:
             image = self.render_tensor(request)
         except torch.OutOfMemoryError:
             raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
-                              "--width/--height, --vae taesd, or fewer steps") from None
+                              "--width/--height, --vae taesd, or fewer steps"
+                              + (", cutouts or more gradient_accumulation_steps" if self.objective else "")) from None
         with self.timer.stage("host copy"):
             return to_rgb(image)

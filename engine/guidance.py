@@ -22,8 +22,10 @@ import torch.nn.functional as F
 
 from engine.clip_losses import direction_mask, edge_loss, mask_coverage, pixel_loss, prompt_loss, tv_loss
 from engine.cutouts import check_accumulation, cut_like, make_cutouts
+from engine.errors import EngineError
 
 GUIDANCE_STEP = 0.05  # latent RMS moved by one gradient step at clip_guidance_scale 1
+GUIDED_PREDICTIONS = ("epsilon", "v_prediction")
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,21 @@ class GuidanceRequest:
     targets: tuple = ()          # Target
     pixel_targets: tuple = ()    # PixelTarget
     scale: float = 1.0           # diffusion: gradient step size factor
+    steps: int = 1               # diffusion: gradient steps per denoising step
     semantic_init: float = 0.0
     direct_init: float = 0.0     # pixel engine only: the diffusion engine blends its input toward the init instead
     direct_stabilization: float = 0.0
     semantic_stabilization: float = 0.0
     edge_stabilization: float = 0.0
     smoothing: float = 0.0
+
+
+    def active(self, init=False):
+        """Whether any term can move the picture (with `init`: the direct init term counts too)."""
+        weights = [t.weight for t in self.targets + self.pixel_targets]
+        weights += [self.semantic_init, self.direct_stabilization, self.semantic_stabilization,
+                    self.edge_stabilization, self.smoothing] + ([self.direct_init] if init else [])
+        return any(weights)
 
 
 @dataclass(frozen=True)
@@ -143,13 +154,21 @@ class Objective:
             items.append(("reference", "", request.semantic_stabilization, -math.inf, None))
         return items
 
-    def semantic_loss(self, image, request, reference=None, generator=None):
+    def reference_embeddings(self, reference):
+        """Each perceptor's embedding of the whole warped previous frame (semantic stabilization's target)."""
+        with torch.no_grad():
+            return [p.encode_image(_resize(reference, p.input_size, p.input_size).to(p.dtype))[0]
+                    for p in self.perceptors]
+
+    def semantic_loss(self, image, request, reference=None, generator=None, references=None):
         """Semantic prompts over one batch of cutouts (1/accumulation of them), averaged over perceptors; a
         masked prompt weighs each cutout by the mask's coverage and its gradient reaches only masked pixels (as
         the mask's value there); zero (with no graph) when there is nothing to score."""
         items = self._semantic_targets(request, reference)
         if not items:
             return image.new_zeros(())
+        if references is None and reference is not None and request.semantic_stabilization:
+            references = self.reference_embeddings(reference)
         per_batch = self.cutouts.count // self.cutouts.accumulation
         total = image.new_zeros(())
         for index, perceptor in enumerate(self.perceptors):
@@ -160,9 +179,7 @@ class Objective:
             masked = {}  # mask key -> (embeddings whose gradient reaches only the masked pixels, coverage per cut)
             for kind, key, weight, stop, mask in items:
                 if kind == "reference":
-                    with torch.no_grad():
-                        target = perceptor.encode_image(_resize(reference, perceptor.input_size,
-                                                                perceptor.input_size))[0]
+                    target = references[index]
                 else:
                     target = self._embedding(index, perceptor, kind, key)
                 scored, weights = embeds, None
@@ -197,35 +214,43 @@ class Objective:
             total = total + tv_loss(image, request.smoothing)
         return total
 
-    def backward(self, render, request, reference=None, init=None, generator=None):
-        """Accumulate the gradient of the whole objective into whatever `render()` depends on, in
-        `accumulation` passes (each renders again and scores its share of the cutouts); returns the loss."""
-        total = 0.0
+    def backward(self, render, request, reference=None, init=None, generator=None, loss_scale=1.0):
+        """Accumulate the gradient of the whole objective (times `loss_scale`, which keeps float16 gradients out of
+        underflow) into whatever `render()` depends on, in `accumulation` passes: each renders again and scores
+        its share of the cutouts."""
+        references = None
+        if reference is not None and request.semantic_stabilization:
+            references = self.reference_embeddings(reference)
         for batch in range(self.cutouts.accumulation):
             image = render()
-            loss = self.semantic_loss(image, request, reference, generator)
+            loss = self.semantic_loss(image, request, reference, generator, references)
             if batch == 0:
                 loss = loss + self.pixel_loss(image, request, reference, init)
             if loss.requires_grad:
-                loss.backward()
-            total += float(loss.detach())
-        return total
+                (loss * loss_scale).backward()
 
 
 def normalized_step(x, gradient, size):
-    """x moved against `gradient` by an RMS of `size` (no move where the gradient is all zero, e.g. stopped)."""
-    rms = gradient.pow(2).mean().sqrt()
-    return torch.where(rms > 0, x - size * gradient / rms.clamp_min(1e-12), x)
+    """x moved against `gradient` by an RMS of `size` (no move where the gradient is all zero, e.g. stopped);
+    the RMS is taken in float32, where float16 gradients' squares would underflow."""
+    g = gradient.float()
+    rms = g.pow(2).mean().sqrt()
+    return torch.where(rms > 0, x - (size * g / rms.clamp_min(1e-30)).to(x.dtype), x)
 
 
-def steer(x0, decode, objective, request, steps, reference=None, generator=None):
-    """`steps` normalized gradient steps of the objective on a clean latent `x0`, through `decode` (latent ->
-    image in [0, 1])."""
+LOSS_SCALE = 1024.0  # the step is normalized, so scaling the loss changes nothing but float16's underflow
+
+
+def steer(x0, decode, objective, request, reference=None, generator=None):
+    """`request.steps` normalized gradient steps of the objective on a clean latent `x0`, in float32, through
+    `decode` (latent -> image in [0, 1]); returns x0 in its own dtype."""
     size = GUIDANCE_STEP * request.scale
-    for _ in range(steps):
-        x = x0.detach().requires_grad_(True)
-        objective.backward(lambda: decode(x), request, reference, generator=generator)
-        x0 = normalized_step(x0.detach(), x.grad, size) if x.grad is not None else x0.detach()
+    x0 = x0.detach().float()
+    for _ in range(request.steps):
+        x = x0.clone().requires_grad_(True)
+        objective.backward(lambda: decode(x), request, reference, generator=generator, loss_scale=LOSS_SCALE)
+        if x.grad is not None:
+            x0 = normalized_step(x0, x.grad, size)
     return x0
 
 
@@ -235,15 +260,15 @@ def alpha_bar(scheduler, t):
     t = float(t)
     lo = min(max(int(math.floor(t)), 0), len(table) - 1)
     hi = min(lo + 1, len(table) - 1)
-    return float(table[lo] + (table[hi] - table[lo]) * (t - lo))
+    return min(max(float(table[lo] + (table[hi] - table[lo]) * (t - lo)), 1e-6), 1.0 - 1e-6)  # no 0-division
 
 
 def clip_guided(model, scheduler, refine):
     """Wrap a prediction function `model(x, t)` (x: the scaled model input) so that its clean-latent estimate
     passes through `refine(x0) -> x0` first. Works for epsilon and v prediction."""
     kind = scheduler.config.get("prediction_type", "epsilon")
-    if kind not in ("epsilon", "v_prediction"):
-        raise ValueError(f"CLIP guidance supports epsilon and v_prediction models, not {kind}")
+    if kind not in GUIDED_PREDICTIONS:
+        raise EngineError(f"CLIP guidance supports models predicting {' or '.join(GUIDED_PREDICTIONS)}, not {kind}")
 
     def guided(x, t):
         out = model(x, t)
@@ -251,7 +276,7 @@ def clip_guided(model, scheduler, refine):
         sa, sb = math.sqrt(a), math.sqrt(1.0 - a)
         x0 = (x - sb * out) / sa if kind == "epsilon" else sa * x - sb * out
         with torch.inference_mode(False), torch.enable_grad():
-            x0 = refine(x0.clone())
+            x0 = refine(x0.clone()).to(x.dtype)
         return ((x - sa * x0) / sb if kind == "epsilon" else (sa * x - x0) / sb).to(out.dtype)
     return guided
 

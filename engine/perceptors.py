@@ -96,7 +96,7 @@ class Perceptor:
             self._pictures.move_to_end(key)
         else:
             with torch.no_grad():
-                pixels = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].float() / 255
+                pixels = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
                 pixels = F.interpolate(pixels, size=(self.input_size, self.input_size), mode="bicubic",
                                        antialias=True, align_corners=False).clamp(0, 1)
                 self._pictures[key] = self.encode_image(pixels)[0]

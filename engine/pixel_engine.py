@@ -92,9 +92,11 @@ class PixelEngine:
         if self.optimizer is None or s.reset_lr_each_frame:
             trainable = [p for p in self.model.parameters() if p.requires_grad]
             self.optimizer = torch.optim.Adam(trainable, lr=self.learning_rate)
+        active = guidance.active(init=True)
         for _ in range(s.steps_per_frame):
             self.optimizer.zero_grad(set_to_none=True)
-            self.objective.backward(self.model.decode, guidance, reference, self.init, generator)
+            if active:
+                self.objective.backward(self.model.decode, guidance, reference, self.init, generator)
             regularization = self.model.regularization_loss()
             if regularization.requires_grad:
                 regularization.backward()
@@ -106,4 +108,8 @@ class PixelEngine:
 
     def render(self, request):
         """The frame as uint8 HxWx3 on the host."""
-        return to_rgb(self.render_tensor(request) * 2 - 1)
+        try:
+            return to_rgb(self.render_tensor(request) * 2 - 1)
+        except torch.OutOfMemoryError:
+            raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+                              "--width/--height, fewer cutouts or more gradient_accumulation_steps") from None

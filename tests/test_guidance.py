@@ -8,8 +8,8 @@ import torch
 
 from conftest import problems, run_vj, write
 from engine.frames import EngineSettings, FrameEngine, FrameRequest, decode
-from engine.guidance import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target, clip_guided,
-                             steer)
+from engine.guidance import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target, alpha_bar,
+                             clip_guided, normalized_step, steer)
 from engine.models import load_components
 from engine.motion import Motion
 from engine.perceptors import tiny_perceptor
@@ -51,8 +51,8 @@ def objective_value(objective, image, request, reference=None, seed=0):
 def steered(objective, request, start, steps, reference=None, scale=1.0):
     """`steps` guidance steps straight on an image's pixels (the identity as decoder), as the engine does on
     latents; the same seeded cutouts each step so that values compare."""
-    request = GuidanceRequest(**{**request.__dict__, "scale": scale})
-    return steer(start.clone(), lambda x: x.clamp(0, 1), objective, request, steps, reference,
+    request = GuidanceRequest(**{**request.__dict__, "scale": scale, "steps": steps})
+    return steer(start.clone(), lambda x: x.clamp(0, 1), objective, request, reference,
                  torch.Generator().manual_seed(0))
 
 
@@ -148,6 +148,32 @@ def test_wrapper_with_nothing_to_refine_predicts_what_the_model_predicts(tiny):
     assert torch.allclose(plain, wrapped, atol=1e-4)
 
 
+def test_normalized_step_works_with_float16_gradients():
+    x = torch.zeros(1, 4, 8, 8, dtype=torch.float16)
+    gradient = torch.full((1, 4, 8, 8), 1e-6, dtype=torch.float16)  # its square underflows in float16
+    moved = normalized_step(x, gradient, 0.05)
+    assert torch.allclose(moved.float(), torch.full_like(moved.float(), -0.05), atol=1e-3)
+    assert torch.equal(normalized_step(x, torch.zeros_like(gradient), 0.05), x)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_wrapper_points_the_prediction_at_the_refined_clean_latent(tiny, prediction):
+    from diffusers import EulerDiscreteScheduler
+    scheduler = EulerDiscreteScheduler.from_config({**tiny.scheduler.config, "prediction_type": prediction})
+    scheduler.set_timesteps(1)
+    t = scheduler.timesteps[0]
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    shift = torch.full_like(x, 0.1)
+    a = alpha_bar(scheduler, t)
+
+    def x0_of(prediction_out):
+        return ((x - (1 - a) ** 0.5 * prediction_out) / a ** 0.5 if prediction == "epsilon"
+                else a ** 0.5 * x - (1 - a) ** 0.5 * prediction_out)
+    wrapped = clip_guided(lambda x_, t_: out, scheduler, lambda x0: x0 + shift)(x, t)
+    assert torch.allclose(x0_of(wrapped), x0_of(out) + shift, atol=1e-4)
+
+
 def _requests(guidance, frames=3):
     return [FrameRequest(index=i, prompts=(("a forest", 1.0),), strength=0.6, motion=Motion(zoom_x=2.0), seed=1,
                          guidance=guidance) for i in range(frames)]
@@ -158,23 +184,25 @@ def test_guided_frames_differ_and_scale_zero_is_unguided(tiny, perceptor):
     objective = Objective([perceptor], cutouts=CUTS)
     guidance = GuidanceRequest(targets=(Target("text", "a red sun", 1.0),), scale=4.0)
     runs = {}
+    inactive = GuidanceRequest(targets=(Target("text", "a red sun", 0.0),), scale=4.0)  # e.g. audio weights, silent
     for name, engine_objective, g in [("plain", None, None), ("zero", objective, GuidanceRequest(scale=0.0)),
-                                      ("guided", objective, guidance)]:
+                                      ("inactive", objective, inactive), ("guided", objective, guidance)]:
         engine = FrameEngine(tiny, settings, objective=engine_objective)
         runs[name] = [engine.render(r) for r in _requests(g)]
     assert all(np.array_equal(a, b) for a, b in zip(runs["plain"], runs["zero"]))
+    assert all(np.array_equal(a, b) for a, b in zip(runs["plain"], runs["inactive"]))
     assert any(not np.array_equal(a, b) for a, b in zip(runs["plain"], runs["guided"]))
 
 
 def test_guidance_through_the_decoder_lowers_the_loss_of_the_decoded_frame(tiny, perceptor):
     c = tiny
     objective = Objective([perceptor], cutouts=CUTS)
-    request = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),), scale=1.0)
+    request = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),), scale=1.0, steps=4)
     x0 = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(3))
 
     def decode01(z):
         return decode(c, z) / 2 + 0.5
-    after = steer(x0, decode01, objective, request, 4, generator=torch.Generator().manual_seed(0))
+    after = steer(x0, decode01, objective, request, generator=torch.Generator().manual_seed(0))
     assert objective_value(objective, decode01(after), request) < objective_value(objective, decode01(x0), request)
 
 
@@ -199,6 +227,7 @@ width: 64
 height: 64
 model: tiny
 cutouts: 4
+clip_guidance_steps: 1
 semantic_stabilization_weight: 0.5 + fLo
 smoothing_weight: -0.1
 direct_image_prompts: "[pic.png]:2"
@@ -217,7 +246,7 @@ def test_director_evaluates_the_guidance_per_frame(tmp_path):
     assert [(t.kind, t.key, t.weight, t.stop, t.mask) for t in g.targets] == [
         ("text", "a forest", 1.0, -math.inf, None), ("picture", "pic.png", 0.5, -math.inf, None),
         ("text", "rain", 0.25, 0.2, "dir:l")]
-    assert g.semantic_stabilization == 0.75 and g.smoothing == -0.1
+    assert g.semantic_stabilization == 0.75 and g.smoothing == -0.1 and g.steps == 1 and g.scale == 1.0
     assert g.pixel_targets == (PixelTarget("pic.png", 2.0),)
     # in the middle of the scene change both scenes' prompts guide, weighted by the mix
     g = director.request(2, 0.5 + 0.125, {"fLo": 0.0}).guidance
@@ -263,3 +292,86 @@ def test_render_limited_palette_preset_writes_a_playable_mp4(tmp_path):
     assert result.returncode == 0, result.stderr
     streams = probe(out)
     assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) == 4
+
+
+LIVE_PALETTE = """\
+scenes: a red sun:1 | stars:knob_u || a blue sea:1
+image_model: limited_palette
+palette_size: 2
+palettes: 3
+steps_per_frame: 2
+cutouts: 4
+width: 64
+height: 64
+frames_per_second: 10
+controls:
+  - {name: knob, default: 0.5}
+"""
+
+
+def test_a_live_show_runs_a_pixel_model_and_reloads_its_guidance(tmp_path):
+    from test_live_show import Clock, make_state
+    from vj.frame_engines import build_engines
+    from vj.live.audio import SilentAudio
+    from vj.live.show import EngineLoop
+    from vj.live.slot import FrameSlot
+    from vj.render import engine_settings
+    path = write(tmp_path, LIVE_PALETTE, "show.yaml")
+    clock = Clock()
+    state = make_state(path)
+    factory = build_engines(state.preset, "cpu", "float32")
+    loop = EngineLoop(state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(),
+                      clock)
+    loop.step()
+    frame, new = loop.slot.take()
+    assert new and len(np.unique(frame.rgb.reshape(-1, 3), axis=0)) <= 6
+    # a reload with new prompts and cutouts keeps the perceptor and reaches the running engine
+    first = factory.objective
+    v2 = LIVE_PALETTE.replace("cutouts: 4", "cutouts: 8").replace("steps_per_frame: 2", "steps_per_frame: 3")
+    assert factory.use_preset(load_preset(write(tmp_path, v2, "v2.yaml"), {"model": "tiny"}), loop.engine) == []
+    assert loop.engine.objective is factory.objective and factory.objective.cutouts.count == 8
+    assert factory.objective.perceptors == first.perceptors and loop.engine.settings.steps_per_frame == 3
+    # another image model or palette needs a restart: a warning, and the show keeps its model
+    other = load_preset(write(tmp_path, v2.replace("limited_palette", "unlimited_palette").replace(
+        "palettes: 3", "palettes: 4"), "v3.yaml"), {"model": "tiny"})
+    warnings = factory.use_preset(other, loop.engine)
+    assert any("image_model unlimited_palette" in w for w in warnings) and any("palettes" in w for w in warnings)
+    assert loop.engine.settings.palettes == 3 and factory(loop.engine.settings).settings.model == "limited_palette"
+    loop.step()
+    assert loop.slot.take()[1]
+
+
+def test_a_typed_prompt_naming_a_missing_picture_is_refused_and_a_good_one_reaches_the_guidance(tmp_path):
+    from PIL import Image
+    from test_live_show import Clock, make_state
+    from vj.frame_engines import build_engines
+    from vj.live.audio import SilentAudio
+    from vj.live.show import EngineLoop
+    from vj.live.slot import FrameSlot
+    from vj.render import engine_settings
+    Image.fromarray(picture(12)).save(tmp_path / "new.png")
+    clock = Clock()
+    state = make_state(write(tmp_path, LIVE_PALETTE, "show.yaml"))
+    factory = build_engines(state.preset, "cpu", "float32")
+    loop = EngineLoop(state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(),
+                      clock)
+    loop.on_preset.append(lambda p: factory.use_preset(p, loop.engine))
+    state.replace_prompt(0, "a red sun:1 | [missing.png]:1")
+    assert any("missing.png" in w for w in state.warnings.current())
+    state.replace_prompt(0, "a red sun:1 | [new.png]:1_[new.png]")
+    loop.step()
+    assert loop.slot.take()[1] and "new.png" in factory.objective.assets.pictures
+
+
+def test_render_and_check_a_guided_diffusion_preset(tmp_path):
+    from PIL import Image
+    from test_render import probe
+    Image.fromarray(picture(13)).save(tmp_path / "pic.png")
+    preset = write(tmp_path, "scenes: a forest:1 | [pic.png]:0.5 | sky:1_u:0.2\nscene_duration: 0.5\n"
+                             "frames_per_second: 4\nwidth: 64\nheight: 64\ncutouts: 4\nsmoothing_weight: 0.1\n")
+    check = run_vj("check", preset)
+    assert check.returncode == 0 and "CLIP guidance: ViT-B-32/openai, 4 cutouts" in check.stdout
+    out = tmp_path / "guided.mp4"
+    result = run_vj("render", preset, "--model", "tiny", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert int(probe(out)["video"]["nb_read_frames"]) == 2

@@ -35,7 +35,7 @@ class Director:
         self.guided = uses_guidance(preset)
 
     def _prompts(self, scene, env):
-        # image prompts need CLIP guidance (not available yet); `vj check` warns about them
+        # image prompts act through CLIP guidance only (see _guidance)
         return tuple((p.text, p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
 
     def request(self, frame, t, inputs, position=None):

@@ -5,11 +5,13 @@
 weights at all. `--model tiny` also makes the perceptors tiny (random weights, built in-process).
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from vj.guidance import cutout_settings, load_assets, perceptor_names, read_picture
+from vj.preset import PresetError
 
 
 @dataclass
@@ -24,21 +26,32 @@ class EngineFactory:
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
 
     def use_preset(self, preset, engine):
-        """A hot-reloaded preset: new pictures, masks, cutouts and perceptors for `engine` (the running one) and the
-        engines made from now on. Returns a warning when the change needs a restart (another image model)."""
+        """A changed preset (hot reload, typed prompt): new pictures, masks, cutouts and perceptors for `engine`
+        (the running one) and the engines made from now on, and pixel models' optimizer keys. Returns warnings
+        for what cannot change without a restart or failed; the show then keeps what it had."""
+        from engine.errors import EngineError
+        warnings = []
         if preset.image_model != self.preset.image_model:
-            return f"image_model {preset.image_model}: takes effect at restart (the show keeps {self.preset.image_model})"
+            warnings.append(f"image_model {preset.image_model}: takes effect at restart (the show keeps "
+                            f"{self.preset.image_model})")
         names = perceptor_names(preset)
-        if not names:
-            self.objective = None
-        else:
-            from engine.guidance import Objective
-            same = self.objective is not None and perceptor_names(self.preset) == names
-            perceptors = self.objective.perceptors if same else load_perceptors(names, preset.model, self.device)
-            self.objective = Objective(perceptors, load_assets(preset, self.init), cutout_settings(preset))
-        self.preset = preset
+        try:
+            if names:
+                from engine.guidance import Objective
+                same = self.objective is not None and perceptor_names(self.preset) == names
+                perceptors = self.objective.perceptors if same else load_perceptors(names, preset.model, self.device)
+                self.objective = Objective(perceptors, load_assets(preset, self.init), cutout_settings(preset))
+            elif self.components is not None:
+                self.objective = None
+            else:
+                warnings.append("a pixel model needs a perceptor: keeping the ones it has")
+        except (EngineError, PresetError) as exc:
+            return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
+        self.preset = dataclasses.replace(preset, image_model=self.preset.image_model)
         engine.objective = self.objective
-        return None
+        if self.components is None:
+            warnings += _use_pixel_settings(engine, pixel_settings(preset, engine.settings))
+        return warnings
 
     def __call__(self, settings):
         init = self.init if self.init is None or self.init.shape[:2] == (settings.height, settings.width) else None
@@ -48,6 +61,17 @@ class EngineFactory:
                                self.target_palette)
         from engine.frames import FrameEngine
         return FrameEngine(self.components, settings, init, objective=self.objective)
+
+
+RESTART_PIXEL_KEYS = ("model", "palette_size", "palettes", "gamma", "hdr_weight", "palette_normalization_weight",
+                      "random_initial_palette", "lock_palette", "seed")
+
+
+def _use_pixel_settings(engine, settings):
+    """A running PixelEngine takes new optimizer keys at once; keys of its image model wait for a restart."""
+    waiting = [k for k in RESTART_PIXEL_KEYS if getattr(settings, k) != getattr(engine.settings, k)]
+    engine.settings = dataclasses.replace(settings, **{k: getattr(engine.settings, k) for k in waiting})
+    return [f"{', '.join(waiting)}: take effect at restart"] if waiting else []
 
 
 def pixel_settings(preset, settings):
@@ -70,7 +94,7 @@ def load_perceptors(names, model, device, dtype=torch.float32):
     from engine import perceptors
     if model == "tiny":
         return [perceptors.tiny_perceptor(device, dtype)]
-    pairs = [perceptors.parse_perceptor(name) for name in names]
+    pairs = list(dict.fromkeys(perceptors.parse_perceptor(name) for name in names))  # ViTB32 = ViT-B-32/openai
     if model.startswith("arch:"):
         return [perceptors.random_perceptor(name, device, dtype) for name, _ in pairs]
     return [perceptors.load_perceptor(name, tag, device, dtype) for name, tag in pairs]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vj.preset import PresetError
+from vj.preset.schema import resolve_path
 
 PYTTI_FLAGS = {"ViTB32": "ViT-B-32/openai", "ViTB16": "ViT-B-16/openai", "ViTL14": "ViT-L-14/openai",
                "ViTL14_336px": "ViT-L-14-336/openai", "RN50": "RN50/openai", "RN101": "RN101/openai",
@@ -47,10 +48,6 @@ def perceptor_names(preset):
     return [DEFAULT_PERCEPTOR] if needed and preset.ViTB32 is not False else []
 
 
-def _base(preset):
-    return Path(preset.path).parent if preset.path else Path(".")
-
-
 def read_picture(path, grey=False):
     """A picture file as uint8 HxWx3 (HxW with `grey`); an unreadable file is a PresetError naming it."""
     from PIL import Image, UnidentifiedImageError
@@ -73,15 +70,15 @@ def mask_key(mask):
 def load_assets(preset, init=None):
     """Every picture and mask the preset names, read once (paths relative to the preset)."""
     from engine.guidance import Assets
-    base = _base(preset)
+    base = Path(preset.path).parent if preset.path else Path(".")
     pictures, masks = {}, {}
     prompts = [p for s in preset.scenes for p in s.prompts] + list(preset.direct_image_prompts)
     for prompt in prompts:
         if prompt.is_image and prompt.path not in pictures:
-            pictures[prompt.path] = read_picture(base / prompt.path)
+            pictures[prompt.path] = read_picture(resolve_path(prompt.path, base))
         key = mask_key(prompt.mask)
         if prompt.mask is not None and prompt.mask.kind == "image" and key not in masks:
-            mask = read_picture(base / prompt.mask.value, grey=True).astype(np.float32) / 255.0
+            mask = read_picture(resolve_path(prompt.mask.value, base), grey=True).astype(np.float32) / 255.0
             masks[key] = 1.0 - mask if prompt.mask.inverted else mask
     return Assets(pictures=pictures, masks=masks, init=init)
 
@@ -104,6 +101,7 @@ def guidance_request(preset, scene, env):
                    for p in preset.direct_image_prompts)
     return GuidanceRequest(
         targets=targets, pixel_targets=pixels, scale=max(0.0, preset.clip_guidance_scale(env)),
+        steps=preset.clip_guidance_steps,
         semantic_init=preset.semantic_init_weight(env), direct_init=preset.direct_init_weight(env),
         direct_stabilization=preset.direct_stabilization_weight(env),
         semantic_stabilization=preset.semantic_stabilization_weight(env),

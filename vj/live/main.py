@@ -52,10 +52,9 @@ def build(args, stack):
         stack.callback(loop.worker.close)
 
     def new_guidance(p):
-        warning = make_engine.use_preset(p, loop.engine)
-        if warning:
+        for warning in make_engine.use_preset(p, loop.engine):
             state.warnings.add(warning)
-    loop.on_reload.append(new_guidance)
+    loop.on_preset.append(new_guidance)
     midi = None
     if args.midi:
         from vj.control.midi import MidiInput, MidiMap

@@ -84,6 +84,8 @@ class EngineLoop:
         self.errors = 0
         self.last_values = {}
         self.on_reload = []                 # callables(preset) run after a hot reload (e.g. the MIDI map)
+        self.on_preset = []                 # callables(preset) run when the preset changes (reload, typed prompt)
+        self._preset = state.preset
         self.worker = None                  # a TransitionWorker computing latent-blend transitions ahead
         self._thread = threading.Thread(target=self._run, name="vj-engine", daemon=True)
 
@@ -118,6 +120,8 @@ class EngineLoop:
             self.state.apply(action, now, values)
         if self.state.reload_if_changed() is not None:
             self._settings_changed()
+        elif self.state.preset is not self._preset:
+            self._preset_changed()
         if self.frozen.is_set():
             return
         request = self.state.request(now, values)
@@ -133,7 +137,13 @@ class EngineLoop:
         self.slot.put(ShownFrame(rgb, request.index, heard_at, time.monotonic()))
         self.rate.tick()
 
+    def _preset_changed(self):
+        self._preset = self.state.preset
+        for hook in self.on_preset:
+            hook(self._preset)
+
     def _settings_changed(self):
+        self._preset_changed()  # first: an engine made below is made from the new preset
         settings = self.state.engine_settings()
         if settings != self.settings:
             self.settings = settings

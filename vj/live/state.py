@@ -8,11 +8,13 @@ import dataclasses
 import logging
 import os
 import time
+from pathlib import Path
 
 from vj.control import actions as act
 from vj.director import Director
 from vj.live.scenes import LiveScenes
 from vj.preset import PresetError, load_preset
+from vj.preset.schema import prompt_file_problems
 from vj.scenes import SceneError, parse_scenes, split_scenes
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,12 @@ class ShowState:
             return
         if len(scenes) != len(preset.scenes):
             self.warnings.add(f"prompt for scene {index + 1} refused: it must be one scene (no '||')")
+            return
+        base = Path(preset.path).parent if preset.path else Path(".")
+        labelled = ((f"prompt '{p.source}'", p) for p in scenes[index].prompts)
+        missing = [message for is_warning, message in prompt_file_problems(labelled, base) if not is_warning]
+        if missing:
+            self.warnings.add(f"prompt for scene {index + 1} refused: {'; '.join(missing)}")
             return
         self._use(dataclasses.replace(preset, scenes=scenes, scene_text=scene_text))
 

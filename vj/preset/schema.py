@@ -515,7 +515,8 @@ def _midi(raw, problems, controls, scene_count):
                        notes=_midi_notes(section["notes"], _line(raw, "notes"), problems, scene_count))
 
 
-def _resolve(path_text, base):
+def resolve_path(path_text, base):
+    """A path from a preset: ~ expanded, relative ones relative to the preset's folder `base`."""
     path = Path(path_text).expanduser()
     return path if path.is_absolute() else (base / path)
 
@@ -539,25 +540,33 @@ def _transition_plan(raw, values, problems):
                          "give either transition_budget or the lists transition_branches/transition_injections")
 
 
-def _prompt_files(prompts, key, line, base, problems, warnings):
-    """Image prompts' and image masks' files exist; masks vj cannot use are problems, ignored cutoffs warnings."""
+def prompt_file_problems(prompts, base):
+    """(is_warning, message) for labelled prompts [(label, Prompt)]: image prompts' and image masks' files must
+    exist (relative to `base`), masks vj cannot use are problems, cutoffs that do nothing are warnings."""
     for label, prompt in prompts:
-        if prompt.is_image and not _resolve(prompt.path, base).is_file():
-            problems.add(line, key, f"{label}: image file '{prompt.path}' not found (relative to the preset)")
+        if prompt.is_image and not resolve_path(prompt.path, base).is_file():
+            yield False, f"{label}: image file '{prompt.path}' not found (relative to the preset)"
         mask = prompt.mask
         if mask is None:
             continue
-        if mask.kind == "image" and not _resolve(mask.value, base).is_file():
-            problems.add(line, key, f"{label}: mask image '{mask.value}' not found (relative to the preset)")
+        if mask.kind == "image" and not resolve_path(mask.value, base).is_file():
+            yield False, f"{label}: mask image '{mask.value}' not found (relative to the preset)"
         elif mask.kind == "semantic":
-            problems.add(line, key, f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks "
-                                    "are not); use an image mask like _[mask.png] or -[mask.png], or a direction "
-                                    "a, r, l, u, d")
+            yield False, (f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks are not); use "
+                          "an image mask like _[mask.png] or -[mask.png], or a direction a, r, l, u, d")
         elif mask.kind == "direction" and mask.value in ("near", "far"):
-            problems.add(line, key, f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an "
-                                    "image mask or a direction a, r, l, u, d")
+            yield False, (f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an image mask "
+                          "or a direction a, r, l, u, d")
         elif mask.cutoff is not None:
-            warnings.append(f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks")
+            yield True, f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks"
+
+
+def _prompt_files(prompts, key, line, base, problems, warnings):
+    for is_warning, message in prompt_file_problems(prompts, base):
+        if is_warning:
+            warnings.append(message)
+        else:
+            problems.add(line, key, message)
 
 
 def _guidance(raw, values, scenes, variables, problems, base, warnings):
@@ -569,11 +578,13 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
         problems.add(_line(raw, "gradient_accumulation_steps"), "gradient_accumulation_steps",
                      f"{values['gradient_accumulation_steps']} does not divide cutouts ({values['cutouts']})")
     for name in values["perceptors"]:
-        from engine.perceptors import PerceptorError, parse_perceptor
+        from engine.perceptors import PerceptorError, parse_perceptor  # open_clip: only for presets naming one
         try:
             parse_perceptor(name)
         except PerceptorError as exc:
             problems.add(_line(raw, "perceptors"), "perceptors", str(exc))
+    if values["init_image"] is None and raw.get("semantic_init_weight") not in (None, 0, "0"):
+        warnings.append("semantic_init_weight has no effect without init_image")
     _prompt_files(((f"scene {s.index + 1}, prompt '{p.source}'", p) for s in scenes for p in s.prompts), "scenes",
                   _line(raw, "scenes"), base, problems, warnings)
     direct = ()
@@ -594,7 +605,7 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
         _prompt_files(((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base,
                       problems, warnings)
     if values["target_palette"]:
-        values["target_palette"] = _resolve(values["target_palette"], base)
+        values["target_palette"] = resolve_path(values["target_palette"], base)
         if not values["target_palette"].is_file():
             problems.add(_line(raw, "target_palette"), "target_palette",
                          f"image file '{values['target_palette']}' not found")
@@ -610,7 +621,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
 
     audio_rate = None
     if values["input_audio"]:
-        values["input_audio"] = _resolve(values["input_audio"], base)
+        values["input_audio"] = resolve_path(values["input_audio"], base)
         try:
             audio_rate = audio_info(values["input_audio"]).samplerate
         except AudioError as exc:
@@ -647,7 +658,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
                 problems.add(_line(raw, field_name), field_name, str(exc))
                 values[field_name] = spec.typed_default()
     if values["init_image"]:
-        values["init_image"] = _resolve(values["init_image"], base)
+        values["init_image"] = resolve_path(values["init_image"], base)
         if not values["init_image"].is_file():
             problems.add(_line(raw, "init_image"), "init_image", f"image file '{values['init_image']}' not found")
 
