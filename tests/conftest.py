@@ -1,3 +1,4 @@
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,21 @@ def write_audio(tmp_path):
 def run_vj(*args, cwd=ROOT):
     """Run the real `vj` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "vj", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def closed_port():
+    """A loopback port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """An empty hub cache in tmp_path, online mode, and the hub's endpoint at a closed loopback port."""
+    import huggingface_hub.constants
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    return tmp_path / "hub"

@@ -3,7 +3,6 @@ contacts the hub: the endpoint is a closed loopback port, or the probe of it fai
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -12,31 +11,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, closed_port
 from engine import models
 from engine.errors import ModelError
 from engine.models import build_tiny, load_components, tiny_autoencoder_kl
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 REVISION = "0123456789abcdef0123456789abcdef01234567"
-
-
-def closed_port():
-    """A loopback port nothing listens on: a connection to it is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """An empty hub cache in tmp_path, online mode, and the hub's endpoint at a closed loopback port."""
-    import huggingface_hub.constants
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
-    return tmp_path / "hub"
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from engine import models, perceptors
 from engine.errors import EngineError
 from engine.perceptors import PYTTI_FLAGS, PerceptorError, load_perceptor, parse_perceptor, tiny_perceptor
 
-from test_model_loading import closed_port
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -189,17 +188,6 @@ def test_unknown_perceptors_are_one_clear_line(text, message):
     with pytest.raises(PerceptorError, match=message) as info:
         parse_perceptor(text)
     assert "\n" not in str(info.value) and isinstance(info.value, EngineError)
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """An empty hub cache in tmp_path, online mode, and the hub's endpoint at a closed loopback port."""
-    import huggingface_hub.constants
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
-    return tmp_path / "hub"
 
 
 def test_missing_weights_offline_are_one_line_at_once(hub, monkeypatch):
