@@ -12,9 +12,17 @@ class ConditioningCache:
         self.device = device
         self._cache = {}
         self.hits = self.misses = 0
+        self._editor = None  # engine.prompt_edits.PromptEditor, made for the first text with brace groups
 
     def embed(self, text):
-        """(1, 77, D) last hidden state, as diffusers' Stable Diffusion pipelines compute it."""
+        """(1, 77, D) last hidden state, as diffusers' Stable Diffusion pipelines compute it.
+
+        A text with brace groups (`a {1.0*cat + 0.4*tabby}`, numeric coefficients) is edited token by token from
+        the embeddings of plain sentences, which are cached here (engine/prompt_edits.py); edited results are
+        kept only in a small bounded cache there.
+        """
+        if "{" in text or "}" in text:
+            return self._edited(text)
         cached = self._cache.get(text)
         if cached is not None:
             self.hits += 1
@@ -29,6 +37,12 @@ class ConditioningCache:
             out = self.text_encoder(ids, attention_mask=mask)[0]
         self._cache[text] = out
         return out
+
+    def _edited(self, text):
+        if self._editor is None:
+            from engine.prompt_edits import PromptEditor
+            self._editor = PromptEditor(self)
+        return self._editor.embed(text)
 
 
 def prompt_conditioning(cache, prompts):

@@ -11,6 +11,7 @@ from engine.conditioning import ConditioningCache, crossfade, prompt_conditionin
 from engine.errors import EngineError
 from engine.motion import Motion, warp
 from engine.guidance import GUIDED_PREDICTIONS, clip_guided, steer
+from engine.image_conditioning import image_guided_conditioning
 from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule, unet_model
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
@@ -32,6 +33,16 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class GuideEmbedding:
+    """A guide image for the conditioning: its CLIP image embedding (D,) and how it maps onto the tokens."""
+
+    embedding: torch.Tensor
+    method: str = "linear"
+    options: tuple = ()  # (name, value) pairs for image_guided_conditioning: threshold, floor, count, spread, bos_cap
+    concept: str = ""    # the concept method's prompt
+
+
+@dataclass(frozen=True)
 class FrameRequest:
     """Everything one frame needs, as numbers: prompts as (text, weight) pairs, and during a scene
     transition the previous scene's prompts with `mix` going 0 -> 1 towards `prompts`."""
@@ -47,6 +58,7 @@ class FrameRequest:
     guide: object = field(default=None, compare=False)  # HxWx3 image (0..255) the input is pulled toward
     guide_weight: float = 0.0                            # 0..1: how far (a latent-blend transition's frame)
     guidance: object = field(default=None, compare=False)  # a GuidanceRequest (CLIP guidance), or None
+    image_conditioning: tuple = ()                       # (guide image key, strength): mixed into the conditioning
 
 
 class _NoTimer:
@@ -98,7 +110,7 @@ def image_to_tensor(rgb, device, dtype):
 class FrameEngine:
     """Turns FrameRequests into frames. Keeps the previous frame and the conditioning cache."""
 
-    def __init__(self, components, settings, init_image=None, timer=None, objective=None):
+    def __init__(self, components, settings, init_image=None, timer=None, objective=None, guide_images=None):
         c = self.c = components
         self.settings = settings
         if settings.width % 8 or settings.height % 8:
@@ -108,6 +120,7 @@ class FrameEngine:
         self.cache = ConditioningCache(c.text_encoder, c.tokenizer, c.device)
         self.timer = timer or _NoTimer()
         self.objective = objective  # CLIP guidance (engine.guidance.Objective), or None
+        self.guide_images = guide_images or {}  # key -> GuideEmbedding, for request.image_conditioning
         kind = c.scheduler.config.get("prediction_type", "epsilon")
         if objective is not None and kind not in GUIDED_PREDICTIONS:
             raise EngineError(f"CLIP guidance needs a model predicting {' or '.join(GUIDED_PREDICTIONS)}; "
@@ -129,7 +142,18 @@ class FrameEngine:
         if request.previous_prompts is not None and request.mix < 1.0:
             previous = prompt_conditioning(self.cache, request.previous_prompts)
             cond = crossfade(previous, cond, request.mix, self.settings.transition_mode)
+        for key, strength in request.image_conditioning:
+            if strength > 0:
+                cond = self._image_guided(cond, self.guide_images[key], strength)
         return cond.to(self.c.dtype)
+
+    def _image_guided(self, cond, guide, strength):
+        """`cond` with a guide image's embedding mixed into its tokens by the guide's method."""
+        options = dict(guide.options)
+        if guide.method == "concept":  # the concept's word tokens only: padding rows look alike in every prompt
+            words = len(self.cache.tokenizer(guide.concept).input_ids) - 1  # without BOS and EOS: 1..words-1
+            options["concept_conditioning"] = self.cache.embed(guide.concept)[0, 1:max(2, words)]
+        return image_guided_conditioning(cond, guide.embedding, guide.method, strength, **options)
 
     def encode(self, image, generator):
         vae = self.c.vae

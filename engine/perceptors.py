@@ -223,13 +223,14 @@ def random_perceptor(name, device, dtype=torch.float32, seed=0):
     return Perceptor(f"{name}/random", model.to(dtype=dtype), open_clip.get_tokenizer(name))
 
 
-def tiny_perceptor(device, dtype=torch.float32, seed=0):
-    """A small open_clip CLIP (TINY_CONFIG) with weights seeded by `seed` and open_clip's bundled tokenizer."""
+def tiny_perceptor(device, dtype=torch.float32, seed=0, embed_dim=TINY_CONFIG["embed_dim"]):
+    """A small open_clip CLIP (TINY_CONFIG, embeddings `embed_dim` wide) with weights seeded by `seed` and
+    open_clip's bundled tokenizer."""
     import open_clip
 
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's random state
         torch.manual_seed(seed)
-        model = open_clip.CLIP(**TINY_CONFIG)
+        model = open_clip.CLIP(**{**TINY_CONFIG, "embed_dim": embed_dim})
     open_clip.set_model_preprocess_cfg(model, {"size": model.visual.image_size, "mean": open_clip.OPENAI_DATASET_MEAN,
                                                "std": open_clip.OPENAI_DATASET_STD})
     model.to(device=device, dtype=dtype)

@@ -17,8 +17,9 @@ def _domain_errors():
     errors = [PresetError, AudioError, UsageError]
     try:
         from engine.errors import EngineError
+        from vj.morph import MorphError
         from vj.render import RenderError
-        errors += [EngineError, RenderError]
+        errors += [EngineError, RenderError, MorphError]
     except ImportError:  # the engine's dependencies are optional for check/analyze
         pass
     from vj.control.midi import MidiError
@@ -94,6 +95,11 @@ def cmd_analyze(args):
 def cmd_render(args):
     from vj import render
     return render.main(args)
+
+
+def cmd_morph(args):
+    from vj import morph
+    return morph.main(args)
 
 
 def cmd_prerender(args):
@@ -230,6 +236,22 @@ def build_parser():
                                                             "next (a show may jump anywhere)")
     _engine_options(p)
     p.set_defaults(func=cmd_prerender)
+
+    p = sub.add_parser("morph", help="morph a word of the first scene into another: a strip or a clip",
+                       description="Token-level arithmetic between two words: step k edits FROM's tokens in its "
+                                   "sentence to (1-k)*FROM + k*TO; one txt2img frame per step with the preset's "
+                                   "seed, side by side in a PNG strip or one per frame in an MP4 clip.")
+    p.add_argument("preset", metavar="PRESET")
+    p.add_argument("--from", dest="from_word", required=True, metavar="WORD", help="a word of scene 1's prompts")
+    p.add_argument("--to", dest="to_word", required=True, metavar="WORD", help="the word it morphs into")
+    p.add_argument("--steps", type=int, default=8, help="frames from FROM to TO, both included (default 8)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png|OUT.mp4", help="strip (PNG) or clip (MP4)")
+    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
+    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _engine_options(p)
+    p.set_defaults(func=cmd_morph)
 
     p = sub.add_parser("devices", help="audio inputs and outputs, MIDI ports and displays",
                        description="List audio inputs and outputs, MIDI input ports and displays with their sizes.")

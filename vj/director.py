@@ -6,6 +6,7 @@ from engine.frames import FrameRequest
 from engine.motion import Motion
 from vj.preset.schema import MOTION_KEYS
 from vj.guidance import guidance_request, uses_guidance
+from vj.scenes.edits import prompt_text
 from vj.timeline import Timeline
 from vj.variables import FrameVariables
 
@@ -36,7 +37,9 @@ class Director:
 
     def _prompts(self, scene, env):
         # image prompts act through CLIP guidance only (see _guidance)
-        return tuple((p.text, p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
+        # brace groups: their coefficients evaluated, as the canonical numeric text (vj/scenes/edits.py)
+        return tuple((prompt_text(p, env), p.weight(env)) for p in self.preset.scenes[scene].prompts
+                     if not p.is_image)
 
     def request(self, frame, t, inputs, position=None):
         """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`; the scene
@@ -57,6 +60,7 @@ class Director:
             guide=guide,
             guide_weight=weight,
             guidance=self._guidance(position, env) if self.guided else None,
+            image_conditioning=tuple((str(i), max(0.0, g.strength(env))) for i, g in enumerate(preset.guide_images)),
         )
 
     def _guidance(self, position, env):

@@ -24,6 +24,8 @@ class EngineFactory:
     init: object            # the init image (uint8 HxWx3) at the preset's size, or None
     device: torch.device
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
+    guides: dict = dataclasses.field(default_factory=dict)  # guide image number (text) -> GuideEmbedding
+    pair: object = None            # the image tower paired with the text encoder (guide images), once loaded
 
     def use_preset(self, preset, engine):
         """A changed preset (hot reload, typed prompt): new pictures, masks, cutouts and perceptors for `engine`
@@ -47,6 +49,12 @@ class EngineFactory:
                 warnings.append("a pixel model needs a perceptor: keeping the ones it has")
         except (EngineError, PresetError) as exc:
             return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
+        if self.components is not None:
+            try:
+                self.guides = self.embed_guides(preset)
+            except (EngineError, PresetError) as exc:
+                warnings.append(f"guide images not changed: {str(exc).splitlines()[0]}")
+            engine.guide_images = self.guides
         self.preset = dataclasses.replace(preset, image_model=self.preset.image_model)
         engine.objective = self.objective
         if self.components is None:
@@ -60,7 +68,17 @@ class EngineFactory:
             return PixelEngine(pixel_settings(self.preset, settings), self.objective, init, self.device,
                                self.target_palette)
         from engine.frames import FrameEngine
-        return FrameEngine(self.components, settings, init, objective=self.objective)
+        return FrameEngine(self.components, settings, init, objective=self.objective, guide_images=self.guides)
+
+    def embed_guides(self, preset):
+        """The preset's guide images embedded by the CLIP image tower paired with the model's text encoder."""
+        if not preset.guide_images:
+            return {}
+        if self.pair is None:
+            self.pair = pair_perceptor(self.components, preset.model, self.device)
+        from engine.frames import GuideEmbedding
+        return {str(i): GuideEmbedding(self.pair.encode_picture(read_picture(g.image)), g.method, guide_options(g),
+                                       g.concept) for i, g in enumerate(preset.guide_images)}
 
 
 RESTART_PIXEL_KEYS = ("model", "palette_size", "palettes", "gamma", "hdr_weight", "palette_normalization_weight",
@@ -118,4 +136,36 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None)
         perceptors = load_perceptors(names, preset.model, device)
         objective = Objective(perceptors, load_assets(preset, init), cutout_settings(preset))
     palette = read_picture(preset.target_palette) if preset.target_palette else None
-    return EngineFactory(preset, components, objective, init, device, palette)
+    factory = EngineFactory(preset, components, objective, init, device, palette)
+    if components is not None:
+        factory.guides = factory.embed_guides(preset)
+    return factory
+
+
+# The CLIP image towers whose embeddings are as wide as, and trained with, a text encoder's token states: SD 2.x and
+# SD-Turbo use OpenCLIP ViT-H/14's text tower (1024 wide), SD 1.x OpenAI's ViT-L/14 (768 wide).
+PAIRED_TOWERS = {1024: "ViT-H-14/laion2b_s32b_b79k", 768: "ViT-L-14/openai"}
+GUIDE_OPTIONS = {"linear": (), "threshold": ("threshold", "floor"), "clustered": ("count", "spread"),
+                 "concept": ("threshold",)}
+
+
+def guide_options(guide):
+    """The (name, value) options of a guide image's method, and the BOS cap."""
+    return tuple((name, getattr(guide, name)) for name in GUIDE_OPTIONS[guide.method]) + (("bos_cap", guide.bos_cap),)
+
+
+def pair_perceptor(components, model, device):
+    """The CLIP image tower paired with the model's text encoder (a tiny one of the same width for `tiny`)."""
+    from engine import perceptors
+    from engine.errors import EngineError
+    width = components.text_encoder.config.hidden_size
+    if model == "tiny":
+        return perceptors.tiny_perceptor(device, embed_dim=width)
+    name = PAIRED_TOWERS.get(width)
+    if name is None:
+        raise EngineError(f"guide_images: no CLIP image tower is known for the text encoder of '{model}' "
+                          f"({width} wide); they work with SD 1.x, SD 2.x and SD-Turbo models")
+    name, tag = perceptors.parse_perceptor(name)
+    if model.startswith("arch:"):
+        return perceptors.random_perceptor(name, device)
+    return perceptors.load_perceptor(name, tag, device)

@@ -27,6 +27,7 @@ from engine.frames import to_rgb
 from engine.transition_cache import cache_key, fingerprint
 from engine.transition_plans import budget_plan, explicit_plan, quality_plan
 from engine.transitions import Trajectories, blend_tree, play, timing
+from vj.scenes.edits import prompt_text
 from vj.variables import FrameVariables
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class _Setup:
 
     def rest_prompts(self, scene):
         """Scene `scene`'s (text, weight) prompts at rest: the keyframe's."""
-        return tuple((p.text, p.weight(self.rest_env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
+        env = self.rest_env
+        return tuple((prompt_text(p, env), p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
 
 
 class Transitions:

@@ -7,7 +7,7 @@ import json
 
 from vj.audio.bands import Band
 from vj.config_keys import markdown_table, object_schema
-from vj.preset.schema import Preset
+from vj.preset.schema import GuideImage, Preset
 
 
 def json_schema():
@@ -26,6 +26,7 @@ def json_schema_text():
 
 
 def key_tables():
-    """README's tables of the preset keys and the filter keys, in markdown."""
+    """README's tables of the preset keys, the filter keys and the guide image keys, in markdown."""
     return (markdown_table(Preset) + "\nFilters (items of `input_audio_filters`; each makes the variable "
-            "`variable_name`):\n\n" + markdown_table(Band))
+            "`variable_name`):\n\n" + markdown_table(Band) + "\nGuide images (items of `guide_images`):\n\n"
+            + markdown_table(GuideImage))

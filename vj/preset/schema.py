@@ -94,6 +94,7 @@ PERCEPTORS = Check(_perceptors, {"type": ["array", "string"], "items": {"type": 
                    "list of open_clip `NAME/TAG`")
 FLAG = optional(BOOLEAN)
 BORDER_MODES = ("clamp", "mirror", "wrap", "black", "smear")
+GUIDE_METHODS = ("linear", "threshold", "clustered", "concept")
 
 
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
@@ -116,11 +117,32 @@ class ControlItem:
                      "speeds and frequencies (needs 0 < lo); `square` lo + p²·(hi − lo), fine near lo")
 
 
+@dataclass(frozen=True)
+class GuideImage:
+    """One item of `guide_images`: a picture whose CLIP image embedding is mixed into every scene's conditioning."""
+
+    image: str = key(PATH, REQUIRED, "the picture, relative to the preset")
+    method: str = key(choice(*GUIDE_METHODS), "linear",
+                      "which tokens take the image: `linear` (a ramp from the back of the prompt, where style sits, "
+                      "to the front), `threshold` (tokens at least `threshold` similar), `clustered` (the `count` most "
+                      "similar tokens and their neighbours within `spread`), `concept` (tokens of the prompt that "
+                      "match the `concept` prompt)")
+    strength: Expression = key(EXPRESSION, 0.3, "how much of the image a token takes, at most (an expression)")
+    threshold: float = key(in_range(-1, 1), 0.2, "threshold / concept: cosine similarity a token needs")
+    floor: float = key(in_range(0, 1), 0, "threshold: the weight of the other tokens")
+    count: int = key(in_range(1, 77, integer=True), 3, "clustered: how many most similar tokens")
+    spread: int = key(in_range(0, 76, integer=True), 3, "clustered: neighbours on each side, with falling weight")
+    concept: str = key(TEXT, "", "concept: the prompt that selects which tokens map (required with `concept`)")
+    bos_cap: float = key(in_range(0, 1), 0.15, "the most the first token (BOS) takes: more gives noise (about 0.35)")
+
+
 # Items are checked one by one against their dataclass's keys (with lines and name clashes) by _filters,
 # _controls and _midi.
 FILTERS = list_of(Band, "list of filters (below)", "{variable_name, f_center, f_width, order}")
 CONTROLS = list_of(ControlItem, "list of `{name, default, range, curve}`",
                    "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
+GUIDE_IMAGES = list_of(GuideImage, "list of `{image, method, strength, ...}` (below)",
+                       "{image: ref.png, method: linear, strength: 0.3}")
 MIDI = mapping_of(MidiSection, "`{cc: [{channel, cc, control}], notes: [{channel, note, action, scene}]}`",
                   "{cc: [{channel: 1, cc: 21, control: zoom}], notes: [{note: 36, action: next_scene}]}")
 
@@ -258,6 +280,9 @@ class Preset:
                                                             "palette, relative to the preset")
     lock_palette: bool = key(BOOLEAN, False, "limited_palette: keep the palette fixed")
     show_palette: bool = key(BOOLEAN, False, "limited_palette: draw the palette on the frames")
+    guide_images: tuple = key(GUIDE_IMAGES, (), "pictures whose CLIP image embedding is mixed into every scene's "
+                                                "conditioning token by token (diffusion; see Embedding editing in "
+                                                "README)")
     ViTB32: bool | None = key(FLAG, None, "pytti flag: `true` adds the perceptor `ViT-B-32/openai`, `false` "
                                           "keeps it out of the default")
     ViTB16: bool | None = key(FLAG, None, "pytti flag: `ViT-B-16/openai`")
@@ -309,6 +334,7 @@ CONTROL_FIELDS = keys(ControlItem)
 MIDI_FIELDS = keys(MidiSection)
 CC_FIELDS = keys(CCBinding)
 NOTE_FIELDS = keys(NoteBinding)
+GUIDE_FIELDS = keys(GuideImage)
 
 
 def _input_variables(bands):
@@ -569,6 +595,33 @@ def _prompt_files(prompts, key, line, base, problems, warnings):
             problems.add(line, key, message)
 
 
+def _guide_images(raw_list, line, problems, base, variables, image_model):
+    """GuideImages from the (list-checked) items: keys, files, expressions, a concept prompt where needed."""
+    guides = []
+    items = _items(raw_list, line, "guide_images", GUIDE_FIELDS, problems, "{image: ref.png, method: linear}")
+    for label, item, item_line, values, ok in items:
+        if image_model != "diffusion":
+            problems.add(item_line, label, f"guide images steer the diffusion conditioning; image_model is "
+                                           f"{image_model} (use an image prompt [path] there)")
+            continue
+        if not ok:
+            continue
+        values["image"] = resolve_path(values["image"], base)
+        if not values["image"].is_file():
+            problems.add(_line(item, "image"), f"{label}.image", f"image file '{values['image']}' not found")
+            continue
+        if values["method"] == "concept" and not values["concept"].strip():
+            problems.add(_line(item, "concept"), f"{label}.concept", "method concept needs a `concept` prompt")
+            continue
+        try:
+            values["strength"] = EXPRESSION.convert(item.get("strength", 0.3), variables)
+        except ExpressionError as exc:
+            problems.add(_line(item, "strength"), f"{label}.strength", str(exc))
+            continue
+        guides.append(GuideImage(**values))
+    return tuple(guides)
+
+
 def _guidance(raw, values, scenes, variables, problems, base, warnings):
     """CLIP guidance keys that go together and the files they name; returns the parsed direct image prompts."""
     if values["image_model"] != "diffusion" and values["transition_mode"] == "latent_blend":
@@ -604,6 +657,8 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
                 problems.add(line, "direct_image_prompts", f"'{p.source}' is not an image: write [path]:WEIGHT")
         _prompt_files(((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base,
                       problems, warnings)
+    values["guide_images"] = _guide_images(values["guide_images"], _line(raw, "guide_images"), problems, base,
+                                           variables, values["image_model"])
     if values["target_palette"]:
         values["target_palette"] = resolve_path(values["target_palette"], base)
         if not values["target_palette"].is_file():

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from vj.expressions import Expression, ExpressionError, compile_expression, constant
+from vj.scenes.edits import EditSyntaxError, parse_edits
 
 DIRECTION_MASKS = {"a": "all", "r": "right", "l": "left", "d": "down", "u": "up", "n": "near", "f": "far"}
 
@@ -41,6 +42,7 @@ class Prompt:
     mask: Mask | None = None
     is_image: bool = False
     source: str = ""
+    edits: object = None  # vj.scenes.edits.PromptEdits of a text with brace groups `{cat + 0.4*tabby}`, else None
 
     @property
     def path(self):
@@ -184,6 +186,11 @@ def _prompt(fields, variables, scene_no):
     if len(fields) > 3:
         raise SceneError(f"{label}: too many ':' (a prompt is TEXT:WEIGHT:STOP); "
                          "to put ':' in the text write \\: or quote the text, like \"16:9 photo\":1")
+    is_image = _is_image(fields[0])
+    try:  # brace groups first: a ':' inside a group splits the prompt, and this error says so
+        edits = None if is_image else parse_edits(text, variables)
+    except EditSyntaxError as exc:
+        raise SceneError(f"{label}: {exc}") from None
     weight, stop, mask = _ONE, _NO_STOP, None
     try:
         if len(fields) >= 2:
@@ -201,7 +208,7 @@ def _prompt(fields, variables, scene_no):
         hint = " (to put ':' in the text write \\: or quote the text)" if "invalid syntax" in str(exc) else ""
         raise SceneError(f"{label}: {exc}{hint}") from None
     source = ":".join(_text(f) for f in fields)
-    return Prompt(text=text, weight=weight, stop=stop, mask=mask, is_image=_is_image(fields[0]), source=source)
+    return Prompt(text=text, weight=weight, stop=stop, mask=mask, is_image=is_image, source=source, edits=edits)
 
 
 def parse_scenes(text, variables, prefix="", suffix=""):

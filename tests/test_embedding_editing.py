@@ -1,0 +1,99 @@
+"""Embedding editing end to end: guide images from a preset into the conditioning, and `vj morph`."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import problems, run_vj, write
+from engine.frames import FrameRequest
+from vj.director import Director
+from vj.frame_engines import build_engines
+from vj.preset import load_preset
+from vj.render import engine_settings
+
+GUIDED = """
+scenes: a forest at dawn:1 | sparks:0.5
+width: 64
+height: 64
+model: tiny
+controls:
+  - {name: knob, default: 0.4}
+guide_images:
+  - {image: ref.png, method: linear, strength: knob}
+  - {image: ref.png, method: concept, concept: trees, strength: 0.5*knob, threshold: -1}
+"""
+
+
+@pytest.fixture
+def guided(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "ref.png")
+    return load_preset(write(tmp_path, GUIDED))
+
+
+def test_guide_images_reach_the_conditioning(guided):
+    factory = build_engines(guided, "cpu", "float32")
+    width = factory.components.text_encoder.config.hidden_size
+    assert sorted(factory.guides) == ["0", "1"] and factory.guides["0"].embedding.shape == (width,)
+    director = Director(guided)
+    request = director.request(0, 0.0, {"knob": 0.8})
+    assert [s for _, s in request.image_conditioning] == [0.8, pytest.approx(0.4)]
+    engine = factory(engine_settings(guided))
+    plain = engine.conditioning(FrameRequest(index=0, prompts=request.prompts))
+    mixed = engine.conditioning(request)
+    silent = engine.conditioning(director.request(0, 0.0, {"knob": 0.0}))
+    assert torch.equal(silent, plain) and not torch.equal(mixed, plain)
+    bos = (mixed[0, 0] - plain[0, 0]).norm() / plain[0, 0].norm()
+    assert bos <= 2 * 0.15  # token 0 moves at most by its cap (a mix toward a vector of the same norm)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("guide_images: [{image: nothere.png}]", "image file"),
+    ("guide_images: [{image: ref.png, method: concept}]", "needs a `concept` prompt"),
+    ("guide_images: [{image: ref.png, method: sideways}]", "must be one of"),
+    ("guide_images: [{image: ref.png, strength: nope}]", "nope"),
+    ("image_model: limited_palette\nguide_images: [{image: ref.png}]", "steer the diffusion conditioning"),
+])
+def test_bad_guide_images_are_clear_errors(tmp_path, text, message):
+    Image.new("RGB", (8, 8)).save(tmp_path / "ref.png")
+    found = problems(write(tmp_path, f"scenes: a forest\n{text}\n"))
+    assert any(message in p for p in found), found
+
+
+MORPH = "scenes: a photo of a cat on a sofa:1 | soft light:0.5\nwidth: 64\nheight: 64\nframes_per_second: 4\n"
+
+
+def test_vj_morph_writes_a_strip_and_a_clip(tmp_path):
+    from test_render import probe
+    preset = write(tmp_path, MORPH)
+    strip = tmp_path / "strip.png"
+    result = run_vj("morph", preset, "--from", "cat", "--to", "dog", "--steps", "4", "--model", "tiny", "-o", strip)
+    assert result.returncode == 0, result.stderr
+    picture = np.asarray(Image.open(strip))
+    assert picture.shape == (64, 4 * 64, 3)
+    first, last = picture[:, :64], picture[:, -64:]
+    assert not np.array_equal(first, last)
+    clip = tmp_path / "clip.mp4"
+    result = run_vj("morph", preset, "--from", "cat", "--to", "dog", "--steps", "5", "--model", "tiny", "-o", clip)
+    assert result.returncode == 0, result.stderr
+    assert int(probe(clip)["video"]["nb_read_frames"]) == 5
+
+
+def test_vj_morph_first_step_is_the_plain_sentence(tmp_path):
+    from engine.frames import FrameEngine
+    from engine.models import load_components
+    preset = load_preset(write(tmp_path, MORPH), {"model": "tiny"})
+    out = tmp_path / "strip.png"
+    result = run_vj("morph", preset.path, "--from", "cat", "--to", "dog", "--steps", "2", "--model", "tiny", "-o", out)
+    assert result.returncode == 0, result.stderr
+    engine = FrameEngine(load_components("tiny", device="cpu"), engine_settings(preset))
+    plain = engine.render(FrameRequest(index=0, prompts=(("a photo of a cat on a sofa", 1.0), ("soft light", 0.5)),
+                                       seed=preset.seed))
+    assert np.array_equal(np.asarray(Image.open(out))[:, :64], plain)
+
+
+def test_vj_morph_with_a_word_not_in_the_scene_is_one_line(tmp_path):
+    result = run_vj("morph", write(tmp_path, MORPH), "--from", "horse", "--to", "dog", "--model", "tiny",
+                    "-o", tmp_path / "x.png")
+    assert result.returncode == 2 and "'horse' is not a word of scene 1's prompts" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,75 @@
+"""`vj morph PRESET --from WORD --to WORD`: a word of the first scene morphed into another by token-level
+arithmetic, one txt2img frame per step with the preset's seed, as a strip (PNG) or a clip (MP4).
+
+Step k of N edits the word's tokens to `(1 - k/(N-1)) * FROM + k/(N-1) * TO` in its own sentence (the other prompts
+of the scene keep their weights at rest), so the strip shows how the model's picture moves between the two words:
+calm stretches and sudden jumps, as the embedding space has them.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vj.preset import load_preset
+from vj.scenes.edits import prompt_text
+
+
+class MorphError(Exception):
+    """A morph that cannot be made; the message says what to change."""
+
+
+def morph_texts(text, word, target, steps):
+    """`text` with the first whole-word `word` replaced by the numeric edit group at each of `steps` mixes."""
+    match = re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text)
+    if match is None:
+        return None
+    mixes = np.linspace(0.0, 1.0, steps)
+    return [f"{text[:match.start()]}{{{float(1.0 - k)!r}*{word} + {float(k)!r}*{target}}}{text[match.end():]}"
+            for k in mixes]
+
+
+def main(args):
+    if args.steps < 2:
+        raise MorphError("--steps must be at least 2")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".mp4"):
+        raise MorphError(f"output '{out}' must end in .png (a strip) or .mp4 (a clip)")
+    if out.exists() and not args.overwrite:
+        raise MorphError(f"'{out}' exists; pass --overwrite to replace it")
+    preset = load_preset(args.preset, {"model": args.model, "width": args.width, "height": args.height})
+    if preset.image_model != "diffusion":
+        raise MorphError(f"vj morph edits the diffusion model's text embedding; the preset's image_model is "
+                         f"{preset.image_model}")
+    env = {name: 0.0 for name in preset.variables}
+    env.update({c.name: float(c.default) for c in preset.controls})
+    prompts = [(prompt_text(p, env), p.weight(env)) for p in preset.scenes[0].prompts if not p.is_image]
+    found = next(((i, texts) for i, (text, _) in enumerate(prompts)  # a prompt with its own edits is not morphed
+                  if "{" not in text and (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
+    if found is None:
+        listed = "; ".join(text for text, _ in prompts)
+        raise MorphError(f"'{args.from_word}' is not a word of scene 1's prompts ({listed})")
+    index, texts = found
+    from engine.frames import FrameEngine, FrameRequest
+    from engine.models import compile_components, load_components
+    from vj.render import engine_settings
+    components = load_components(preset.model, preset.vae, args.device, args.dtype)
+    if args.compile:
+        compile_components(components)
+    engine = FrameEngine(components, engine_settings(preset))
+    frames = []
+    for text in texts:
+        engine.reset()  # every step from the same noise: txt2img with the preset's seed
+        request_prompts = tuple((text, w) if i == index else (t, w) for i, (t, w) in enumerate(prompts))
+        frames.append(engine.render(FrameRequest(index=0, prompts=request_prompts, seed=preset.seed)))
+    if out.suffix.lower() == ".png":
+        from PIL import Image
+        Image.fromarray(np.concatenate(frames, axis=1)).save(out)
+    else:
+        from vj.video import Mp4Writer
+        writer = Mp4Writer(out, preset.frames_per_second, preset.width, preset.height)
+        for frame in frames:
+            writer.write(frame)
+        writer.close()
+    print(f"wrote {len(frames)} steps of '{args.from_word}' -> '{args.to_word}' to '{out}'")
+    return 0
