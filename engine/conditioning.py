@@ -1,5 +1,7 @@
 """Prompt conditioning: a cache of text embeddings and the per-frame weighted combination."""
 
+import threading
+
 import torch
 
 
@@ -13,6 +15,7 @@ class ConditioningCache:
         self._cache = {}
         self.hits = self.misses = 0
         self._editor = None  # engine.prompt_edits.PromptEditor, made for the first text with brace groups
+        self._lock = threading.RLock()  # a live show's engine thread and transition worker may share a cache
 
     def embed(self, text):
         """(1, 77, D) last hidden state, as diffusers' Stable Diffusion pipelines compute it.
@@ -21,8 +24,10 @@ class ConditioningCache:
         the embeddings of plain sentences, which are cached here (engine/prompt_edits.py); edited results are
         kept only in a small bounded cache there.
         """
-        if "{" in text or "}" in text:
-            return self._edited(text)
+        with self._lock:  # re-entrant: an edited text embeds its plain sentences through here
+            return self._edited(text) if "{" in text or "}" in text else self._plain(text)
+
+    def _plain(self, text):
         cached = self._cache.get(text)
         if cached is not None:
             self.hits += 1

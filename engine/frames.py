@@ -121,6 +121,7 @@ class FrameEngine:
         self.timer = timer or _NoTimer()
         self.objective = objective  # CLIP guidance (engine.guidance.Objective), or None
         self.guide_images = guide_images or {}  # key -> GuideEmbedding, for request.image_conditioning
+        self._concept_rows = {}  # concept prompt -> its end (BOS and words) in the token sequence
         kind = c.scheduler.config.get("prediction_type", "epsilon")
         if objective is not None and kind not in GUIDED_PREDICTIONS:
             raise EngineError(f"CLIP guidance needs a model predicting {' or '.join(GUIDED_PREDICTIONS)}; "
@@ -143,16 +144,19 @@ class FrameEngine:
             previous = prompt_conditioning(self.cache, request.previous_prompts)
             cond = crossfade(previous, cond, request.mix, self.settings.transition_mode)
         for key, strength in request.image_conditioning:
-            if strength > 0:
-                cond = self._image_guided(cond, self.guide_images[key], strength)
+            guide = self.guide_images.get(key)  # none: its picture could not be embedded (a warning said so)
+            if strength > 0 and guide is not None:
+                cond = self._image_guided(cond, guide, strength)
         return cond.to(self.c.dtype)
 
     def _image_guided(self, cond, guide, strength):
         """`cond` with a guide image's embedding mixed into its tokens by the guide's method."""
         options = dict(guide.options)
         if guide.method == "concept":  # the concept's word tokens only: padding rows look alike in every prompt
-            words = len(self.cache.tokenizer(guide.concept).input_ids) - 1  # without BOS and EOS: 1..words-1
-            options["concept_conditioning"] = self.cache.embed(guide.concept)[0, 1:max(2, words)]
+            end = self._concept_rows.get(guide.concept)
+            if end is None:
+                end = self._concept_rows[guide.concept] = len(self.cache.tokenizer(guide.concept).input_ids) - 1
+            options["concept_conditioning"] = self.cache.embed(guide.concept)[0, 1:max(2, end)]
         return image_guided_conditioning(cond, guide.embedding, guide.method, strength, **options)
 
     def encode(self, image, generator):

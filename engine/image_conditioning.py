@@ -26,7 +26,9 @@ from one of the seed's methods:
              concept conditioning contributes its rows 1..L-1 (its BOS row is dropped); an (M, D)
              or (D,) tensor is taken row by row as given, so the caller can pass only the concept
              word's token rows (recommended: the padding rows after EOS of any two prompts resemble
-             each other) or a single pooled vector (the "pooled" variant).
+             each other) or a single pooled vector (the "pooled" variant). The concept also selects
+             which image features map: the selected tokens take e's projection onto the span of the
+             concept's rows (`concept_features`), not the whole e.
 
 Decisions:
 - Weights are clamped to [0, 1] (NaN counts as 0) by every weight function and again by `mix`;
@@ -157,6 +159,16 @@ def concept_weights(conditioning, concept_conditioning, image_embedding, strengt
     return _finish(positive / top * float(strength))
 
 
+def concept_features(image_embedding, concept_rows):
+    """The image embedding's component in the span of the concept's token rows (M, D): the features it selects;
+    None where the image has (almost) none of them."""
+    rows = torch.as_tensor(concept_rows).float()
+    e = torch.as_tensor(image_embedding).reshape(-1).to(device=rows.device, dtype=torch.float32)
+    basis, _ = torch.linalg.qr(rows.T)  # (D, M) orthonormal columns spanning the rows
+    projected = basis @ (basis.T @ e)
+    return None if projected.norm() <= 1e-6 * e.norm() else projected
+
+
 def mix(conditioning, image_embedding, weights, bos_cap=BOS_CAP):
     """Per token (1 - w_i) c_i + w_i e |c_i| / |e|, w in [0, 1], w_0 <= bos_cap; w_i = 0 keeps c_i bit-identical."""
     tokens = _tokens(conditioning)
@@ -204,6 +216,11 @@ def image_guided_conditioning(conditioning, image_embedding, method, strength, *
     elif method == "clustered":
         weights = clustered_weights(token_similarity(tokens, image_embedding), strength, **options)
     else:
-        weights = concept_weights(tokens, options["concept_conditioning"], image_embedding, strength,
-                                  options["threshold"])
+        concept = torch.as_tensor(options["concept_conditioning"])
+        weights = concept_weights(tokens, concept, image_embedding, strength, options["threshold"])
+        rows = _tokens(concept)[1:] if concept.dim() == 3 else concept.reshape(-1, concept.shape[-1])
+        features = concept_features(image_embedding, rows)
+        if features is None:
+            return conditioning
+        image_embedding = features
     return mix(conditioning, image_embedding, weights, bos_cap=bos_cap)

@@ -53,6 +53,7 @@ def test_guide_images_reach_the_conditioning(guided):
     ("guide_images: [{image: ref.png, method: sideways}]", "must be one of"),
     ("guide_images: [{image: ref.png, strength: nope}]", "nope"),
     ("image_model: limited_palette\nguide_images: [{image: ref.png}]", "steer the diffusion conditioning"),
+    ("guide_images: [{image: ref.png, method: concept, concept: '{fur + knob*x}'}]", "no { } edits"),
 ])
 def test_bad_guide_images_are_clear_errors(tmp_path, text, message):
     Image.new("RGB", (8, 8)).save(tmp_path / "ref.png")
@@ -97,3 +98,37 @@ def test_vj_morph_with_a_word_not_in_the_scene_is_one_line(tmp_path):
                     "-o", tmp_path / "x.png")
     assert result.returncode == 2 and "'horse' is not a word of scene 1's prompts" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_reload_whose_guide_images_cannot_be_embedded_turns_them_off_and_frames_go_on(guided, tmp_path,
+                                                                                         monkeypatch):
+    from vj import frame_engines
+    plain = load_preset(write(tmp_path, "scenes: a forest at dawn:1\nwidth: 64\nheight: 64\nmodel: tiny\n",
+                              "plain.yaml"))
+    factory = build_engines(plain, "cpu", "float32")
+    engine = factory(engine_settings(plain))
+
+    def no_tower(*args):
+        from engine.errors import EngineError
+        raise EngineError("no CLIP image tower here")
+    monkeypatch.setattr(frame_engines, "pair_perceptor", no_tower)
+    warnings = factory.use_preset(guided, engine)
+    assert any("guide images off" in w for w in warnings) and engine.guide_images == {}
+    frame = engine.render(Director(guided).request(0, 0.0, {"knob": 0.5}))
+    assert frame.shape == (64, 64, 3)
+
+
+def test_guide_pictures_are_embedded_once_across_reloads(guided, monkeypatch):
+    from vj import frame_engines
+    factory = build_engines(guided, "cpu", "float32")
+    calls = []
+    monkeypatch.setattr(frame_engines, "pair_perceptor", lambda *a: calls.append(a))
+    factory.use_preset(guided, factory(engine_settings(guided)))
+    assert calls == [] and sorted(factory.guides) == ["0", "1"]
+
+
+@pytest.mark.parametrize("word", ["dog}", "", "x-ray + wolf", "3-d"])
+def test_vj_morph_refuses_words_that_are_not_plain(tmp_path, word):
+    result = run_vj("morph", write(tmp_path, MORPH), "--from", "cat", "--to", word, "--model", "tiny",
+                    "-o", tmp_path / "x.png")
+    assert result.returncode == 2 and "--to" in result.stderr and "Traceback" not in result.stderr

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from engine.image_conditioning import (BOS_CAP, clustered_weights, concept_weights, image_guided_conditioning,
-                                       linear_weights, mix, threshold_weights, token_similarity)
+from engine.image_conditioning import (BOS_CAP, clustered_weights, concept_features, concept_weights,
+                                       image_guided_conditioning, linear_weights, mix, threshold_weights,
+                                       token_similarity)
 
 
 def close(actual, expected, tol=1e-6):
@@ -277,7 +278,9 @@ def test_dispatch_matches_the_weight_functions():
     for method, options, weights in cases:
         assert bool((weights > 0).any()), method
         out = image_guided_conditioning(cond, image, method, 0.6, **options)
-        assert torch.equal(out, mix(cond, image, weights)), method
+        # concept mixes in only the image's features along the concept (its projection on the concept's rows)
+        mapped = concept_features(image, cond[0, 10:11]) if method == "concept" else image
+        assert torch.equal(out, mix(cond, mapped, weights)), method
         quiet = {**options, "floor": 0.0} if "floor" in options else options   # the floor is its own weight
         zero = image_guided_conditioning(cond, image, method, 0.0, **quiet)
         assert torch.equal(zero, cond), method
@@ -301,3 +304,22 @@ def test_dispatch_errors_name_the_valid_choices():
         image_guided_conditioning(cond, image, "linear", 0.5, spread=2)
     with pytest.raises(ValueError, match="concept_conditioning"):
         image_guided_conditioning(cond, image, "concept", 0.5, threshold=0.5)
+
+
+def test_concept_maps_only_the_image_features_along_the_concept():
+    width = 8
+    conditioning = torch.zeros(1, 5, width)
+    conditioning[0, :, 0] = 1.0           # every token points along axis 0 (the concept's direction)
+    concept = torch.zeros(2, width)
+    concept[0, 0], concept[1, 1] = 1.0, 1.0   # the concept spans axes 0 and 1
+    image = torch.tensor([3.0, 4.0, 5.0, 0, 0, 0, 0, 0])
+    assert torch.allclose(concept_features(image, concept), torch.tensor([3.0, 4.0, 0, 0, 0, 0, 0, 0]))
+    out = image_guided_conditioning(conditioning, image, "concept", 1.0, concept_conditioning=concept,
+                                    threshold=0.5)
+    assert torch.equal(out[0, 0], conditioning[0, 0])                        # BOS untouched
+    assert torch.allclose(out[0, 1:, 2:], torch.zeros(4, width - 2))       # nothing outside the concept's span
+    assert not torch.equal(out[0, 1:], conditioning[0, 1:])
+    orthogonal = torch.tensor([0, 0, 1.0, 0, 0, 0, 0, 0])                  # no feature along the concept
+    assert concept_features(orthogonal, concept) is None
+    assert torch.equal(image_guided_conditioning(conditioning, orthogonal, "concept", 1.0,
+                                                 concept_conditioning=concept, threshold=0.5), conditioning)

@@ -25,7 +25,7 @@ class EngineFactory:
     device: torch.device
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
     guides: dict = dataclasses.field(default_factory=dict)  # guide image number (text) -> GuideEmbedding
-    pair: object = None            # the image tower paired with the text encoder (guide images), once loaded
+    pictures: dict = dataclasses.field(default_factory=dict)  # (path, mtime, size) -> guide image embedding
 
     def use_preset(self, preset, engine):
         """A changed preset (hot reload, typed prompt): new pictures, masks, cutouts and perceptors for `engine`
@@ -36,6 +36,13 @@ class EngineFactory:
         if preset.image_model != self.preset.image_model:
             warnings.append(f"image_model {preset.image_model}: takes effect at restart (the show keeps "
                             f"{self.preset.image_model})")
+        if self.components is not None:
+            try:
+                self.guides = self.embed_guides(preset)
+            except (EngineError, PresetError) as exc:
+                self.guides = {}  # the Director names the new preset's guides: none of the old ones may stand in
+                warnings.append(f"guide images off: {str(exc).splitlines()[0]}")
+            engine.guide_images = self.guides
         names = perceptor_names(preset)
         try:
             if names:
@@ -49,12 +56,6 @@ class EngineFactory:
                 warnings.append("a pixel model needs a perceptor: keeping the ones it has")
         except (EngineError, PresetError) as exc:
             return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
-        if self.components is not None:
-            try:
-                self.guides = self.embed_guides(preset)
-            except (EngineError, PresetError) as exc:
-                warnings.append(f"guide images not changed: {str(exc).splitlines()[0]}")
-            engine.guide_images = self.guides
         self.preset = dataclasses.replace(preset, image_model=self.preset.image_model)
         engine.objective = self.objective
         if self.components is None:
@@ -71,14 +72,18 @@ class EngineFactory:
         return FrameEngine(self.components, settings, init, objective=self.objective, guide_images=self.guides)
 
     def embed_guides(self, preset):
-        """The preset's guide images embedded by the CLIP image tower paired with the model's text encoder."""
-        if not preset.guide_images:
-            return {}
-        if self.pair is None:
-            self.pair = pair_perceptor(self.components, preset.model, self.device)
+        """The preset's guide images embedded by the CLIP image tower paired with the model's text encoder. The
+        tower is loaded only for pictures not embedded before, and let go afterwards (it is only needed here)."""
         from engine.frames import GuideEmbedding
-        return {str(i): GuideEmbedding(self.pair.encode_picture(read_picture(g.image)), g.method, guide_options(g),
-                                       g.concept) for i, g in enumerate(preset.guide_images)}
+        pair, guides = None, {}
+        for i, g in enumerate(preset.guide_images):
+            stat = g.image.stat()
+            key = (str(g.image), stat.st_mtime_ns, stat.st_size)
+            if key not in self.pictures:
+                pair = pair or pair_perceptor(self.components, preset.model, self.device)
+                self.pictures[key] = pair.encode_picture(read_picture(g.image))
+            guides[str(i)] = GuideEmbedding(self.pictures[key], g.method, guide_options(g), g.concept)
+        return guides
 
 
 RESTART_PIXEL_KEYS = ("model", "palette_size", "palettes", "gamma", "hdr_weight", "palette_normalization_weight",

@@ -32,6 +32,9 @@ def morph_texts(text, word, target, steps):
 def main(args):
     if args.steps < 2:
         raise MorphError("--steps must be at least 2")
+    for option, word in (("--from", args.from_word), ("--to", args.to_word)):
+        if not word.strip() or not all(c.isalpha() or c in " '" for c in word):
+            raise MorphError(f"{option} '{word}': write words of letters (and spaces), like 'tabby cat'")
     out = Path(args.output)
     if out.suffix.lower() not in (".png", ".mp4"):
         raise MorphError(f"output '{out}' must end in .png (a strip) or .mp4 (a clip)")

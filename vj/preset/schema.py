@@ -613,6 +613,9 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
         if values["method"] == "concept" and not values["concept"].strip():
             problems.add(_line(item, "concept"), f"{label}.concept", "method concept needs a `concept` prompt")
             continue
+        if "{" in values["concept"] or "}" in values["concept"]:
+            problems.add(_line(item, "concept"), f"{label}.concept", "a concept is plain text: no { } edits")
+            continue
         try:
             values["strength"] = EXPRESSION.convert(item.get("strength", 0.3), variables)
         except ExpressionError as exc:
