@@ -4,6 +4,8 @@ import threading
 
 import torch
 
+from engine.prompt_edits import has_groups
+
 
 class ConditioningCache:
     """Runs the text encoder once per distinct prompt text; `hits`/`misses` count lookups."""
@@ -25,7 +27,7 @@ class ConditioningCache:
         kept only in a small bounded cache there.
         """
         with self._lock:  # re-entrant: an edited text embeds its plain sentences through here
-            return self._edited(text) if "{" in text or "}" in text else self._plain(text)
+            return self._edited(text) if has_groups(text) else self._plain(text)
 
     def _plain(self, text):
         cached = self._cache.get(text)

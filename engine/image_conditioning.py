@@ -189,7 +189,7 @@ def mix(conditioning, image_embedding, weights, bos_cap=BOS_CAP):
     return torch.where((w > 0)[:, None], mixed, conditioning)
 
 
-_OPTIONS = {
+OPTIONS = {  # method -> (required, optional) options besides bos_cap
     "linear": ((), ()),
     "threshold": (("threshold",), ("floor",)),
     "clustered": ((), ("count", "spread")),
@@ -199,10 +199,10 @@ _OPTIONS = {
 
 def image_guided_conditioning(conditioning, image_embedding, method, strength, **options):
     """The conditioning mixed with the image embedding by `method`; options: the method's own plus bos_cap."""
-    if method not in _OPTIONS:
+    if method not in OPTIONS:
         raise ValueError(f"unknown image guidance method {method!r}; valid: {', '.join(METHODS)}")
     bos_cap = options.pop("bos_cap", BOS_CAP)
-    required, optional = _OPTIONS[method]
+    required, optional = OPTIONS[method]
     missing = [name for name in required if name not in options]
     unknown = sorted(set(options) - set(required) - set(optional))
     if missing or unknown:

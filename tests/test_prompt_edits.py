@@ -12,7 +12,7 @@ from vj.director import Director
 from vj.guidance import guidance_request
 from vj.preset import load_preset
 from vj.scenes import SceneError, parse_scenes
-from vj.scenes.edits import parse_edits, plain_text
+from vj.scenes.edits import parse_edits
 
 VARS = ["t", "frame", "fLo", "knob"]
 SOFA = "a photo of a {} on a sofa"
@@ -179,7 +179,7 @@ def test_canonical_texts_round_trip_through_the_engine_parser():
         assert [[w for _, w in g] for g in parsed.groups] == [[w for _, w in g] for g in groups]
         for got, want in zip(parsed.groups, groups):
             assert [c for c, _ in got] == pytest.approx([c for c, _ in want], abs=1e-15)
-        assert edits.plain == plain_text(text) == engine_plain_text(numeric)
+        assert edits.plain == engine_plain_text(text) == engine_plain_text(numeric)
     assert parse_edits("no braces here", VARS) is None
     assert parse_edits("{cat + 0.4*tabby}", VARS).text({}) == "{1.0*cat + 0.4*tabby}"
 

@@ -150,13 +150,12 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None)
 # The CLIP image towers whose embeddings are as wide as, and trained with, a text encoder's token states: SD 2.x and
 # SD-Turbo use OpenCLIP ViT-H/14's text tower (1024 wide), SD 1.x OpenAI's ViT-L/14 (768 wide).
 PAIRED_TOWERS = {1024: "ViT-H-14/laion2b_s32b_b79k", 768: "ViT-L-14/openai"}
-GUIDE_OPTIONS = {"linear": (), "threshold": ("threshold", "floor"), "clustered": ("count", "spread"),
-                 "concept": ("threshold",)}
-
-
 def guide_options(guide):
-    """The (name, value) options of a guide image's method, and the BOS cap."""
-    return tuple((name, getattr(guide, name)) for name in GUIDE_OPTIONS[guide.method]) + (("bos_cap", guide.bos_cap),)
+    """The (name, value) options of a guide image's method that its preset item holds, and the BOS cap (the
+    concept's conditioning is the engine's to add)."""
+    from engine.image_conditioning import OPTIONS
+    names = [n for n in sum(OPTIONS[guide.method], ()) if n != "concept_conditioning"] + ["bos_cap"]
+    return tuple((name, getattr(guide, name)) for name in names)
 
 
 def pair_perceptor(components, model, device):

@@ -95,8 +95,8 @@ def guidance_request(preset, scene, env):
     """One frame's GuidanceRequest: the scene's prompts (text and pictures) and the direct image prompts with
     their weights and stops evaluated in `env`, and the init, stabilization and smoothing weights."""
     from engine.guidance import GuidanceRequest, PixelTarget, Target
-    from vj.scenes.edits import plain_text  # a text target is the plain sentence of a prompt with brace groups
-    targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else plain_text(p.text),
+    from vj.scenes.edits import plain_prompt_text  # a text target is a prompt's plain sentence
+    targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else plain_prompt_text(p),
                            p.weight(env), p.stop(env), mask_key(p.mask)) for p in preset.scenes[scene].prompts)
     pixels = tuple(PixelTarget(p.path, p.weight(env), p.stop(env), mask_key(p.mask))
                    for p in preset.direct_image_prompts)

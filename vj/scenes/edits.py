@@ -7,14 +7,12 @@ canonical numeric text, `a photo of a {1.0*cat + 0.4*tabby + -0.08*kitten} on a 
 and in README, "Token-level prompt arithmetic").
 """
 
-import functools
 from dataclasses import dataclass
 
 from engine.prompt_edits import EditSyntaxError, format_text, has_groups, split_groups, split_terms, substitute
-from engine.prompt_edits import plain_text as _plain_text
 from vj.expressions import Expression, ExpressionError, compile_expression, constant
 
-__all__ = ["EditSyntaxError", "PromptEdits", "Term", "parse_edits", "plain_text", "prompt_text"]
+__all__ = ["EditSyntaxError", "PromptEdits", "Term", "parse_edits", "plain_prompt_text", "prompt_text"]
 
 _ONE = constant(1.0)
 _SPLIT_HINT = (" (a ':' or '|' inside braces ends the prompt's text there: write \\: or \\|, or quote the text, "
@@ -77,11 +75,11 @@ def parse_edits(text, variables):
     return PromptEdits(tuple(pieces), tuple(groups))
 
 
-@functools.lru_cache(maxsize=1024)
-def plain_text(text):
-    """The plain sentence of a prompt text (each group replaced by its first term's words); a text without
-    braces is returned as is. For CLIP guidance text targets and anything that needs a sentence."""
-    return _plain_text(text)
+def plain_prompt_text(prompt):
+    """A scene prompt's plain sentence (each group replaced by its first term's words): for CLIP guidance text
+    targets and anything else that needs a sentence."""
+    edits = getattr(prompt, "edits", None)
+    return prompt.text if edits is None else edits.plain
 
 
 def prompt_text(prompt, env):
