@@ -14,7 +14,7 @@ from engine.errors import EngineError
 from engine.frames import image_to_tensor, to_rgb
 from engine.guidance import GuidanceRequest
 from engine.motion import warp
-from engine.pixels import LimitedPalette, UnlimitedPalette
+from engine.pixels import LimitedPalette, UnlimitedPalette, optimize
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,13 @@ class PixelEngine:
                 self.model.encode(reference)
             elif self.init is not None:
                 self.model.encode(self.init)
-        if self.optimizer is None or s.reset_lr_each_frame:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.Adam(trainable, lr=self.learning_rate)
         active = guidance.active(init=True)
-        for _ in range(s.steps_per_frame):
-            self.optimizer.zero_grad(set_to_none=True)
+
+        def backward():
             if active:
                 self.objective.backward(self.model.decode, guidance, reference, self.init, generator)
-            regularization = self.model.regularization_loss()
-            if regularization.requires_grad:
-                regularization.backward()
-            self.optimizer.step()
-            self.model.project()  # back into the model's range (pytti clamps after every step)
+        kept = None if s.reset_lr_each_frame else self.optimizer
+        self.optimizer = optimize(self.model, backward, s.steps_per_frame, self.learning_rate, kept)
         with torch.no_grad():
             self.previous = self.model.frame()
             return self.model.show_palette(self.previous) if s.show_palette else self.previous

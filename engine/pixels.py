@@ -263,8 +263,10 @@ class LimitedPalette(torch.nn.Module):
         return out
 
 
-def optimize(model, loss_fn, steps, learning_rate=None, optimizer=None):
-    """Run `steps` Adam steps on loss_fn(model.decode()) + model.regularization_loss(); return the optimizer."""
+def optimize(model, backward, steps, learning_rate=None, optimizer=None):
+    """Run `steps` Adam steps, each on the gradient that `backward()` accumulates into the model's parameters
+    plus that of model.regularization_loss(), projecting back into range after each; return the optimizer (keep
+    it across frames for pytti's reset_lr_each_frame: false, or pass None for a fresh one)."""
     if learning_rate is None:
         learning_rate = model.default_learning_rate
     if optimizer is None:
@@ -273,8 +275,10 @@ def optimize(model, loss_fn, steps, learning_rate=None, optimizer=None):
         group["lr"] = learning_rate
     for _ in range(int(steps)):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model.decode()) + model.regularization_loss()
-        loss.backward()
+        backward()
+        regularization = model.regularization_loss()
+        if regularization.requires_grad:
+            regularization.backward()
         optimizer.step()
         model.project()
     return optimizer

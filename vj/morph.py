@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from vj.preset import load_preset
-from vj.scenes.edits import prompt_text
 
 
 class MorphError(Exception):
@@ -44,9 +43,8 @@ def main(args):
     if preset.image_model != "diffusion":
         raise MorphError(f"vj morph edits the diffusion model's text embedding; the preset's image_model is "
                          f"{preset.image_model}")
-    env = {name: 0.0 for name in preset.variables}
-    env.update({c.name: float(c.default) for c in preset.controls})
-    prompts = [(prompt_text(p, env), p.weight(env)) for p in preset.scenes[0].prompts if not p.is_image]
+    from vj.transitions import rest_env, rest_prompts
+    prompts = list(rest_prompts(preset, 0, rest_env(preset)))  # as a scene's keyframe has them
     found = next(((i, texts) for i, (text, _) in enumerate(prompts)  # a prompt with its own edits is not morphed
                   if "{" not in text and (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
     if found is None:

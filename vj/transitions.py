@@ -74,8 +74,7 @@ class _Setup:
         self.preset = preset
         self.seed = preset.seed if seed is None else seed
         self.trajectories = Trajectories(components, preset.width, preset.height)
-        rest = {c.name: float(c.default) for c in preset.controls}
-        self.rest_env = FrameVariables(preset.input_variables + preset.control_names).frame(0.0, 0, rest)
+        self.rest_env = rest_env(preset)
         self.keys = {}  # (a, b) -> cache key
         self.settings = dict(model=components.name, vae=preset.vae, dtype=str(components.dtype),
                              device=components.device.type,
@@ -86,8 +85,18 @@ class _Setup:
 
     def rest_prompts(self, scene):
         """Scene `scene`'s (text, weight) prompts at rest: the keyframe's."""
-        env = self.rest_env
-        return tuple((prompt_text(p, env), p.weight(env)) for p in self.preset.scenes[scene].prompts if not p.is_image)
+        return rest_prompts(self.preset, scene, self.rest_env)
+
+
+def rest_env(preset):
+    """The variables of a preset at rest: audio and musical variables 0, controls at their defaults, t = 0."""
+    rest = {c.name: float(c.default) for c in preset.controls}
+    return FrameVariables(preset.input_variables + preset.control_names).frame(0.0, 0, rest)
+
+
+def rest_prompts(preset, scene, env):
+    """Scene `scene`'s (text, weight) prompts in `env` (image prompts act through CLIP guidance only)."""
+    return tuple((prompt_text(p, env), p.weight(env)) for p in preset.scenes[scene].prompts if not p.is_image)
 
 
 class Transitions:
