@@ -1,6 +1,7 @@
 """`vj bench`: per-stage frame times of the engine, and the bare UNet + VAE calls for comparison."""
 
 import json
+import logging
 import time
 
 import torch
@@ -8,6 +9,13 @@ import torch
 from engine.frames import EngineSettings, FrameEngine, FrameRequest, StageTimer, decode
 from engine.models import compile_components, load_components
 from engine.motion import Motion
+
+
+def _skip_cuda_home_probe(record):
+    """False for the warning of torch's CUDA_HOME probe ('No CUDA runtime is found'), which inductor's import
+    of torch.utils.cpp_extension logs when compiling on a machine without a GPU: it says nothing about the
+    bench. Its other warnings pass."""
+    return record.funcName != "_find_cuda_home"
 
 
 def _sync(device):
@@ -41,6 +49,7 @@ def bare_calls(engine, frames):
 def run(model, vae, device, width, height, frames, steps, compile=False, dtype="auto"):
     components = load_components(model, vae, device, dtype)
     if compile:
+        logging.getLogger("torch.utils.cpp_extension").addFilter(_skip_cuda_home_probe)
         compile_components(components)
     timer = StageTimer(components.device)
     engine = FrameEngine(components, EngineSettings(width=width, height=height, steps=steps))

@@ -34,11 +34,12 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class GuideEmbedding:
-    """A guide image for the conditioning: its CLIP image embedding (D,) and how it maps onto the tokens."""
+    """A guide image for the conditioning: its CLIP image tower's tokens (T, D), class token first, and how they
+    map onto the text tokens."""
 
     embedding: torch.Tensor
-    method: str = "linear"
-    options: tuple = ()  # (name, value) pairs for image_guided_conditioning: threshold, floor, count, spread, bos_cap
+    method: tuple = ("linear",)  # linear, threshold, clustered (combined by their largest weight) or concept
+    options: tuple = ()  # (name, value) pairs for image_guided_conditioning: mapping, threshold, bos_cap
     concept: str = ""    # the concept method's prompt
 
 
@@ -152,7 +153,7 @@ class FrameEngine:
     def _image_guided(self, cond, guide, strength):
         """`cond` with a guide image's embedding mixed into its tokens by the guide's method."""
         options = dict(guide.options)
-        if guide.method == "concept":  # the concept's word tokens only: padding rows look alike in every prompt
+        if "concept" in guide.method:  # the concept's word tokens only: padding rows look alike in every prompt
             end = self._concept_rows.get(guide.concept)
             if end is None:
                 end = self._concept_rows[guide.concept] = len(self.cache.tokenizer(guide.concept).input_ids) - 1

@@ -1,34 +1,41 @@
-"""Image-embedding guidance of a prompt's conditioning: per-token weights and the mix.
+"""Image-embedding guidance of a prompt's conditioning: the token mapping, per-token weights and the mix.
 
 A prompt's conditioning is the text encoder's last hidden state, a (1, L, D) tensor of L = 77 token
-vectors. A guide image's CLIP image embedding e (D,) is mapped onto those tokens and mixed in, token
-by token, with a weight w_i in [0, 1]:
+vectors. A guide image comes as its CLIP image tower's tokens, a (T, D) tensor: the class token (row 0,
+the pooled picture embedding) and the patch tokens, each through the tower's final layer norm and
+projection. This follows the image-guidance technique of FlexDiffuse (tim-speed/flexdiffuse,
+`guidance.py`), written anew here:
 
-    c'_i = (1 - w_i) * c_i + w_i * (e / |e|) * |c_i|
+- Mapping (`token_matches`): each image token's cosines with the L text tokens, scaled by CLIP's
+  temperature 100, are softmaxed over the text tokens; each text token takes the image token that gives
+  it the most probability, and that probability is its similarity s_i in [0, 1]. Text rows that look
+  alike (the padding after EOS) share an image token's mass, so they score low. With mapping `pooled`
+  only the class token maps (every text token takes it).
+- Weights, each in [0, strength]; several methods combine by their element-wise maximum (one pass):
+  - linear:    w_i = strength * i / (L - 1): `strength` at the back of the sequence (where style sits)
+               falling to 0 at the front.
+  - threshold: w_i = strength where s_i >= threshold, 0 elsewhere; `auto` = the mean similarity.
+  - clustered: the peaks are the tokens 1..L-2 at or above the mean similarity that are local maxima
+               (s_{i-1} <= s_i >= s_{i+1}); the valleys are token 0, token L-1 and, between neighbouring
+               peaks p < q, token p + ceil((q - p) / 2). The weight is `strength` at a peak falling
+               linearly to 0 at the valleys on either side.
+- Mix, per token with its matched image token t_i: c'_i = (1 - w_i) c_i + w_i t_i |c_i| / |t_i|. The
+  image token is rescaled to the text token's norm, so the mixed token keeps the magnitude of the token
+  space (CLIP's BOS and padding states have very different norms from the word states, and the image
+  tower's projected tokens have their own scale).
 
-The image embedding is rescaled to each token's own norm, so the mixed token keeps the magnitude of
-the token space (CLIP's BOS and padding states have very different norms from the word states).
-Token 0 (BOS, the "header" every prompt shares) is never mixed beyond `BOS_CAP` (0.15; about 0.35
-already gives noise). The mapping is by cosine similarity s_i = cos(c_i, e), and the weights come
-from one of the seed's methods:
+Token 0 (BOS, the "header" every prompt shares) is never mixed beyond `bos_cap` (0.15; about 0.35
+already gives noise).
 
-- linear:    w_i = strength * i / (L - 1), a reverse linspace: `strength` at the back of the
-             sequence falling to 0 at the front (the back of the sequence carries style).
-- threshold: w_i = strength where s_i >= threshold, `floor` elsewhere.
-- clustered: the `count` tokens with the largest s_i (BOS is not a candidate: it could not carry the
-             weight) get `strength`; a token at distance d <= spread from a peak gets
-             strength * (1 - d / (spread + 1)); where neighbourhoods overlap the largest weight wins.
-- concept:   a second prompt (the concept) selects which tokens map. A token's relevance is its
-             best match r_i = max_j cos(c_i, k_j) over the concept's rows k_j; tokens i >= 1 with
-             r_i >= threshold are selected and get strength * s+_i / max_{k selected} s+_k with
-             s+ = max(s, 0): the selected token most similar to the image gets the full strength,
-             the others proportionally less; unselected tokens and BOS get 0. A full (1, L, D)
-             concept conditioning contributes its rows 1..L-1 (its BOS row is dropped); an (M, D)
-             or (D,) tensor is taken row by row as given, so the caller can pass only the concept
-             word's token rows (recommended: the padding rows after EOS of any two prompts resemble
-             each other) or a single pooled vector (the "pooled" variant). The concept also selects
-             which image features map: the selected tokens take e's projection onto the span of the
-             concept's rows (`concept_features`), not the whole e.
+- concept: vj's own method (the source's concept mapper replaces whole tokens). A second prompt (the
+  concept) selects which tokens map. A token's relevance is its best match r_i = max_j cos(c_i, k_j) over
+  the concept's rows k_j; tokens i >= 1 with r_i >= threshold (`auto`: CONCEPT_THRESHOLD) get
+  strength * s+_i / max_{k selected} s+_k with s+ = max(cos(c_i, e), 0), e the pooled image vector: the
+  selected token most like the image gets the full strength, the others less; the rest get 0. A full
+  (1, L, D) concept conditioning contributes its rows 1..L-1 (its BOS row is dropped); an (M, D) or (D,)
+  tensor is taken row by row as given (recommended: only the concept words' rows, as the padding rows of
+  any two prompts resemble each other). The selected tokens take e's projection onto the span of the
+  concept's rows (`concept_features`), not the whole e.
 
 Decisions:
 - Weights are clamped to [0, 1] (NaN counts as 0) by every weight function and again by `mix`;
@@ -36,16 +43,19 @@ Decisions:
 - Arithmetic runs in float32 (float64 stays float64); the result has the conditioning's dtype and
   device. Weight and similarity vectors are float32. Tokens whose weight is 0 are copied bit for bit,
   and all-zero weights return the conditioning itself, unchanged.
-- The image embedding must live in a space comparable with the tokens: its width must equal the
+- The image tokens must live in a space comparable with the text tokens: their width must equal the
   token width D, otherwise ValueError. The caller gives a matching pair (the model's own CLIP image
-  tower). A text encoder with no matching image tower cannot be guided: a same-width embedding from
-  an unrelated model would not raise here but would mix in noise, so the caller must refuse it.
+  tower). A text encoder with no matching image tower cannot be guided: same-width tokens from an
+  unrelated model would not raise here but would mix in noise, so the caller must refuse them.
 """
 
 import torch
 
-BOS_CAP = 0.15   # token 0 (BOS) is never mixed beyond this
+BOS_CAP = 0.15           # token 0 (BOS) is never mixed beyond this
+LOGIT_SCALE = 100.0      # CLIP's trained temperature: the scale of the cosines before the softmax
+CONCEPT_THRESHOLD = 0.2  # concept's `auto`: the cosine a token needs with the concept's words
 METHODS = ("clustered", "concept", "linear", "threshold")
+MAPPINGS = ("pooled", "tokens")
 
 
 def _compute_dtype(dtype):
@@ -64,20 +74,22 @@ def _tokens(conditioning):
     raise ValueError(f"conditioning must have shape (1, L, D) or (L, D), not {tuple(conditioning.shape)}")
 
 
-def _image_vector(image_embedding, width, device, dtype):
-    """The image embedding as a (D,) vector of the given width, or ValueError."""
-    e = torch.as_tensor(image_embedding)
-    if e.dim() == 2 and e.shape[0] == 1:
-        e = e[0]
-    if e.dim() != 1:
-        raise ValueError(f"image embedding must have shape (D,) or (1, D), not {tuple(e.shape)}")
-    if e.shape[0] != width:
-        raise ValueError(f"image embedding width {e.shape[0]} does not match the token width {width}: "
+def _image_rows(image, width, device, dtype):
+    """Image vectors as (T, D) rows of the given width, from (D,), (T, D) or (1, T, D); or ValueError."""
+    rows = torch.as_tensor(image)
+    if rows.dim() == 3 and rows.shape[0] == 1:
+        rows = rows[0]
+    if rows.dim() == 1:
+        rows = rows[None]
+    if rows.dim() != 2 or rows.shape[0] == 0:
+        raise ValueError(f"image tokens must have shape (D,), (T, D) or (1, T, D), not {tuple(rows.shape)}")
+    if rows.shape[1] != width:
+        raise ValueError(f"image embedding width {rows.shape[1]} does not match the token width {width}: "
                          "use the image tower of the text encoder's own CLIP pair")
-    e = e.to(device=device, dtype=dtype)
-    if not torch.isfinite(e).all() or e.norm() == 0:
+    rows = rows.to(device=device, dtype=dtype)
+    if not torch.isfinite(rows).all() or not bool((rows.norm(dim=-1) > 0).all()):
         raise ValueError("image embedding must be finite and nonzero")
-    return e
+    return rows
 
 
 def _finish(weights):
@@ -95,12 +107,26 @@ def _cosine(rows, vectors, eps=1e-8):
     return a @ b.T
 
 
-def token_similarity(conditioning, image_embedding):
-    """(L,) float32 cosine similarity of each token vector with the image embedding."""
+def token_matches(conditioning, image_tokens):
+    """(similarity (L,) float32, index (L,) int64): the image token that fits each text token best, and how well.
+
+    Each image token's cosines with the text tokens, times LOGIT_SCALE, are softmaxed over the text tokens; a
+    text token's similarity is the largest probability any image token gives it (ties: the first image token)."""
     tokens = _tokens(conditioning)
     dtype = _compute_dtype(tokens.dtype)
-    e = _image_vector(image_embedding, tokens.shape[-1], tokens.device, dtype)
-    return _cosine(tokens.to(dtype), e[None])[:, 0].float()
+    image = _image_rows(image_tokens, tokens.shape[-1], tokens.device, dtype)
+    probability = (LOGIT_SCALE * _cosine(image, tokens.to(dtype))).softmax(dim=1)  # (T, L): over the text tokens
+    similarity, index = probability.max(dim=0)
+    return similarity.float(), index
+
+
+def _threshold(similarity, threshold):
+    """The threshold as a number: `auto` is the mean similarity."""
+    if threshold == "auto":
+        return float(similarity.mean()) if similarity.numel() else 0.0
+    if isinstance(threshold, str):
+        raise ValueError(f"threshold must be a number or 'auto', not {threshold!r}")
+    return float(threshold)
 
 
 def linear_weights(length, strength):
@@ -111,32 +137,54 @@ def linear_weights(length, strength):
     return _finish(ramp * float(strength))
 
 
-def threshold_weights(similarity, strength, threshold, floor=0.0):
-    """`strength` where similarity >= threshold, `floor` elsewhere; clamped, BOS capped."""
-    s = torch.as_tensor(similarity).float()
-    high, low = torch.full_like(s, float(strength)), torch.full_like(s, float(floor))
-    return _finish(torch.where(s >= threshold, high, low))
+def threshold_weights(similarity, strength, threshold="auto"):
+    """`strength` where similarity >= threshold (`auto`: the mean similarity), 0 elsewhere; clamped, BOS capped."""
+    s = torch.nan_to_num(torch.as_tensor(similarity).float(), nan=0.0)
+    limit = _threshold(s, threshold)
+    return _finish(torch.where(s >= limit, float(strength), 0.0))
 
 
-def clustered_weights(similarity, strength, count=3, spread=3):
-    """The `count` most similar tokens (not BOS) get `strength`, neighbours within `spread` less; BOS capped."""
-    if spread < 0:
-        raise ValueError(f"spread must be >= 0, not {spread}")
-    s = torch.nan_to_num(torch.as_tensor(similarity).float(), nan=float("-inf"))
+def cluster_peaks(similarity):
+    """(P,) positions of the peaks: tokens 1..L-2 at or above the mean similarity that are local maxima."""
+    s = torch.nan_to_num(torch.as_tensor(similarity).float(), nan=0.0)
+    if s.numel() < 3:
+        return torch.zeros(0, dtype=torch.long, device=s.device)
+    middle = s[1:-1]
+    peak = (middle >= s.mean()) & (s[:-2] <= middle) & (middle >= s[2:])
+    return torch.nonzero(peak)[:, 0] + 1
+
+
+def clustered_weights(similarity, strength):
+    """`strength` at each peak falling linearly to 0 at the valleys beside it (token 0, token L-1 and
+    p + ceil((q - p) / 2) between peaks p < q); overlaps take the larger weight; BOS capped."""
+    s = torch.as_tensor(similarity)
     length = s.shape[0]
-    weights = torch.zeros(length, device=s.device)
-    if count <= 0 or length < 2:
-        return _finish(weights)
-    order = torch.sort(s[1:], descending=True, stable=True).indices[:count] + 1
-    positions = torch.arange(length, device=s.device)
-    distance = (positions[None, :] - order[:, None]).abs()
-    falloff = (1.0 - distance.float() / (spread + 1)).clamp_min(0.0)
-    weights = (falloff * float(strength)).amax(dim=0)
-    return _finish(weights)
+    peaks = cluster_peaks(s)
+    if peaks.numel() == 0:
+        return _finish(torch.zeros(length, device=s.device))
+    middles = peaks[:-1] + (peaks[1:] - peaks[:-1] + 1) // 2
+    left = torch.cat([peaks.new_zeros(1), middles])[:, None]
+    right = torch.cat([middles, peaks.new_full((1,), length - 1)])[:, None]
+    at = peaks[:, None]
+    position = torch.arange(length, device=s.device)[None, :]
+    rise = torch.where(position >= at, 1.0, (position - left) / (at - left).clamp_min(1))
+    fall = torch.where(position <= at, 1.0, (right - position) / (right - at).clamp_min(1))
+    tents = torch.minimum(rise, fall).clamp(0.0, 1.0)  # (P, L): each peak's slopes down to its valleys
+    return _finish(tents.amax(dim=0) * float(strength))
 
 
-def concept_weights(conditioning, concept_conditioning, image_embedding, strength, threshold):
-    """Tokens (not BOS) matching the concept above `threshold` get strength scaled by relative image similarity."""
+def combined_weights(similarity, methods, strength, threshold="auto"):
+    """The element-wise maximum of the weights of `methods` (linear, threshold, clustered) on one similarity."""
+    s = torch.as_tensor(similarity).float()
+    made = {"linear": lambda: linear_weights(s.shape[0], strength).to(s.device),
+            "threshold": lambda: threshold_weights(s, strength, threshold),
+            "clustered": lambda: clustered_weights(s, strength)}
+    return torch.stack([made[m]() for m in methods]).amax(dim=0)
+
+
+def concept_weights(conditioning, concept_conditioning, image_embedding, strength, threshold="auto"):
+    """Tokens (not BOS) matching the concept at least `threshold` (a cosine; `auto`: CONCEPT_THRESHOLD) get
+    strength scaled by their cosine with the image vector relative to the best selected token's."""
     tokens = _tokens(conditioning)
     dtype = _compute_dtype(tokens.dtype)
     concept = torch.as_tensor(concept_conditioning)
@@ -148,9 +196,12 @@ def concept_weights(conditioning, concept_conditioning, image_embedding, strengt
         raise ValueError(f"concept conditioning must be (1, L, D), (M, D) or (D,), not {tuple(concept.shape)}")
     if concept.shape[-1] != tokens.shape[-1]:
         raise ValueError(f"concept width {concept.shape[-1]} does not match the token width {tokens.shape[-1]}")
-    similarity = token_similarity(tokens, image_embedding)
+    e = _image_rows(image_embedding, tokens.shape[-1], tokens.device, dtype)
+    if e.shape[0] != 1:
+        raise ValueError(f"concept takes one image vector (D,), not {e.shape[0]}")
+    similarity = _cosine(tokens.to(dtype), e)[:, 0].float()
     relevance = _cosine(tokens.to(dtype), concept.to(device=tokens.device, dtype=dtype)).amax(dim=1).float()
-    selected = relevance >= threshold
+    selected = relevance >= (CONCEPT_THRESHOLD if threshold == "auto" else float(threshold))
     selected[0] = False
     positive = similarity.clamp_min(0.0) * selected
     top = positive.max() if positive.numel() else positive.new_zeros(())
@@ -169,12 +220,15 @@ def concept_features(image_embedding, concept_rows):
     return None if projected.norm() <= 1e-6 * e.norm() else projected
 
 
-def mix(conditioning, image_embedding, weights, bos_cap=BOS_CAP):
-    """Per token (1 - w_i) c_i + w_i e |c_i| / |e|, w in [0, 1], w_0 <= bos_cap; w_i = 0 keeps c_i bit-identical."""
+def mix(conditioning, targets, weights, bos_cap=BOS_CAP):
+    """Per token (1 - w_i) c_i + w_i t_i |c_i| / |t_i|, targets t (D,) for every token or (L, D) one per token;
+    w in [0, 1], w_0 <= bos_cap; w_i = 0 keeps c_i bit-identical."""
     tokens = _tokens(conditioning)
     length, width = tokens.shape
     dtype = _compute_dtype(conditioning.dtype)
-    e = _image_vector(image_embedding, width, conditioning.device, dtype)
+    t = _image_rows(targets, width, conditioning.device, dtype)
+    if t.shape[0] not in (1, length):
+        raise ValueError(f"targets must have shape ({width},) or ({length}, {width}), not {tuple(t.shape)}")
     w = torch.nan_to_num(torch.as_tensor(weights).to(device=conditioning.device, dtype=torch.float32), nan=0.0)
     if w.shape != (length,):
         raise ValueError(f"weights must have shape ({length},), not {tuple(w.shape)}")
@@ -183,44 +237,58 @@ def mix(conditioning, image_embedding, weights, bos_cap=BOS_CAP):
     if not bool((w > 0).any()):
         return conditioning
     c = conditioning.to(dtype)
-    target = e / e.norm() * c.norm(dim=-1, keepdim=True)
+    target = t / t.norm(dim=-1, keepdim=True) * c.norm(dim=-1, keepdim=True)
     wd = w.to(dtype)[:, None]
     mixed = ((1.0 - wd) * c + wd * target).to(conditioning.dtype)
     return torch.where((w > 0)[:, None], mixed, conditioning)
 
 
 OPTIONS = {  # method -> (required, optional) options besides bos_cap
-    "linear": ((), ()),
-    "threshold": (("threshold",), ("floor",)),
-    "clustered": ((), ("count", "spread")),
-    "concept": (("concept_conditioning", "threshold"), ()),
+    "linear": ((), ("mapping",)),
+    "threshold": ((), ("mapping", "threshold")),
+    "clustered": ((), ("mapping",)),
+    "concept": (("concept_conditioning",), ("threshold",)),
 }
 
 
-def image_guided_conditioning(conditioning, image_embedding, method, strength, **options):
-    """The conditioning mixed with the image embedding by `method`; options: the method's own plus bos_cap."""
-    if method not in OPTIONS:
-        raise ValueError(f"unknown image guidance method {method!r}; valid: {', '.join(METHODS)}")
+def _methods(method):
+    """`method` (a name or several) as a tuple of known names; concept only alone; or ValueError."""
+    methods = (method,) if isinstance(method, str) else tuple(method)
+    unknown = [m for m in methods if m not in OPTIONS]
+    if unknown or not methods:
+        raise ValueError(f"unknown image guidance method {unknown[0] if unknown else method!r}; "
+                         f"valid: {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods) or ("concept" in methods and len(methods) > 1):
+        raise ValueError(f"methods {', '.join(methods)}: each at most once, and concept only alone")
+    return methods
+
+
+def image_guided_conditioning(conditioning, image_tokens, method, strength, **options):
+    """The conditioning mixed with the image tokens (T, D) by `method` (a name, or several linear/threshold/
+    clustered combined by their largest weight); options: the methods' own plus bos_cap."""
+    methods = _methods(method)
     bos_cap = options.pop("bos_cap", BOS_CAP)
-    required, optional = OPTIONS[method]
+    required = sorted({n for m in methods for n in OPTIONS[m][0]})
+    allowed = {n for m in methods for n in sum(OPTIONS[m], ())}
     missing = [name for name in required if name not in options]
-    unknown = sorted(set(options) - set(required) - set(optional))
+    unknown = sorted(set(options) - allowed)
     if missing or unknown:
-        valid = ", ".join(required + optional + ("bos_cap",))
-        raise ValueError(f"method {method!r}: missing {missing}, unknown {unknown}; options: {valid}")
+        raise ValueError(f"method {'+'.join(methods)}: missing {missing}, unknown {unknown}; "
+                         f"options: {', '.join(sorted(allowed) + ['bos_cap'])}")
     tokens = _tokens(conditioning)
-    if method == "linear":
-        weights = linear_weights(tokens.shape[0], strength)
-    elif method == "threshold":
-        weights = threshold_weights(token_similarity(tokens, image_embedding), strength, **options)
-    elif method == "clustered":
-        weights = clustered_weights(token_similarity(tokens, image_embedding), strength, **options)
-    else:
+    image = _image_rows(image_tokens, tokens.shape[-1], tokens.device, _compute_dtype(tokens.dtype))
+    threshold = options.get("threshold", "auto")
+    if methods == ("concept",):
         concept = torch.as_tensor(options["concept_conditioning"])
-        weights = concept_weights(tokens, concept, image_embedding, strength, options["threshold"])
+        weights = concept_weights(tokens, concept, image[0], strength, threshold)
         rows = _tokens(concept)[1:] if concept.dim() == 3 else concept.reshape(-1, concept.shape[-1])
-        features = concept_features(image_embedding, rows)
-        if features is None:
-            return conditioning
-        image_embedding = features
-    return mix(conditioning, image_embedding, weights, bos_cap=bos_cap)
+        features = concept_features(image[0], rows)
+        return conditioning if features is None else mix(conditioning, features, weights, bos_cap=bos_cap)
+    mapping = options.get("mapping", "tokens")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, not {mapping!r}")
+    if mapping == "pooled":
+        image = image[:1]
+    similarity, index = token_matches(tokens, image)
+    weights = combined_weights(similarity, methods, strength, threshold)
+    return mix(conditioning, image[index], weights, bos_cap=bos_cap)

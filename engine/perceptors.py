@@ -86,23 +86,45 @@ class Perceptor:
             return self.encode_text([""])[:0]
         return torch.stack([self._texts[text] for text in texts])
 
-    def encode_picture(self, rgb):
-        """uint8 H x W x 3 picture, squashed whole to input_size -> (D,) normalised float32, no grad; cached."""
+    def _picture_pixels(self, rgb):
+        """uint8 H x W x 3 picture -> (1, 3, S, S) pixels in [0, 1], squashed whole to input_size."""
         rgb = np.ascontiguousarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"a picture is a uint8 H x W x 3 array, not {rgb.dtype} {rgb.shape}")
+        pixels = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
+        return F.interpolate(pixels, size=(self.input_size, self.input_size), mode="bicubic",
+                             antialias=True, align_corners=False).clamp(0, 1)
+
+    def encode_picture(self, rgb):
+        """uint8 H x W x 3 picture, squashed whole to input_size -> (D,) normalised float32, no grad; cached."""
+        rgb = np.ascontiguousarray(rgb)
         key = (rgb.shape, hashlib.blake2b(rgb.data, digest_size=16).digest())
         if key in self._pictures:
             self._pictures.move_to_end(key)
         else:
             with torch.no_grad():
-                pixels = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
-                pixels = F.interpolate(pixels, size=(self.input_size, self.input_size), mode="bicubic",
-                                       antialias=True, align_corners=False).clamp(0, 1)
-                self._pictures[key] = self.encode_image(pixels)[0]
+                self._pictures[key] = self.encode_image(self._picture_pixels(rgb))[0]
             if len(self._pictures) > PICTURE_CACHE_SIZE:
                 self._pictures.popitem(last=False)
         return self._pictures[key]
+
+    def encode_picture_tokens(self, rgb):
+        """uint8 H x W x 3 picture, squashed whole to input_size -> (1 + P, D) float32, no grad: the class token
+        (the picture's embedding, unnormalised) and the P patch tokens, all through the tower's final layer norm
+        and projection (open_clip gives the patch tokens normed but unprojected). ViT towers with a class token
+        only."""
+        visual = self.model.visual
+        if (getattr(visual, "pool_type", None) != "tok" or visual.attn_pool is not None
+                or visual.final_ln_after_pool or visual.proj is None):
+            raise ValueError(f"{self.name}: its image tower has no class token and projected patch tokens")
+        pixels = (self._picture_pixels(rgb).to(self.dtype) - self._mean) / self._std
+        kept, visual.output_tokens = visual.output_tokens, True
+        try:
+            with torch.no_grad():
+                pooled, patches = visual(pixels)
+        finally:
+            visual.output_tokens = kept
+        return torch.cat([pooled[:, None], patches @ visual.proj], dim=1)[0].float()
 
 
 def _did_you_mean(word, choices):

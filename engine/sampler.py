@@ -64,11 +64,16 @@ def unet_model(unet, conditioning, timestep_cond=None):
     return model
 
 
+def denoise_step(model, scheduler, latents, t):
+    """The latents after the scheduler's step at timestep `t`, predicting with model(x, t)."""
+    prediction = model(scheduler.scale_model_input(latents, t), t)
+    return scheduler.step(prediction, t, latents, return_dict=False)[0]
+
+
 def denoise_steps(model, scheduler, latents, timesteps):
     """Yield the latents after each of the scheduler's steps over `timesteps`, predicting with model(x, t)."""
     for t in timesteps:
-        prediction = model(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+        latents = denoise_step(model, scheduler, latents, t)
         yield latents
 
 

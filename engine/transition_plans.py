@@ -1,7 +1,7 @@
 """The shape of a latent-blending tree (which branches, injected at which steps), by quality name, explicit
 lists or a compute budget. Plain Python: presets are checked against it without loading torch."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.errors import EngineError
 
@@ -37,11 +37,50 @@ class TreePlan:
         return 2 * self.steps + sum(b * (self.steps - i) for b, i in zip(self.branches, self.injections))
 
 
+@dataclass(frozen=True)
+class Crossfeed:
+    """Latent blending's parental crossfeed: before each step of a branch, its latent is slerped toward its
+    parents' latent at that step by a weight falling linearly from `power` at the injection step to
+    power x `decay` at the last step before round(`range` x steps), 0 from there on (all three in 0..1)."""
+
+    power: float
+    range: float
+    decay: float
+
+    def __post_init__(self):
+        if not all(0.0 <= v <= 1.0 for v in (self.power, self.range, self.decay)):
+            raise EngineError(f"crossfeed power, range and decay must be within 0..1, got {self}")
+
+    def weights(self, steps, injection):
+        """The weight of each step 0..steps-1 of a branch injected at step `injection`."""
+        count = max(0, int(round(self.range * steps)) - injection)
+        fall = (self.power * self.decay - self.power) / max(1, count - 1)
+        return [0.0] * injection + [self.power + k * fall for k in range(count)] + [0.0] * (steps - injection - count)
+
+
+CROSSFEED = Crossfeed(0.3, 0.6, 0.9)        # latent blending's defaults ...
+TURBO_CROSSFEED = Crossfeed(1.0, 1.0, 1.0)  # ... and those for turbo models
+
+
+def model_crossfeed(model, power=None, range=None, decay=None):
+    """The crossfeed for the model named `model`: latent blending's defaults (TURBO_CROSSFEED where the name says
+    turbo, as the original decides, else CROSSFEED), each replaced by a value given."""
+    base = TURBO_CROSSFEED if "turbo" in model.lower() else CROSSFEED
+    given = {"power": power, "range": range, "decay": decay}
+    return replace(base, **{k: float(v) for k, v in given.items() if v is not None})
+
+
+def injection_step(strength, steps):
+    """The step a branch of injection strength `strength` (0..1) starts at: round(strength x steps), as latent
+    blending computes it, at most the last step."""
+    return min(steps - 1, int(round(strength * steps)))
+
+
 def _injection_steps(depth_strength, steps, levels):
     """Up to `levels` distinct injection steps from depth_strength * steps up to the last step."""
     if not 0.0 <= depth_strength <= 1.0:
         raise EngineError(f"depth_strength must be within 0..1, got {depth_strength:g}")
-    first = min(steps - 1, int(round(depth_strength * (steps - 1))))
+    first = injection_step(depth_strength, steps)
     count = min(levels, steps - first)
     return sorted({first + round(k * (steps - 1 - first) / max(1, count - 1)) for k in range(count)})
 
@@ -69,7 +108,7 @@ def explicit_plan(branches, injection_strengths, steps=4):
     """A plan from lists: branches per level and injection strengths (fractions of the steps, 0..1)."""
     if len(branches) != len(injection_strengths):
         raise EngineError(f"{len(branches)} branch counts for {len(injection_strengths)} injection strengths")
-    injections = tuple(min(steps - 1, int(round(s * steps))) for s in injection_strengths)
+    injections = tuple(injection_step(s, steps) for s in injection_strengths)
     return TreePlan(steps, tuple(int(b) for b in branches), injections)
 
 

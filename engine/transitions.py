@@ -1,13 +1,14 @@
 """Latent-blending transitions between two conditionings: a tree of txt2img trajectories from one seed.
 
 A transition A -> B runs the trajectories of A and B from the same starting noise, keeping every step's
-latents. Branches go between them: a branch at mix fraction f, injected at step i, starts from the spherical
-mix (slerp) of its two neighbours' latents at step i and runs the remaining steps conditioned on
-lerp(cond_A, cond_B, f). Each new branch goes between the neighbouring pair whose images differ most, and the
-leaves play in fraction order at times spaced by those differences (`timing`), so the picture changes at an
-even rate. Levels inject at increasing steps:
-early injections are free to invent (they start from nearly pure noise), late ones stay close to their
-neighbours. The endpoints are exactly what plain generation of A and of B gives with that seed.
+latents. Branches go between them: a branch at mix fraction f, injected at step i, has as parents the nearest
+paths on each side injected before step i (or the endpoints). It starts from the spherical mix (slerp) of their
+latents at step i, at f's place between them, and runs the remaining steps conditioned on
+lerp(cond_A, cond_B, f), its latents crossfed toward its parents' before each step (`Crossfeed`). Each new
+branch goes between the neighbouring pair whose images differ most, and the leaves play in fraction order at
+times spaced by those differences (`timing`), so the picture changes at an even rate. Levels inject at
+increasing steps: early injections are free to invent (they start from nearly pure noise), late ones stay close
+to their parents. The endpoints are exactly what plain generation of A and of B gives with that seed.
 
 The difference measure is `image_difference`: the mean absolute difference of the two images averaged down to
 at most 64 pixels a side. It needs no weights (LPIPS would need a download), it ignores pixel noise that does not
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from engine.conditioning import slerp
 from engine.errors import EngineError
 from engine.frames import decode, initial_noise
-from engine.sampler import denoise_steps, guidance_embedding, unet_model
+from engine.sampler import denoise_step, guidance_embedding, unet_model
 
 MAX_SIDE = 64  # image_difference compares images averaged down to this size
 
@@ -56,6 +57,29 @@ def slerp_latents(a, b, t):
     return slerp(a.reshape(1, -1), b.reshape(1, -1), t).reshape(a.shape)
 
 
+def toward_parents(latents, target, weight):
+    """Parental crossfeed: the latents entering a step moved toward the parents' latents at that step by `weight`
+    (slerp; 1 gives the parents' latents)."""
+    return slerp_latents(latents, target, weight) if weight > 0 else latents
+
+
+def parents(paths, k, injection):
+    """The parents of a new branch between paths[k] and paths[k + 1] injected at step `injection`: the nearest
+    path on each side injected before it, else the endpoint (latent blending's rule)."""
+    left, right = k, k + 1
+    while left > 0 and paths[left].start >= injection:
+        left -= 1
+    while right < len(paths) - 1 and paths[right].start >= injection:
+        right += 1
+    return paths[left], paths[right]
+
+
+def parental_latents(left, right, fraction, step):
+    """The parents' latents at `step` for a branch at `fraction`: their slerp at its place between them."""
+    return slerp_latents(left.latents[step], right.latents[step],
+                         (fraction - left.fraction) / (right.fraction - left.fraction))
+
+
 class Trajectories:
     """Runs trajectories on a model's components with a private copy of the scheduler, so it can work on a
     background thread while the frame engine uses the same components."""
@@ -75,12 +99,16 @@ class Trajectories:
             s.set_begin_index(start)
         return s.timesteps[start:]
 
-    def run(self, fraction, start, latents, cond, steps):
-        """A Path from `latents` at step `start` to the end, conditioned on `cond`."""
+    def run(self, fraction, start, latents, cond, steps, feed=None):
+        """A Path from `latents` at step `start` to the end, conditioned on `cond`. `feed` maps steps after the
+        start to (target latents, weight): the latents entering such a step are crossfed toward the target first;
+        each step's result is kept as it came out (before the next crossfeed), as latent blending keeps it."""
+        feed = feed or {}
         with torch.inference_mode():
-            kept = [None] * start + [latents]
+            kept, z = [None] * start + [latents], latents
             model = unet_model(self.c.unet, cond.to(self.c.dtype), self._timestep_cond)
-            for z in denoise_steps(model, self.scheduler, latents, self._timesteps(steps, start)):
+            for step, t in enumerate(self._timesteps(steps, start), start):
+                z = denoise_step(model, self.scheduler, toward_parents(z, *feed[step]) if step in feed else z, t)
                 kept.append(z)
             return Path(fraction, start, kept, decode(self.c, kept[-1]))
 
@@ -92,21 +120,27 @@ class Trajectories:
         return self.run(fraction, 0, noise, cond, steps)
 
 
-def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), difference=image_difference):
+def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), difference=image_difference,
+               crossfeed=None):
     """The tree's paths from A (fraction 0) to B (fraction 1), in fraction order. `ends` may hold A's and B's
-    endpoint Paths already computed (a chain A -> B -> C reuses B's) with the same seed and steps."""
+    endpoint Paths already computed (a chain A -> B -> C reuses B's) with the same seed and steps; `crossfeed`
+    (a `Crossfeed`, None: none) pulls each branch toward its parents."""
     a, b = ends
     a = trajectories.endpoint(cond_a, seed, plan.steps, 0.0) if a is None else _as_end(a, 0.0, plan)
     b = trajectories.endpoint(cond_b, seed, plan.steps, 1.0) if b is None else _as_end(b, 1.0, plan)
     paths = [a, b]
     gaps = [difference(a.image, b.image)]          # gaps[k]: difference between paths[k] and paths[k + 1]
     for injection, count in zip(plan.injections, plan.branches):
+        weights = crossfeed.weights(plan.steps, injection) if crossfeed else []
         for _ in range(count):
             k = max(range(len(gaps)), key=gaps.__getitem__)
             left, right = paths[k], paths[k + 1]
             fraction = (left.fraction + right.fraction) / 2
-            start = slerp_latents(left.latents[injection], right.latents[injection], 0.5)
-            path = trajectories.run(fraction, injection, start, torch.lerp(cond_a, cond_b, fraction), plan.steps)
+            parent_a, parent_b = parents(paths, k, injection)
+            feed = {step: (parental_latents(parent_a, parent_b, fraction, step), w)
+                    for step, w in enumerate(weights) if step > injection and w > 0}
+            path = trajectories.run(fraction, injection, parental_latents(parent_a, parent_b, fraction, injection),
+                                    torch.lerp(cond_a, cond_b, fraction), plan.steps, feed)
             paths.insert(k + 1, path)
             gaps[k:k + 1] = [difference(left.image, path.image), difference(path.image, right.image)]
     return paths

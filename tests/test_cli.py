@@ -24,6 +24,14 @@ def test_check_prints_every_error_and_fails(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_check_names_the_image_model_of_pixel_presets():
+    result = run_vj("check", ROOT / "presets" / "palette.yaml", ROOT / "presets" / "demo.yaml")
+    assert result.returncode == 0, result.stderr
+    palette, _, demo = result.stdout.splitlines()
+    assert palette.endswith(", image model limited_palette")
+    assert demo.endswith(", diffusion model stabilityai/sd-turbo")
+
+
 def test_analyze_writes_csv_and_plot(tmp_path, write_audio):
     sr = 48000
     signal = np.concatenate([tone(100, 1.0, sr), tone(900, 1.0, sr)])

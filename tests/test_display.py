@@ -4,6 +4,7 @@ Pixels are read back twice: from pygame's display surface and from the X server 
 pygame allows one window per process: each test opens its Display and closes it before the next.
 """
 
+import subprocess
 import time
 
 import numpy as np
@@ -231,9 +232,29 @@ def test_fullscreen_fills_the_monitor_and_toggles_back(display, xserver):
     assert pygame.display.get_window_size() == (640, 360)
 
 
+def x_geometry(xserver):
+    """(x, y, width, height) of the window as the X server has it (xwininfo), not as SDL believes it is."""
+    out = subprocess.run(["xwininfo", "-id", str(pygame.display.get_wm_info()["window"]), "-display", xserver],
+                         capture_output=True, text=True, check=True).stdout
+    field = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line and "xwininfo" not in line)
+    return tuple(int(field[name]) for name in ("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height"))
+
+
+def test_fullscreen_without_a_window_manager_covers_the_screen_and_goes_back(display, xserver):
+    """Xvfb has no window manager: nothing but vj moves the window to the monitor's origin for fullscreen."""
+    sdl_window().position = (300, 200)            # where a performer left the window
+    assert x_geometry(xserver) == (300, 200, 640, 360)
+    assert display.toggle_fullscreen()
+    assert x_geometry(xserver) == (0, 0) + DESKTOP
+    display.present(frame(quadrants(300, 300)), hud_lines=[hud.HudLine("hud")])
+    assert_letterboxed(screenshot(xserver)[:, 200:], (80, 0, 720, 720))   # right of the HUD: the whole frame
+    assert display.toggle_fullscreen()
+    assert x_geometry(xserver) == (300, 200, 640, 360)
+
+
 def test_fullscreen_at_start(xserver):
     with Display((640, 360), fullscreen=True, display_index=0) as d:
-        assert d.size == DESKTOP
+        assert d.size == DESKTOP and x_geometry(xserver) == (0, 0) + DESKTOP
     assert not pygame.display.get_init()
 
 
@@ -329,12 +350,12 @@ def test_hud_lines_content():
     lines = hud.hud_lines(engine_fps=12.34, display_fps=59.7, latency_ms=83.2, vsync=False, scene=0, scene_count=3,
                           queued=2, bpm=128, bar_phase=0.55, beats_per_bar=4, activity={"MIDI": True, "OSC": False},
                           controls=[hud.ControlView("zoom", 0.5), hud.ControlView("hue", 0.3, knob=0.8)],
-                          warnings=["reload refused: x"], blackout=True)
+                          warnings=["reload refused: x"], blackout=True, notes=["reloaded show.yaml"])
     texts = [line.text for line in lines]
     assert texts == ["engine 12.3 fps  display 60 fps no vsync  latency 83 ms", "scene 1/3  next 3",
                      "128.0 BPM  [. . X .]", "MIDI [*]  OSC [ ]", "BLACKOUT", "zoom 0.5", "hue 0.3  knob 0.8 down",
-                     "! reload refused: x"]
-    assert [line.warning for line in lines] == [False, False, False, False, True, False, True, True]
+                     "reloaded show.yaml", "! reload refused: x"]
+    assert [line.warning for line in lines] == [False, False, False, False, True, False, True, False, True]
     assert hud.hud_lines()[0].text == "engine - fps  display - fps  latency - ms"
 
 

@@ -34,7 +34,7 @@ def guided(tmp_path):
 def test_guide_images_reach_the_conditioning(guided):
     factory = build_engines(guided, "cpu", "float32")
     width = factory.components.text_encoder.config.hidden_size
-    assert sorted(factory.guides) == ["0", "1"] and factory.guides["0"].embedding.shape == (width,)
+    assert sorted(factory.guides) == ["0", "1"] and factory.guides["0"].embedding.shape == (1 + 8 * 8, width)
     director = Director(guided)
     request = director.request(0, 0.0, {"knob": 0.8})
     assert [s for _, s in request.image_conditioning] == [0.8, pytest.approx(0.4)]
@@ -54,6 +54,11 @@ def test_guide_images_reach_the_conditioning(guided):
     ("guide_images: [{image: ref.png, strength: nope}]", "nope"),
     ("image_model: limited_palette\nguide_images: [{image: ref.png}]", "steer the diffusion conditioning"),
     ("guide_images: [{image: ref.png, method: concept, concept: '{fur + knob*x}'}]", "no { } edits"),
+    ("guide_images: [{image: ref.png, method: [linear, concept], concept: fur}]", "concept stands alone"),
+    ("guide_images: [{image: ref.png, method: []}]", "expected a method or a list"),
+    ("guide_images: [{image: ref.png, mapping: mean}]", "must be one of tokens, pooled"),
+    ("guide_images: [{image: ref.png, threshold: half}]", "expected number -1..1 or auto, got 'half'"),
+    ("guide_images: [{image: ref.png, method: threshold, floor: 0.1}]", "unknown key"),
 ])
 def test_bad_guide_images_are_clear_errors(tmp_path, text, message):
     Image.new("RGB", (8, 8)).save(tmp_path / "ref.png")
@@ -93,6 +98,36 @@ def test_vj_morph_first_step_is_the_plain_sentence(tmp_path):
     assert np.array_equal(np.asarray(Image.open(out))[:, :64], plain)
 
 
+GROUP_MORPH = 'scenes: "a photo of a {cat + 0.4*tabby} on a sofa:1"\nwidth: 64\nheight: 64\n'
+
+
+def test_morph_inside_a_token_group_splits_that_term_and_keeps_the_others():
+    from vj.morph import morph_texts
+    texts = morph_texts("a photo of a {1.0*cat + 0.4*tabby} on a sofa", "cat", "kitten", 3)
+    assert texts == ["a photo of a {1.0*cat + 0.0*kitten + 0.4*tabby} on a sofa",
+                     "a photo of a {0.5*cat + 0.5*kitten + 0.4*tabby} on a sofa",
+                     "a photo of a {0.0*cat + 1.0*kitten + 0.4*tabby} on a sofa"]
+    # a word of a later term, with a sign and other words: only that term's word changes
+    assert morph_texts("{1.0*red + -0.5*tabby cat} fur", "cat", "dog", 2)[1] == \
+        "{1.0*red + -0.0*tabby cat + -0.5*tabby dog} fur"
+    assert morph_texts("a {1.0*red} dog", "cat", "dog", 2) is None
+
+
+def test_vj_morph_of_a_word_in_a_token_group_starts_at_the_scene_as_written(tmp_path):
+    from engine.frames import FrameEngine
+    from engine.models import load_components
+    preset = load_preset(write(tmp_path, GROUP_MORPH), {"model": "tiny"})
+    out = tmp_path / "strip.png"
+    result = run_vj("morph", preset.path, "--from", "cat", "--to", "kitten", "--steps", "3", "--model", "tiny",
+                    "-o", out)
+    assert result.returncode == 0, result.stderr
+    engine = FrameEngine(load_components("tiny", device="cpu"), engine_settings(preset))
+    written = engine.render(FrameRequest(index=0, prompts=(("a photo of a {1.0*cat + 0.4*tabby} on a sofa", 1.0),),
+                                         seed=preset.seed))
+    strip = np.asarray(Image.open(out))
+    assert np.array_equal(strip[:, :64], written) and not np.array_equal(strip[:, -64:], written)
+
+
 def test_vj_morph_with_a_word_not_in_the_scene_is_one_line(tmp_path):
     result = run_vj("morph", write(tmp_path, MORPH), "--from", "horse", "--to", "dog", "--model", "tiny",
                     "-o", tmp_path / "x.png")
@@ -116,6 +151,18 @@ def test_a_reload_whose_guide_images_cannot_be_embedded_turns_them_off_and_frame
     assert any("guide images off" in w for w in warnings) and engine.guide_images == {}
     frame = engine.render(Director(guided).request(0, 0.0, {"knob": 0.5}))
     assert frame.shape == (64, 64, 3)
+
+
+def test_a_guide_item_combines_methods_and_takes_its_options(tmp_path):
+    from vj.frame_engines import guide_options
+    Image.new("RGB", (8, 8)).save(tmp_path / "ref.png")
+    preset = load_preset(write(tmp_path, "scenes: a forest\nguide_images:\n"
+                                         "  - {image: ref.png, method: [linear, clustered, threshold],"
+                                         " mapping: pooled}\n  - {image: ref.png, method: concept, concept: fur}\n"))
+    combined, concept = preset.guide_images
+    assert combined.method == ("linear", "clustered", "threshold") and combined.threshold == "auto"
+    assert guide_options(combined) == (("mapping", "pooled"), ("threshold", "auto"), ("bos_cap", 0.15))
+    assert concept.method == ("concept",) and guide_options(concept) == (("threshold", "auto"), ("bos_cap", 0.15))
 
 
 def test_guide_pictures_are_embedded_once_across_reloads(guided, monkeypatch):

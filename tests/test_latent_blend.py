@@ -11,13 +11,15 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import problems
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
 from engine.models import load_components
 from engine.transition_cache import TransitionCache
+from engine.transition_plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
 from vj.director import Director
 from vj.preset import load_preset
 from vj.timeline import ScenePosition
-from vj.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes
+from vj.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
 
 PRESET = """\
 scenes: a red fox:1 | sparks:2*glow || a blue whale:1 || a green tree:2
@@ -82,6 +84,26 @@ def test_the_disk_cache_serves_a_second_run_and_keys_follow_the_settings(tiny, p
         preset_file.write_text(PRESET.replace(change, other))
         keys.add(Transitions(tiny, load_preset(preset_file, {"model": "tiny"}), first.cache).key(0, 1))
     assert len(keys) == 7
+
+
+def test_the_crossfeed_keys_reach_the_tree_and_its_cache_key(tiny, preset_file, tmp_path):
+    """Parental crossfeed from the preset (latent blending's defaults where not given: 0.3 / 0.6 / 0.9, and
+    1 / 1 / 1 for turbo models); a transition cached with other crossfeed settings is not reused."""
+    cache = TransitionCache(tmp_path / "cache")
+    preset = load_preset(preset_file, {"model": "tiny"})
+    assert tree_crossfeed(preset, "tiny") == CROSSFEED
+    assert tree_crossfeed(preset, "stabilityai/sd-turbo") == TURBO_CROSSFEED
+    text = PRESET.replace("transition_steps: 2", "transition_steps: 3\ntransition_depth: 0.3")  # injections 1, 2
+    leaves, keys = [], set()
+    for power in (0.0, 1.0, 0.5):
+        preset_file.write_text(f"{text}transition_crossfeed_power: {power}\ntransition_crossfeed_range: 1\n")
+        transitions = Transitions(tiny, load_preset(preset_file, {"model": "tiny"}), cache)
+        assert transitions._setup.crossfeed == Crossfeed(power, 1.0, 0.9)
+        keys.add(transitions.key(0, 1))
+        leaves.append(transitions.compute(0, 1))
+    assert len(keys) == 3 and not np.array_equal(leaves[0], leaves[1])
+    preset_file.write_text(f"{text}transition_crossfeed_decay: 1.5\n")
+    assert any("transition_crossfeed_decay" in p and "between 0 and 1" in p for p in problems(preset_file))
 
 
 def test_a_corrupt_entry_is_recomputed_and_never_shown(tiny, preset_file, tmp_path, monkeypatch):
@@ -199,10 +221,10 @@ def test_prerender_then_render_find_the_transitions_in_the_cache(preset_file, tm
     cache = tmp_path / "xdg"
     first = run_vj("prerender", str(preset_file), "--model", "tiny", cache=cache)
     assert first.returncode == 0, first.stderr
-    assert "2 transitions: 2 computed, 0 already in the cache" in first.stdout
-    assert len(list((cache / "vj" / "transitions").glob("*.npz"))) == 2
+    assert "3 transitions: 3 computed, 0 already in the cache" in first.stdout   # each to the next, 3 -> 1 too
+    assert len(list((cache / "vj" / "transitions").glob("*.npz"))) == 3
     second = run_vj("prerender", str(preset_file), "--model", "tiny", "--all-pairs", cache=cache)
-    assert "6 transitions: 4 computed, 2 already in the cache" in second.stdout, second.stderr
+    assert "6 transitions: 3 computed, 3 already in the cache" in second.stdout, second.stderr
     out = tmp_path / "blend.mp4"
     render = run_vj("render", str(preset_file), "--model", "tiny", "-o", str(out), cache=cache)
     assert render.returncode == 0, render.stderr

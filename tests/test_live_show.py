@@ -175,13 +175,20 @@ def test_vj_live_runs_on_xvfb_and_writes_stats(preset_file, tmp_path):
     with xvfb(640, 480) as display:
         env = dict(os.environ, DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")
         run = subprocess.run([sys.executable, "-m", "vj", "live", str(preset_file), "--model", "tiny", "--windowed",
-                              "--audio-device", "none", "--osc", "off", "--duration", "6", "--stats", str(stats)],
-                             env=env, capture_output=True, text=True, timeout=120)
+                              "--audio-device", "none", "--osc", "127.0.0.1:0", "--duration", "6",
+                              "--stats", str(stats)], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    said = run.stdout.splitlines()                   # once the show is up: where it listens, shows and hears
+    assert any(line.strip().startswith("OSC: listening on 127.0.0.1:") for line in said), run.stdout
+    assert any(line.strip().startswith("display: window 64x64 on display 0") for line in said), run.stdout
+    assert any(line.strip().startswith("audio: none") for line in said), run.stdout
+    keys = [line for line in said if line.strip().startswith("keys:")]
+    assert keys and "F11 fullscreen" in keys[0] and "H HUD" in keys[0] and "README" in keys[0], run.stdout
     records = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(records) >= 3
     last = records[-1]
-    assert {"t", "engine_fps", "display_fps", "latency_ms", "dropped_frames", "scene", "variables"} <= set(last)
+    assert {"t", "engine_fps", "display_fps", "latency_ms", "dropped_frames", "scene", "variables", "blackout",
+            "frozen", "queued_scene", "hud"} <= set(last)
     assert max(r["engine_fps"] for r in records) > 0 and last["display_fps"] > 0 and last["scene"] == 0
     assert last["variables"]["knob"] == 0.25 and last["variables"]["bpm"] == pytest.approx(120)
 
@@ -292,3 +299,99 @@ def test_without_hud_only_new_frames_and_changes_are_presented(preset_file, monk
     assert show._repeat_interval() == 1.0 / show_module.HUD_FPS
     display.blend = True
     assert show._repeat_interval() == 0.0            # fades: every refresh
+
+
+# -- what the performer is told (issue 16) ---------------------------------------------------------------------
+def reload_at(state, clock, t):
+    clock.t = t
+    return state.reload_if_changed()
+
+
+def test_a_taken_reload_says_so_and_clears_the_refusal_of_the_broken_version(preset_file):
+    clock = Clock()
+    state = make_state(preset_file, clock)
+    preset_file.write_text(PRESET + "strength: [broken\n")
+    assert reload_at(state, clock, 1.0) is None
+    assert any(w.startswith("reload refused") for w in state.warnings.current())
+    preset_file.write_text(PRESET.replace("a blue circle:1", "a yellow star:1"))
+    assert reload_at(state, clock, 2.0) is not None
+    assert not [w for w in state.warnings.current() if "refused" in w]   # the fix is not hidden behind old errors
+    assert "reloaded show.yaml" in state.notes.current()
+
+
+def test_a_reload_that_changes_restart_only_keys_names_them(preset_file):
+    clock = Clock()
+    preset_file.write_text(PRESET + "model: tiny\nvae: auto\n")
+    preset = load_preset(preset_file)
+    state = ShowState(preset, Controls(preset.controls))
+    state.watcher._clock = clock
+    preset_file.write_text(PRESET + "model: some/other-model\nvae: taesd\n")
+    assert reload_at(state, clock, 1.0) is not None                   # everything else is taken
+    assert "model, vae: take effect at restart (the show keeps model tiny, vae auto)" in state.warnings.current()
+
+
+def test_a_deleted_preset_file_is_a_warning_and_the_last_good_version_runs_on(preset_file):
+    clock = Clock()
+    state = make_state(preset_file, clock)
+    running = state.preset
+    preset_file.unlink()
+    assert reload_at(state, clock, 1.0) is None
+    assert state.preset is running
+    gone = [w for w in state.warnings.current() if "show.yaml" in w and "gone" in w]
+    assert gone and "keeps the last good version" in gone[0]
+    preset_file.write_text(PRESET)
+    assert reload_at(state, clock, 2.0) is not None                   # back: reloaded, the warning goes
+    assert not [w for w in state.warnings.current() if "gone" in w]
+
+
+def test_a_warning_from_an_input_reaches_the_hud(preset_file):
+    state = make_state(preset_file)
+    state.apply(act.Warn("prompt for scene 1 refused: too long"), 0.0, {})
+    assert "prompt for scene 1 refused: too long" in state.warnings.current()
+
+
+def test_the_status_record_mirrors_blackout_freeze_queue_and_hud(preset_file):
+    from vj.live.show import Show
+    loop, clock = tiny_loop(preset_file)
+    show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
+    record = show.record()
+    assert (record["blackout"], record["frozen"], record["queued_scene"], record["hud"]) == (False, False, None, True)
+    assert record["scene_count"] == 2
+    for action in (act.Blackout(True), act.Freeze(True), act.ToggleHud(), act.QueueScene(1)):
+        show.handle(action)
+    loop.step()                                                       # the engine thread applies the queue
+    record = show.record()
+    assert (record["blackout"], record["frozen"], record["queued_scene"], record["hud"]) == (True, True, 2, False)
+
+
+def test_actions_dropped_on_the_way_to_the_engine_name_their_input(preset_file, caplog):
+    from vj.live.show import Show
+    loop, clock = tiny_loop(preset_file)
+    loop.inbox = act.ActionBus(capacity=2)
+    bus = act.ActionBus()
+    show = Show(loop, display=NO_WINDOW, bus=bus, clock=clock)
+    for k in range(3):                                                # an OSC flood, in small
+        bus.put(act.SetControl("knob", k / 10), "osc")
+    assert show.handle_pending()
+    assert loop.inbox.overflow.total == 1
+    assert "SetControl from osc" in caplog.text and "from show" not in caplog.text
+
+
+def test_live_help_says_which_channels_are_mixed_by_default(capsys):
+    from vj.cli import main
+    with pytest.raises(SystemExit):
+        main(["live", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default: all" not in help_text and "default 1,2" in help_text
+
+
+def test_rehearsal_without_an_audio_output_suggests_no_playback(preset_file, tmp_path):
+    import soundfile
+    from vj.audio.live import LiveAudioError
+    from vj.live.audio import open_audio
+    song = tmp_path / "song.wav"
+    soundfile.write(song, np.zeros(4800, np.float32), 48000)
+    args = SimpleNamespace(audio=str(song), audio_device=None, no_playback=False, audio_output="no such output")
+    with pytest.raises(LiveAudioError) as err:
+        open_audio(args, load_preset(preset_file), Clock())
+    assert "--no-playback" in str(err.value) and "\n" not in str(err.value)

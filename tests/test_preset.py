@@ -94,6 +94,21 @@ def test_band_edges_checked_against_the_tracks_nyquist(tmp_path, write_audio):
     assert ":4: input_audio_filters[0]: filter 'fHi'" in problem and "8000 Hz" in problem
 
 
+def test_band_below_0_hz_without_a_track_names_no_infinite_frequency(tmp_path):
+    path = write(tmp_path, "scenes: a\ninput_audio_filters:\n  - {variable_name: fLo, f_center: 10, f_width: 65}\n")
+    (problem,) = problems(path)
+    assert "band -22.5..42.5 Hz (f_center +- f_width/2) must lie above 0 Hz" in problem
+    assert "inf" not in problem
+
+
+def test_an_unknown_name_suggests_a_variable_before_a_function(tmp_path):
+    (problem,) = problems(write(tmp_path, "scenes: a\ninput_audio_filters:\n"
+                                          "  - {variable_name: fLo, f_center: 105, f_width: 65}\nzoom_x_2d: fLoo\n"))
+    assert "unknown name 'fLoo' (did you mean 'fLo'?)" in problem
+    (problem,) = problems(write(tmp_path, "scenes: a\nzoom_x_2d: flor\n"))
+    assert "unknown name 'flor' (did you mean 'floor'?)" in problem  # no variable is close: a function
+
+
 def test_unreadable_audio_file_named(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"not audio at all")
     (problem,) = problems(write(tmp_path, "scenes: a\ninput_audio: bad.wav\n"))

@@ -11,8 +11,9 @@ from engine.conditioning import ConditioningCache
 from engine.errors import EngineError
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
 from engine.models import load_components, tiny_autoencoder_kl
-from engine.transition_plans import QUALITIES, TreePlan, budget_plan, explicit_plan, quality_plan
-from engine.transitions import Trajectories, blend_tree, image_difference, play, smoothness, timing
+from engine.transition_plans import (CROSSFEED, QUALITIES, TURBO_CROSSFEED, Crossfeed, TreePlan, budget_plan,
+                                     explicit_plan, model_crossfeed, quality_plan)
+from engine.transitions import Trajectories, blend_tree, image_difference, play, slerp_latents, smoothness, timing
 
 SIZE = 64
 
@@ -69,17 +70,75 @@ def test_the_tree_follows_its_plan_and_keeps_its_endpoints(tiny):
     torch.testing.assert_close(paths[-1].image, alone[-1].image)
 
 
-def test_each_branch_goes_into_the_widest_gap(tiny):
+def newest_widest():
     """A difference that finds each newly measured gap the widest: every branch splits the newest right gap."""
-    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
     seen = []
 
-    def newest_widest(a, b):
+    def difference(a, b):
         seen.append(None)
         return float(len(seen))
+    return difference
+
+
+def test_each_branch_goes_into_the_widest_gap(tiny):
+    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
     paths = blend_tree(Trajectories(tiny, SIZE, SIZE), cond_a, cond_b, 0, TreePlan(2, (3,), (1,)),
-                       difference=newest_widest)
+                       difference=newest_widest())
     assert [p.fraction for p in paths] == [0.0, 0.5, 0.75, 0.875, 1.0]
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_parental_crossfeed_slerps_the_branch_toward_its_parents_before_each_step(tiny, power):
+    """latentblending: before step 2 of a branch injected at step 1 (3 steps, range 1, decay 1), its latents are
+    slerp(own, parents' slerp at step 2, power); the kept step-1 result is its own, before the crossfeed."""
+    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
+    traj = Trajectories(tiny, SIZE, SIZE)
+    a, branch, b = blend_tree(traj, cond_a, cond_b, 4, TreePlan(3, (1,), (1,)), crossfeed=Crossfeed(power, 1.0, 1.0))
+    cond = torch.lerp(cond_a, cond_b, 0.5)
+    own = traj.run(0.5, 1, slerp_latents(a.latents[1], b.latents[1], 0.5), cond, 3)
+    fed = slerp_latents(own.latents[2], slerp_latents(a.latents[2], b.latents[2], 0.5), power)
+    torch.testing.assert_close(branch.latents[2], own.latents[2])
+    torch.testing.assert_close(branch.latents[3], traj.run(0.5, 2, fed, cond, 3).latents[3])
+    assert (power == 0.0) == torch.equal(branch.latents[3], own.latents[3])
+
+
+def test_the_parents_are_the_nearest_branches_injected_before(tiny):
+    """Branches 0.5 then 0.75, both injected at step 2 of 4: 0.75's parents are A and B (0.5 is no older), so with
+    the turbo crossfeed (1, 1, 1) it is one step of its conditioning from slerp(A, B, 0.75) at step 3."""
+    cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
+    traj = Trajectories(tiny, SIZE, SIZE)
+    paths = blend_tree(traj, cond_a, cond_b, 2, TreePlan(4, (2,), (2,)), difference=newest_widest(),
+                       crossfeed=TURBO_CROSSFEED)
+    a, branch, b = paths[0], paths[2], paths[3]
+    assert [p.fraction for p in paths] == [0.0, 0.5, 0.75, 1.0]
+    torch.testing.assert_close(branch.latents[2], slerp_latents(a.latents[2], b.latents[2], 0.75))
+    expected = traj.run(0.75, 3, slerp_latents(a.latents[3], b.latents[3], 0.75), torch.lerp(cond_a, cond_b, 0.75), 4)
+    torch.testing.assert_close(branch.latents[4], expected.latents[4])
+
+
+def test_crossfeed_weights_and_defaults_are_latent_blendings():
+    """compute_latents_mix: stop = round(range x steps); from the injection step to stop - 1 the weight falls
+    linearly from power to power x decay; 0 elsewhere. Defaults 0.3 / 0.6 / 0.9, and 1 / 1 / 1 for turbo models."""
+    assert Crossfeed(0.3, 0.6, 0.9).weights(30, 15) == pytest.approx([0.0] * 15 + [0.3, 0.285, 0.27] + [0.0] * 12)
+    assert Crossfeed(1.0, 1.0, 1.0).weights(4, 2) == [0.0, 0.0, 1.0, 1.0]
+    assert Crossfeed(0.5, 0.75, 0.2).weights(4, 2) == [0.0, 0.0, 0.5, 0.0]     # one step in range: power
+    assert Crossfeed(0.3, 0.6, 0.9).weights(4, 3) == [0.0] * 4                  # injected after the range
+    assert CROSSFEED == Crossfeed(0.3, 0.6, 0.9) and TURBO_CROSSFEED == Crossfeed(1.0, 1.0, 1.0)
+    assert model_crossfeed("stabilityai/sd-turbo") == model_crossfeed("arch:sd-turbo") == TURBO_CROSSFEED
+    assert model_crossfeed("tiny") == CROSSFEED
+    assert model_crossfeed("tiny", power=0.5, decay=0) == Crossfeed(0.5, 0.6, 0.0)
+    with pytest.raises(EngineError, match="within 0..1"):
+        Crossfeed(1.5, 1.0, 1.0)
+
+
+def test_injection_steps_round_strength_times_steps():
+    """latentblending: idx_injection = round(depth_strength x steps) (list_injection_idx: round(s x steps))."""
+    assert quality_plan("medium", 0.4, steps=4).injections[0] == 2           # round(1.6); not round(0.4 x 3) = 1
+    assert quality_plan("medium", 0.5, steps=10).injections[0] == 5          # round(5.0); not round(4.5) = 4
+    assert budget_plan(1.0, 0.01, 0.005, depth_strength=0.7, steps=4).injections[0] == 3   # round(2.8)
+    # The original's cumulative lists [2, 4, 8, 20] at [0.0, 0.3, 0.5, 0.9]: new branches per level in vj
+    plan = explicit_plan([4 - 2, 8 - 4, 20 - 8], [0.3, 0.5, 0.9], steps=30)
+    assert plan.injections == (9, 15, 27) and plan.leaves == 20
 
 
 def test_a_chain_reuses_the_shared_endpoint(tiny):

@@ -8,10 +8,36 @@ from vj.audio import AudioAnalyzer, FileSource
 from vj.audio.musical import HIT_SUFFIX, MUSICAL_VARIABLES
 
 
-def frame_values(analyzer, fps, start, duration):
-    """(frame numbers, times, {name: values}) for frames at start + i/fps, analysed causally from 0."""
-    first = int(round(start * fps))
+class SpanError(Exception):
+    """A --start (and --duration) that leaves no frame to make; the message says what it was measured against."""
+
+
+def track_end(source, path, offset):
+    """The end that --start counts toward when a track sets the length: (seconds, what), for `frame_count`."""
+    after = f" after input_audio_offset {offset:g} s" if offset else ""
+    return source.duration, f"'{path}' ({source.duration:.1f} s long{after})"
+
+
+def frame_count(fps, start, duration, end):
+    """How many frames at start + i/fps a run makes: `duration` seconds' worth or, when that is None, up to `end`,
+    a (seconds, what) pair like `track_end`'s; SpanError when that is not one frame."""
+    if duration is None:
+        seconds, what = end
+        if start >= seconds:
+            raise SpanError(f"--start {start:g} s is past the end of {what}")
+        duration = seconds - start
+        span = f"--start {start:g} s leaves {duration:.3f} s of {what}, which is"
+    else:
+        span = f"--duration {duration:g} s is"
     count = int(round(duration * fps))
+    if count < 1:
+        raise SpanError(f"{span} less than one frame at {fps:g} fps")
+    return count
+
+
+def frame_values(analyzer, fps, start, count):
+    """(frame numbers, times, {name: values}) for `count` frames at start + i/fps, analysed causally from 0."""
+    first = int(round(start * fps))
     frames = np.arange(first, first + count)
     times = frames / fps
     values = analyzer.values_at(times)
@@ -80,12 +106,11 @@ def plot(path, audio_path, offset, times, table, start, duration):
 def run(audio_path, preset, fps, start, duration, out_csv, plot_path=None):
     source = FileSource(audio_path, preset.input_audio_offset)
     try:
-        if duration is None:
-            duration = max(0.0, source.duration - start)
-        frames, times, table = frame_values(AudioAnalyzer.for_preset(source, preset), fps, start, duration)
+        count = frame_count(fps, start, duration, track_end(source, audio_path, preset.input_audio_offset))
+        frames, times, table = frame_values(AudioAnalyzer.for_preset(source, preset), fps, start, count)
     finally:
         source.close()
     write_csv(out_csv, frames, times, table)
     if plot_path:
-        plot(plot_path, audio_path, preset.input_audio_offset, times, table, start, duration)
+        plot(plot_path, audio_path, preset.input_audio_offset, times, table, start, count / fps)
     return len(frames), list(table)

@@ -2,11 +2,15 @@
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from vj.audio import AudioError
+from vj.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER
 from vj.guidance import perceptor_names
 from vj.preset import PresetError, load_preset
+from vj.preset.schema import FIELDS as PRESET_KEYS
 
 
 class UsageError(Exception):
@@ -14,7 +18,8 @@ class UsageError(Exception):
 
 
 def _domain_errors():
-    errors = [PresetError, AudioError, UsageError]
+    from vj.analyze import SpanError
+    errors = [PresetError, AudioError, UsageError, SpanError]
     try:
         from engine.errors import EngineError
         from vj.morph import MorphError
@@ -44,12 +49,14 @@ def cmd_check(args):
         prompts = sum(len(s.prompts) for s in preset.scenes)
         names = ", ".join(preset.input_variables)
         total = sum(preset.scene_durations())
+        diffusion = preset.image_model == "diffusion"
+        model = f"diffusion model {preset.model}" if diffusion else f"image model {preset.image_model}"
         live = f"controls: {', '.join(preset.control_names)}, " if preset.controls else ""
         if preset.midi:
             live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
         print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
               f"{live}scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
-              f"model {preset.model if preset.image_model == 'diffusion' else preset.image_model}")
+              f"{model}")
         guided = perceptor_names(preset)
         if guided:
             print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")
@@ -58,18 +65,68 @@ def cmd_check(args):
     return 1 if failed else 0
 
 
-def _non_negative(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+def _numeric(convert, integer=False):
+    """An argparse type: the text as a number (or an integer), then `convert` (a key's check, raising ValueError
+    with what is valid) on it."""
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, "
+                                             f"got '{text}'") from None
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _preset_key(name):
+    """An argparse type for an option that replaces preset key `name`: the values the key takes."""
+    check = PRESET_KEYS[name].check
+    return _numeric(check.convert, integer=check.schema["type"] == "integer")
+
+
+def _at_least_two(value):
+    if value < 2:
+        raise ValueError(f"must be an integer >= 2, got {value}")
     return value
 
 
-def _positive(text):
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+_positive = _numeric(POSITIVE.convert)
+_non_negative = _numeric(NON_NEGATIVE.convert)
+_positive_integer = _numeric(POSITIVE_INTEGER.convert, integer=True)
+_size = _preset_key("width")  # width and height take the same values
+
+
+def _output_file(path, option, suffixes=None, overwrite=True):
+    """Check before any work that `path` can be written: its folder exists and is writable, it ends in one of
+    `suffixes` (when given), it is no folder, and it does not exist unless `overwrite`."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} '{path}' must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise UsageError(f"{option} '{path}' is a folder; give a file name in it")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{option} '{path}' exists; pass --overwrite to replace it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} '{path}' cannot be written; give another file name")
+    _writable_folder(path.parent, option, path)
+
+
+def _output_folder(path, option):
+    """Check before any work that folder `path` exists or can be made, and can be written."""
+    path = Path(path)
+    _writable_folder(next(p for p in (path, *path.parents) if p.exists()), option, path)
+
+
+def _writable_folder(folder, option, path):
+    """UsageError unless `folder`, where `path` goes, is a folder that can be written."""
+    if not folder.is_dir():
+        what = f"'{folder}' is a file, not a folder" if folder.exists() else f"folder '{folder}' does not exist"
+        raise UsageError(f"{option} '{path}': {what}; give a path in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} '{path}': folder '{folder}' cannot be written; give a path in a writable folder")
 
 
 def _latency(text):
@@ -78,12 +135,15 @@ def _latency(text):
         return text
     try:
         return _positive(text)
-    except ValueError:
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"must be 'low', 'high' or seconds > 0, got {text}") from None
 
 
 def cmd_analyze(args):
     from vj import analyze
+    _output_file(args.output, "-o")
+    if args.plot:
+        _output_file(args.plot, "--plot", (".png",))
     preset = load_preset(args.preset)
     fps = args.fps or preset.frames_per_second
     count, names = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
@@ -94,11 +154,15 @@ def cmd_analyze(args):
 
 def cmd_render(args):
     from vj import render
+    _output_file(args.output, "-o", (".mp4",), args.overwrite)
+    if args.frames:
+        _output_folder(args.frames, "--frames")
     return render.main(args)
 
 
 def cmd_morph(args):
     from vj import morph
+    _output_file(args.output, "-o", (".png", ".mp4"), args.overwrite)
     return morph.main(args)
 
 
@@ -147,8 +211,15 @@ def _engine_options(p):
                    help="torch.compile the UNet and VAE (faster frames after a slow start; needs a C compiler)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option or value is one line, exit status 2, like the commands' own errors."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="vj", description="Audio-reactive VJ: presets, analysis, renders.")
+    parser = _Parser(prog="vj", description="Audio-reactive VJ: presets, analysis, renders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -162,7 +233,7 @@ def build_parser():
                                    "column per variable.")
     p.add_argument("audio", metavar="AUDIO", help="audio file (wav, flac, ogg, mp3)")
     p.add_argument("--preset", required=True, help="preset whose input_audio_filters to use")
-    p.add_argument("--fps", type=_positive, help="frames per second (default: the preset's)")
+    p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second (default: the preset's)")
     p.add_argument("--start", type=_non_negative, default=0.0, help="first frame's time in seconds (default 0)")
     p.add_argument("--duration", type=_positive, help="seconds to analyse (default: to the end of the audio)")
     p.add_argument("-o", "--output", required=True, help="CSV file to write")
@@ -179,10 +250,10 @@ def build_parser():
     p.add_argument("--start", type=_non_negative, default=0.0, help="seconds into the show to start")
     p.add_argument("--duration", type=_positive, help="seconds to render (default: the preset's, the track's "
                                                       "or the scenes')")
-    p.add_argument("--fps", type=_positive, help="frames per second (default: the preset's)")
-    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
-    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second (default: the preset's)")
+    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
+    p.add_argument("--seed", type=_preset_key("seed"), help="random seed (default: the preset's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
     _engine_options(p)
@@ -204,7 +275,7 @@ def build_parser():
     p.add_argument("--audio-output", metavar="D", help="with --audio: output device (index or part of its name)")
     p.add_argument("--sample-rate", type=int, help="input sample rate (default: the device's)")
     p.add_argument("--channels", type=lambda t: [int(c) for c in t.split(",")], metavar="1,2",
-                   help="input channels to mix down, 1-based (default: all)")
+                   help="input channels to mix down, 1-based (default 1,2; 1 on a mono input)")
     p.add_argument("--blocksize", type=int, default=0, help="audio block size in samples (default 0: the device's)")
     p.add_argument("--latency", type=_latency, default="high",
                    help="'low', 'high' or seconds (default high: the steadiest)")
@@ -230,8 +301,8 @@ def build_parser():
     p.add_argument("preset", metavar="PRESET")
     p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
     p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
-    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
     p.add_argument("--all-pairs", action="store_true", help="every ordered pair of scenes, not only each to the "
                                                             "next (a show may jump anywhere)")
     _engine_options(p)
@@ -244,11 +315,12 @@ def build_parser():
     p.add_argument("preset", metavar="PRESET")
     p.add_argument("--from", dest="from_word", required=True, metavar="WORD", help="a word of scene 1's prompts")
     p.add_argument("--to", dest="to_word", required=True, metavar="WORD", help="the word it morphs into")
-    p.add_argument("--steps", type=int, default=8, help="frames from FROM to TO, both included (default 8)")
+    p.add_argument("--steps", type=_numeric(_at_least_two, integer=True), default=8,
+                   help="frames from FROM to TO, both included (default 8)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png|OUT.mp4", help="strip (PNG) or clip (MP4)")
     p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
-    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _engine_options(p)
     p.set_defaults(func=cmd_morph)
@@ -261,10 +333,10 @@ def build_parser():
                        description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")
     p.add_argument("--model", default="tiny", help="model (default tiny; arch:sd-turbo for real compute)")
     p.add_argument("--vae", default="auto", help="'auto' or 'taesd'")
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--frames", type=int, default=20, help="timed frames after warm-up")
-    p.add_argument("--steps", type=int, default=1, help="denoising steps per frame")
+    p.add_argument("--width", type=_size, default=256, help="frame width (multiple of 8)")
+    p.add_argument("--height", type=_size, default=256, help="frame height (multiple of 8)")
+    p.add_argument("--frames", type=_positive_integer, default=20, help="timed frames after warm-up")
+    p.add_argument("--steps", type=_preset_key("steps"), default=1, help="denoising steps per frame (1..50)")
     _engine_options(p)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)

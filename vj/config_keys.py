@@ -153,6 +153,8 @@ def choice(*choices):
 def or_auto(check):
     """`check`'s values or the word `auto` (a default that vj works out, e.g. from a band's frequencies)."""
     def convert(value):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"expected {_plain(check.doc)} or auto, got {value!r}")
         return "auto" if value == "auto" else check.convert(value)
     return Check(convert, {"anyOf": [dict(check.schema), {"type": "string", "enum": ["auto"]}]},
                  f"{check.doc} or `auto`")

@@ -6,8 +6,9 @@ from engine.frames import FrameRequest
 from engine.motion import Motion
 from vj.preset.schema import MOTION_KEYS
 from vj.guidance import guidance_request, uses_guidance
-from vj.scenes.edits import prompt_text
+from vj.scenes.edits import scene_prompts
 from vj.timeline import Timeline
+from vj.value_ranges import KEY_KINDS, ValueGuard
 from vj.variables import FrameVariables
 
 JOIN = 0.2  # a latent blend that becomes ready mid-transition fades in over this share of the transition
@@ -21,8 +22,9 @@ def _faded(targets, k):
 class Director:
     """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
 
-    def __init__(self, preset, seed=None, transitions=None):
+    def __init__(self, preset, seed=None, transitions=None, notify=None):
         self.preset = preset
+        self.hold = ValueGuard(notify)  # every value reaching a tensor, in its range; `notify`: the live HUD
         self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
         self.blending = None            # the last scene change: 'latent blend', 'crossfade' (not ready) or None
         self._change = None             # ((from, to), mix) of the scene change playing
@@ -31,15 +33,13 @@ class Director:
         self.seed = preset.seed if seed is None else seed
         self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
-        self._motion = [getattr(preset, key) for key in MOTION_KEYS]
+        self._motion = [(key, KEY_KINDS[key], getattr(preset, key)) for key in MOTION_KEYS]
         self._control_defaults = {c.name: float(c.default) for c in preset.controls}  # a render's controls
         self.guided = uses_guidance(preset)
 
     def _prompts(self, scene, env):
-        # image prompts act through CLIP guidance only (see _guidance)
         # brace groups: their coefficients evaluated, as the canonical numeric text (vj/scenes/edits.py)
-        return tuple((prompt_text(p, env), p.weight(env)) for p in self.preset.scenes[scene].prompts
-                     if not p.is_image)
+        return scene_prompts(self.preset.scenes[scene], env, self.hold)
 
     def request(self, frame, t, inputs, position=None):
         """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`; the scene
@@ -52,11 +52,12 @@ class Director:
             index=frame,
             prompts=self._prompts(position.scene, env),
             strength=min(max(preset.strength(env), 0.01), 1.0),
-            motion=Motion(*(expr(env) for expr in self._motion)),
+            motion=Motion(*(self.hold(kind, key, expr(env)) for key, kind, expr in self._motion)),
             seed=self.seed,
             previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
             mix=position.mix,
-            init_weight=max(0.0, preset.direct_init_weight(env)),
+            init_weight=self.hold(KEY_KINDS["direct_init_weight"], "direct_init_weight",
+                                  max(0.0, preset.direct_init_weight(env))),
             guide=guide,
             guide_weight=weight,
             guidance=self._guidance(position, env) if self.guided else None,
@@ -65,10 +66,10 @@ class Director:
 
     def _guidance(self, position, env):
         """The CLIP guidance of the frame; during a scene change both scenes' prompts, weighted by the mix."""
-        request = guidance_request(self.preset, position.scene, env)
+        request = guidance_request(self.preset, position.scene, env, self.hold)
         if position.previous is None or position.mix >= 1.0:
             return request
-        before = guidance_request(self.preset, position.previous, env)
+        before = guidance_request(self.preset, position.previous, env, self.hold)
         return replace(request, targets=_faded(before.targets, 1.0 - position.mix)
                        + _faded(request.targets, position.mix))
 

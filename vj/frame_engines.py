@@ -81,7 +81,7 @@ class EngineFactory:
             key = (str(g.image), stat.st_mtime_ns, stat.st_size)
             if key not in self.pictures:
                 pair = pair or pair_perceptor(self.components, preset.model, self.device)
-                self.pictures[key] = pair.encode_picture(read_picture(g.image))
+                self.pictures[key] = pair.encode_picture_tokens(read_picture(g.image))
             guides[str(i)] = GuideEmbedding(self.pictures[key], g.method, guide_options(g), g.concept)
         return guides
 
@@ -151,11 +151,11 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None)
 # SD-Turbo use OpenCLIP ViT-H/14's text tower (1024 wide), SD 1.x OpenAI's ViT-L/14 (768 wide).
 PAIRED_TOWERS = {1024: "ViT-H-14/laion2b_s32b_b79k", 768: "ViT-L-14/openai"}
 def guide_options(guide):
-    """The (name, value) options of a guide image's method that its preset item holds, and the BOS cap (the
+    """The (name, value) options of a guide image's methods that its preset item holds, and the BOS cap (the
     concept's conditioning is the engine's to add)."""
     from engine.image_conditioning import OPTIONS
-    names = [n for n in sum(OPTIONS[guide.method], ()) if n != "concept_conditioning"] + ["bos_cap"]
-    return tuple((name, getattr(guide, name)) for name in names)
+    names = dict.fromkeys(n for m in guide.method for n in sum(OPTIONS[m], ()) if n != "concept_conditioning")
+    return tuple((name, getattr(guide, name)) for name in [*names, "bos_cap"])
 
 
 def pair_perceptor(components, model, device):

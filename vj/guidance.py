@@ -12,6 +12,7 @@ import numpy as np
 
 from vj.preset import PresetError
 from vj.preset.schema import resolve_path
+from vj.value_ranges import KEY_KINDS, UNREPORTED
 
 PYTTI_FLAGS = {"ViTB32": "ViT-B-32/openai", "ViTB16": "ViT-B-16/openai", "ViTL14": "ViT-L-14/openai",
                "ViTL14_336px": "ViT-L-14-336/openai", "RN50": "RN50/openai", "RN101": "RN101/openai",
@@ -91,19 +92,27 @@ def cutout_settings(preset):
                           accumulation=preset.gradient_accumulation_steps)
 
 
-def guidance_request(preset, scene, env):
+def guidance_request(preset, scene, env, hold=UNREPORTED):
     """One frame's GuidanceRequest: the scene's prompts (text and pictures) and the direct image prompts with
-    their weights and stops evaluated in `env`, and the init, stabilization and smoothing weights."""
+    their weights and stops evaluated in `env`, and the init, stabilization and smoothing weights; `hold` (a
+    vj.value_ranges.ValueGuard) keeps every weight and the scale in its range."""
     from engine.guidance import GuidanceRequest, PixelTarget, Target
     from vj.scenes.edits import plain_prompt_text  # a text target is a prompt's plain sentence
+
+    def weight(p, text):
+        return hold("weight", f"'{text}'", p.weight(env))
+
+    def key(name, low=-math.inf):
+        return hold(KEY_KINDS[name], name, max(low, getattr(preset, name)(env)))
+
     targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else plain_prompt_text(p),
-                           p.weight(env), p.stop(env), mask_key(p.mask)) for p in preset.scenes[scene].prompts)
-    pixels = tuple(PixelTarget(p.path, p.weight(env), p.stop(env), mask_key(p.mask))
+                           weight(p, p.path if p.is_image else plain_prompt_text(p)), p.stop(env), mask_key(p.mask))
+                    for p in preset.scenes[scene].prompts)
+    pixels = tuple(PixelTarget(p.path, weight(p, p.path), p.stop(env), mask_key(p.mask))
                    for p in preset.direct_image_prompts)
     return GuidanceRequest(
-        targets=targets, pixel_targets=pixels, scale=max(0.0, preset.clip_guidance_scale(env)),
-        steps=preset.clip_guidance_steps,
-        semantic_init=preset.semantic_init_weight(env), direct_init=preset.direct_init_weight(env),
-        direct_stabilization=preset.direct_stabilization_weight(env),
-        semantic_stabilization=preset.semantic_stabilization_weight(env),
-        edge_stabilization=preset.edge_stabilization_weight(env), smoothing=preset.smoothing_weight(env))
+        targets=targets, pixel_targets=pixels, scale=key("clip_guidance_scale", 0.0), steps=preset.clip_guidance_steps,
+        semantic_init=key("semantic_init_weight"), direct_init=key("direct_init_weight"),
+        direct_stabilization=key("direct_stabilization_weight"),
+        semantic_stabilization=key("semantic_stabilization_weight"),
+        edge_stabilization=key("edge_stabilization_weight"), smoothing=key("smoothing_weight"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.prompt_edits import format_text, parse_text
 from vj.preset import load_preset
 
 
@@ -18,35 +19,46 @@ class MorphError(Exception):
     """A morph that cannot be made; the message says what to change."""
 
 
+def _whole_word(word, text):
+    return re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text)
+
+
 def morph_texts(text, word, target, steps):
-    """`text` with the first whole-word `word` replaced by the numeric edit group at each of `steps` mixes."""
-    match = re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text)
-    if match is None:
-        return None
+    """`text` (a canonical numeric text, see engine/prompt_edits.py) at each of `steps` mixes from `word` to
+    `target`, or None where `word` is not in it. Outside brace groups the first whole-word `word` becomes the group
+    `{(1-k)*word + k*target}`; inside a group, the term holding it splits in two, `(1-k)*c` of the term as written
+    and `k*c` of the term with `target` for `word`, and the other terms stay. Step 0 is the text's own edit."""
+    edited = parse_text(text)
+    pieces, groups = list(edited.pieces), [list(g) for g in edited.groups]
     mixes = np.linspace(0.0, 1.0, steps)
-    return [f"{text[:match.start()]}{{{float(1.0 - k)!r}*{word} + {float(k)!r}*{target}}}{text[match.end():]}"
-            for k in mixes]
+    for p, piece in enumerate(pieces):
+        match = _whole_word(word, piece)
+        if match:
+            pieces[p:p + 1] = [piece[:match.start()], piece[match.end():]]
+            return [format_text(pieces, groups[:p] + [[(1.0 - k, word), (k, target)]] + groups[p:]) for k in mixes]
+    for g, terms in enumerate(groups):
+        for j, (c, words) in enumerate(terms):
+            match = _whole_word(word, words)
+            if match:
+                other = words[:match.start()] + target + words[match.end():]
+                return [format_text(pieces, groups[:g] + [terms[:j] + [(c * (1.0 - k), words), (c * k, other)]
+                                                          + terms[j + 1:]] + groups[g + 1:]) for k in mixes]
+    return None
 
 
 def main(args):
-    if args.steps < 2:
-        raise MorphError("--steps must be at least 2")
     for option, word in (("--from", args.from_word), ("--to", args.to_word)):
         if not word.strip() or not all(c.isalpha() or c in " '" for c in word):
             raise MorphError(f"{option} '{word}': write words of letters (and spaces), like 'tabby cat'")
-    out = Path(args.output)
-    if out.suffix.lower() not in (".png", ".mp4"):
-        raise MorphError(f"output '{out}' must end in .png (a strip) or .mp4 (a clip)")
-    if out.exists() and not args.overwrite:
-        raise MorphError(f"'{out}' exists; pass --overwrite to replace it")
+    out = Path(args.output)  # checked by the command line: .png or .mp4, and it can be written
     preset = load_preset(args.preset, {"model": args.model, "width": args.width, "height": args.height})
     if preset.image_model != "diffusion":
         raise MorphError(f"vj morph edits the diffusion model's text embedding; the preset's image_model is "
                          f"{preset.image_model}")
     from vj.transitions import rest_env, rest_prompts
     prompts = list(rest_prompts(preset, 0, rest_env(preset)))  # as a scene's keyframe has them
-    found = next(((i, texts) for i, (text, _) in enumerate(prompts)  # a prompt with its own edits is not morphed
-                  if "{" not in text and (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
+    found = next(((i, texts) for i, (text, _) in enumerate(prompts)
+                  if (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
     if found is None:
         listed = "; ".join(text for text, _ in prompts)
         raise MorphError(f"'{args.from_word}' is not a word of scene 1's prompts ({listed})")

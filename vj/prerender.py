@@ -5,26 +5,34 @@ import time
 
 from tqdm import tqdm
 
-from engine.models import compile_components, load_components
-from engine.transition_cache import TransitionCache
 from vj.preset import load_preset
-from vj.transitions import Transitions, all_pairs, prepare, scene_changes
+
+
+def show_pairs(preset):
+    """Each scene to the next, and the last to the first: what "next" plays in a live show (a render plays the
+    first of them, `scene_changes`)."""
+    n = len(preset.scenes)
+    return [(a, (a + 1) % n) for a in range(n)] if n > 1 else []
 
 
 def main(args):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
+    if preset.transition_mode != "latent_blend":
+        print(f"{preset.path}: nothing to prerender: transition_mode is {preset.transition_mode}, whose "
+              "crossfades are computed as they play; only latent_blend transitions are computed ahead")
+        return 0
     if preset.image_model != "diffusion":
         print(f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
               "(they need image_model: diffusion)", file=sys.stderr)
         return 2
-    pairs = all_pairs(preset) if args.all_pairs else scene_changes(preset)
+    from vj.transitions import Transitions, all_pairs, prepare
+    pairs = all_pairs(preset) if args.all_pairs else show_pairs(preset)
     if not pairs:
         print(f"{preset.path}: one scene, no transitions to compute")
         return 0
-    if preset.transition_mode != "latent_blend":
-        print(f"vj prerender: note: the preset's transition_mode is '{preset.transition_mode}'; these transitions "
-              "play only with transition_mode: latent_blend", file=sys.stderr)
+    from engine.models import compile_components, load_components
+    from engine.transition_cache import TransitionCache
     cache = TransitionCache()
     components = load_components(preset.model, preset.vae, args.device, args.dtype)
     if args.compile:

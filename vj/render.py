@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from engine.frames import EngineSettings
 from engine.stream import FrameStream
+from vj.analyze import frame_count, track_end
 from vj.audio import AudioAnalyzer, FileSource
 from vj.audio.sources import SilenceSource
 from vj.director import Director
@@ -46,20 +47,15 @@ def plan(preset, args):
         raise RenderError("the preset's input_audio_filters need a track: pass --audio TRACK or set input_audio")
     if track is not None:  # a missing or unreadable track fails here, before the models load
         source = FileSource(track, preset.input_audio_offset)
-        track_seconds = source.duration
+        end = track_end(source, track, preset.input_audio_offset)
         source.close()
-    if args.duration:
-        duration = args.duration
-    elif preset.duration:
-        duration = preset.duration - args.start
-    elif track is not None:
-        duration = track_seconds - args.start
     else:
-        duration = sum(preset.scene_durations()) - args.start
-    count = int(round(duration * preset.frames_per_second))
-    if count < 1:
-        raise RenderError(f"nothing to render: {duration:.3f} s from --start {args.start:g} is less than one frame")
-    return track, duration, count
+        total = sum(preset.scene_durations())
+        end = total, f"the scenes ({total:g} s in all)"
+    if preset.duration:
+        end = preset.duration, f"the preset's duration ({preset.duration:g} s)"
+    count = frame_count(preset.frames_per_second, args.start, args.duration, end)
+    return track, count / preset.frames_per_second, count
 
 
 def requests(preset, director, track, start, count):
@@ -93,11 +89,7 @@ def main(args):
     overrides = {"model": args.model, "vae": args.vae, "frames_per_second": args.fps, "width": args.width,
                  "height": args.height, "seed": args.seed}
     preset = load_preset(args.preset, overrides)
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise RenderError(f"'{out}' exists; pass --overwrite to replace it")
-    if out.suffix.lower() != ".mp4":
-        raise RenderError(f"output '{out}' must end in .mp4")
+    out = Path(args.output)  # checked by the command line: it can be written
     track, duration, count = plan(preset, args)
     if preset.tempo_source == "link":
         print("vj render: note: tempo_source: link applies to live shows; this render takes the beat from the "

@@ -25,9 +25,10 @@ import numpy as np
 from engine.conditioning import ConditioningCache, prompt_conditioning
 from engine.frames import to_rgb
 from engine.transition_cache import cache_key, fingerprint
-from engine.transition_plans import budget_plan, explicit_plan, quality_plan
+from engine.transition_plans import budget_plan, explicit_plan, model_crossfeed, quality_plan
 from engine.transitions import Trajectories, blend_tree, play, timing
-from vj.scenes.edits import prompt_text
+from vj.scenes.edits import scene_prompts
+from vj.value_ranges import UNREPORTED
 from vj.variables import FrameVariables
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ def tree_plan(preset, step_seconds=None):
         return budget_plan(preset.transition_budget, step_seconds, step_seconds, preset.transition_depth,
                            preset.transition_steps)
     return quality_plan(preset.transition_quality, preset.transition_depth, preset.transition_steps)
+
+
+def tree_crossfeed(preset, model):
+    """The preset's parental crossfeed on the model named `model`: its keys, else latent blending's defaults for
+    that model (1, 1, 1 for turbo models, else 0.3, 0.6, 0.9)."""
+    return model_crossfeed(model, preset.transition_crossfeed_power, preset.transition_crossfeed_range,
+                           preset.transition_crossfeed_decay)
 
 
 def guide_weight(preset, progress):
@@ -75,13 +83,15 @@ class _Setup:
         self.seed = preset.seed if seed is None else seed
         self.trajectories = Trajectories(components, preset.width, preset.height)
         self.rest_env = rest_env(preset)
+        self.crossfeed = tree_crossfeed(preset, components.name)
         self.keys = {}  # (a, b) -> cache key
         self.settings = dict(model=components.name, vae=preset.vae, dtype=str(components.dtype),
                              device=components.device.type,
                              width=preset.width, height=preset.height, seed=self.seed, steps=preset.transition_steps,
                              quality=preset.transition_quality, depth=preset.transition_depth,
                              branches=preset.transition_branches, injections=preset.transition_injections,
-                             budget=preset.transition_budget)
+                             budget=preset.transition_budget,
+                             crossfeed=[self.crossfeed.power, self.crossfeed.range, self.crossfeed.decay])
 
     def rest_prompts(self, scene):
         """Scene `scene`'s (text, weight) prompts at rest: the keyframe's."""
@@ -95,8 +105,8 @@ def rest_env(preset):
 
 
 def rest_prompts(preset, scene, env):
-    """Scene `scene`'s (text, weight) prompts in `env` (image prompts act through CLIP guidance only)."""
-    return tuple((prompt_text(p, env), p.weight(env)) for p in preset.scenes[scene].prompts if not p.is_image)
+    """Scene `scene`'s (text, weight) prompts in `env`, each number held in its range (as the Director does)."""
+    return scene_prompts(preset.scenes[scene], env, UNREPORTED)
 
 
 class Transitions:
@@ -152,7 +162,7 @@ class Transitions:
             conds = self._cond(setup, a), self._cond(setup, b)
             ends = [self._keyframe(setup, cond, fraction) for cond, fraction in zip(conds, (0.0, 1.0))]
             paths = blend_tree(setup.trajectories, *conds, setup.seed, tree_plan(setup.preset, self._step_seconds),
-                               ends=ends)
+                               ends=ends, crossfeed=setup.crossfeed)
             leaves = np.stack([to_rgb(p.image) for p in paths])
             self.cache.put(key, {"leaves": leaves, "fractions": np.array([p.fraction for p in paths]),
                                  "times": np.array(timing([p.image for p in paths]))})

@@ -1,11 +1,14 @@
 """A causal beat tracker: tempo from the onset strength's autocorrelation, a phase-locked beat predictor.
 
 Every UPDATE_SECONDS the tracker looks at the last WINDOW_SECONDS of onset strength:
+- history: the part after the newest quiet stretch (`active_frames`: an intro without drums, a break),
+  so the beat that has just come in is judged on itself;
 - tempo: the autocorrelation's comb score (lags L, 2L, 3L, 4L) over periods in `tempo_range`,
   times a broad prior around 120 BPM, refined to a fraction of a frame; then the metre is checked on
-  the beats themselves (`choose_metre`): of L, 2L, L/2, 3L/2, 2L/3, 3L, L/3 the beat is the fastest
-  pulse inside `tempo_range` whose beats fall on onsets nearly as strong as the strongest pulse's,
-  so hats between kick and snare do not double the tempo and kick-to-kick does not halve it;
+  the beats themselves (`choose_metre`): of L, 2L, L/2 the beat is the fastest pulse inside
+  `tempo_range` whose beats fall on onsets nearly as strong as the strongest pulse's, so hats between
+  kick and snare do not double the tempo and kick-to-kick does not halve it. A locked beat keeps its
+  metrical level through tempo changes and weak bars, and leaves a wrong one after OCTAVE_SWITCH_SECONDS;
 - phase: the offset that puts a comb of beats (recent ones weighted most) on the strongest onsets;
 - confidence: the comb's mean normalized autocorrelation (1 = perfectly periodic, ~0 = beatless).
 Beats are predicted, not detected: once locked, a pulse fires when the clock reaches the predicted
@@ -28,16 +31,20 @@ WINDOW_SECONDS = 6.0          # onset history the estimate looks at
 MEMORY_SECONDS = 3.0          # time constant of the weighting that favours recent onsets
 MIN_SECONDS = 1.5             # history needed before a first estimate
 UPDATE_SECONDS = 0.1
-LOCK_CONFIDENCE = 0.3         # lock when confidence reaches this ...
+LOCK_CONFIDENCE = 0.3         # lock when confidence reaches this (on a full window; more on a shorter one) ...
 UNLOCK_CONFIDENCE = 0.15      # ... and give up after HOLD_SECONDS below this one
 BREAK_SECONDS = 1.5           # a break: the onsets of the last BREAK_SECONDS ...
 BREAK_LEVEL = 0.1             # ... are this much weaker than the history's mean
 HOLD_SECONDS = 4.0            # a locked beat coasts through breaks this long
 TEMPO_SWITCH_SECONDS = 1.0    # a tempo more than SAME_TEMPO away must persist this long to replace the current
 SAME_TEMPO = 0.04
+TEMPO_CHANGE = 0.12           # a tempo change up to this much keeps the locked beat's metrical level
+OCTAVE_SWITCH_SECONDS = 3.0   # another octave must win the metre check this long to replace the locked one
+QUIET_LEVEL = 0.25            # history this much weaker than the recent onsets (a quiet intro, a break) ...
+QUIET_SECONDS = 1.5           # ... for this long is cut off: it says nothing of the beat playing now
 METRE_RATIOS = (1.0, 2.0, 0.5)   # relatives of the autocorrelation's period
 METRE_SHARE = 0.7             # a pulse is the beat if its beats are this strong relative to the strongest relative's
-METRE_KEEP = 0.5              # ... and a locked beat stays while its beats are this strong (no octave flips)
+METRE_KEEP = 0.6              # ... and a locked beat stays while its beats are this strong and no faster one passes
 METRE_SECONDS = 4.5           # the metre is judged on this much recent history
 METRE_BEATS = 4               # beats needed in the history before the metre can be told (and a lock made)
 PHASE_GAIN = 0.5              # share of a phase error corrected per update
@@ -107,13 +114,16 @@ def comb_scores(r, periods):
 
 @jit_cached
 def strongest_period(r, periods, log_periods, prior):
-    """(period frames, comb score) of the best comb score times the prior over `periods`, refined by a
-    parabola through the neighbouring scores on the log-period grid."""
+    """(period frames, comb score) of the best comb score times the prior over the `periods` that fit twice
+    in the history (a periodicity needs two periods to show), refined by a parabola through the neighbouring
+    scores on the log-period grid; (0, 0) if none fits."""
     comb = comb_scores(r, periods)
-    best = 0
-    for j in range(1, periods.shape[0]):
-        if comb[j] * prior[j] > comb[best] * prior[best]:
+    best = -1
+    for j in range(periods.shape[0]):
+        if 2 * periods[j] <= r.shape[0] and (best < 0 or comb[j] * prior[j] > comb[best] * prior[best]):
             best = j
+    if best < 0:
+        return 0.0, 0.0
     period = periods[best]
     if 0 < best < periods.shape[0] - 1:
         a, b, c = comb[best - 1], comb[best], comb[best + 1]
@@ -151,7 +161,7 @@ def estimate_tempo(onsets, frame_rate, tempo_range, fixed_period=None):
     if fixed_period is not None:
         return fixed_period, float(comb_scores(r, np.array([fixed_period * frame_rate]))[0])
     period, confidence = strongest_period(r, *_tempo_grid(frame_rate, tuple(tempo_range)))
-    return period / frame_rate, confidence
+    return (period / frame_rate if period else None), confidence
 
 
 @jit_cached
@@ -200,18 +210,24 @@ def choose_metre(onsets, period, shortest, longest, prefer):
     relative; subdivisions that put every second pulse on a weak onset (hats between kick and snare)
     score lower and lose.
 
-    A `prefer`red period (the beat already locked; 0 for none) that is twice or half the winner is kept
-    while its beats stay strong enough, so a locked tempo does not flip octaves on a weak bar. Returns
-    (period, checked); not checked while the history holds fewer than METRE_BEATS beats of it.
+    Returns (best, near, stands, checked): `best` is that pulse; `near` the relative within TEMPO_CHANGE of
+    a `prefer`red period (the beat already locked; 0 for none), the locked beat's metrical level at the
+    tempo playing now (0 if none); it `stands` while its beats are at least METRE_KEEP as strong as the
+    strongest relative's (or not yet scored) and no faster relative passes the test. Not checked while the
+    history holds fewer than METRE_BEATS beats of `period`.
     """
     candidates = np.empty(len(METRE_RATIOS))
     scores = np.full(len(METRE_RATIOS), -1.0)  # -1: fewer than METRE_BEATS beats in the history, not scored
+    near = -1
     for i, ratio in enumerate(METRE_RATIOS):
         candidates[i] = period * ratio
         if candidates[i] * METRE_BEATS <= onsets.shape[0]:
             scores[i] = beat_strength(onsets, candidates[i], estimate_phase(onsets, candidates[i]))
+        if prefer > 0 and abs(candidates[i] / prefer - 1) <= TEMPO_CHANGE:
+            near = i
+    near_period = candidates[near] if near >= 0 else 0.0
     if scores[0] < 0:  # METRE_RATIOS[0] is the period itself
-        return period, False
+        return period, near_period, True, False
     strongest = scores.max()
     best = -1.0
     for i in range(len(METRE_RATIOS)):
@@ -219,12 +235,33 @@ def choose_metre(onsets, period, shortest, longest, prefer):
             if best < 0 or candidates[i] < best:
                 best = candidates[i]
     if best < 0:
-        return period, False
-    if prefer > 0 and (abs(prefer / best / 0.5 - 1) <= SAME_TEMPO or abs(prefer / best / 2.0 - 1) <= SAME_TEMPO):
-        for i in range(len(METRE_RATIOS)):
-            if abs(candidates[i] / prefer - 1) <= SAME_TEMPO and scores[i] >= METRE_KEEP * strongest:
-                return candidates[i], True
-    return best, True
+        return period, near_period, True, False
+    if near < 0:
+        return best, 0.0, True, True
+    stands = candidates[near] <= best and (scores[near] < 0 or scores[near] >= METRE_KEEP * strongest)
+    return best, near_period, stands, True
+
+
+def active_frames(onsets, frame_rate):
+    """How many of the newest onset frames to read: those after the newest QUIET_SECONDS whose mean is
+    under QUIET_LEVEL times that of the last BREAK_SECONDS (a quiet intro before the drums came in, a
+    break), since that stretch says nothing of the beat playing now and would drown its short history.
+    A quiet stretch may end in up to QUIET_LEVEL of its length of the music coming in: its onsets as
+    strong as the recent mean stay. All of them if the newest QUIET_SECONDS are quiet (the music stopping:
+    the break check's case)."""
+    span = int(round(QUIET_SECONDS * frame_rate))
+    if len(onsets) <= span:
+        return len(onsets)
+    backward = onsets[::-1]  # newest first
+    sums = np.cumsum(backward)
+    means = (sums[span - 1:] - np.concatenate(([0.0], sums[:-span]))) / span  # [k]: frames k .. k+span-1 back
+    recent = onsets[-int(BREAK_SECONDS * frame_rate):].mean()
+    quiet = np.flatnonzero(means < QUIET_LEVEL * recent)
+    if not len(quiet) or quiet[0] == 0:
+        return len(onsets)
+    start = int(quiet[0])
+    loud = np.flatnonzero(backward[start:start + int(QUIET_LEVEL * span)] >= recent)
+    return start + (int(loud[-1]) + 1 if len(loud) else 0)
 
 
 @jit_cached
@@ -248,6 +285,14 @@ def beat_values(times, clock, period, locked, decay, beats_per_bar, bar_offset, 
             out[1, j] = out[2, j] = out[3, j] = 0.0
         out[4, j] = count
     clock[0], clock[1], clock[2] = last, upcoming, count
+
+
+def lock_confidence(share):
+    """The confidence a first lock needs on `share` of a full window of history. The autocorrelation of a
+    short history rests on few onsets: on randomly timed hits, 1 in 100 estimates on 3 s reaches 0.5, on
+    6 s 0.2; synthesized steady drums read 0.4-0.8 at any length. So the need grows as the history shortens
+    (after a cut by `active_frames`, or at the start)."""
+    return LOCK_CONFIDENCE / min(share, 1.0)
 
 
 class TapTimes:
@@ -290,6 +335,7 @@ class BeatTracker:
         self.confidence = 0.0
         self._low_since = None
         self._candidate = None              # (period, since) of a tempo waiting to replace the current
+        self._octave_since = None           # since when the locked beat's metrical level has failed the metre check
         self._taps = TapTimes()
 
     # -- performer overrides -------------------------------------------------------------------
@@ -356,6 +402,9 @@ class BeatTracker:
     def _update(self, now):
         """Re-estimate from the history at time `now` (the end of the newest onset frame)."""
         available = min(self._applied, self._history.shape[1])
+        available = active_frames(self._history[0, -available:], self.frame_rate)
+        if available < MIN_SECONDS * self.frame_rate:  # the music has just come in: too little of it yet
+            return
         onsets, accents = self._history[:, -available:]
         period, confidence = estimate_tempo(onsets, self.frame_rate, self.settings.tempo_range, self.fixed_period)
         recent = onsets[-int(BREAK_SECONDS * self.frame_rate):]
@@ -365,21 +414,27 @@ class BeatTracker:
         if period is None:
             self._lose(now)
             return
-        checked = True
+        best = kept = period * self.frame_rate  # frames
+        stands = checked = True
         if self.fixed_period is None:
             recent = accents[-int(METRE_SECONDS * self.frame_rate):]  # the metre of the music playing now
             current = self.period * self.frame_rate if self.locked else 0.0
             lo, hi = self.settings.tempo_range
-            period, checked = choose_metre(recent, period * self.frame_rate, 60.0 * self.frame_rate / hi,
-                                           60.0 * self.frame_rate / lo, current)
-            period /= self.frame_rate
-        offset = estimate_phase(accents, period * self.frame_rate)
-        newest = now - self.onsets.delay  # the newest frame's onset time
-        anchor = newest - offset / self.frame_rate
-        if confidence < (UNLOCK_CONFIDENCE if self.locked else LOCK_CONFIDENCE):
+            best, near, stands, checked = choose_metre(recent, best, 60.0 * self.frame_rate / hi,
+                                                       60.0 * self.frame_rate / lo, current)
+            kept = near or best
+        needed = UNLOCK_CONFIDENCE if self.locked else lock_confidence(available / self._history.shape[1])
+        if confidence < needed:
             self._lose(now)
             return
         self._low_since = None
+        if self._octave_switch(not stands, now):
+            kept = best
+            self.period = best / self.frame_rate  # a wrong octave: no TEMPO_SWITCH_SECONDS wait
+        period = kept / self.frame_rate
+        offset = estimate_phase(accents, kept)
+        newest = now - self.onsets.delay  # the newest frame's onset time
+        anchor = newest - offset / self.frame_rate
         if not self.locked:
             if not checked:
                 return
@@ -390,6 +445,19 @@ class BeatTracker:
         self._follow_tempo(period, now)
         target = anchor + self.period * round((self.next_beat - anchor) / self.period)
         self.next_beat += PHASE_GAIN * (target - self.next_beat)
+
+    def _octave_switch(self, wrong, now):
+        """Whether the locked beat's metrical level has now failed the metre check (`wrong`) for
+        OCTAVE_SWITCH_SECONDS: a weak bar does not flip the octave, a wrong lock does not last."""
+        if not wrong:
+            self._octave_since = None
+            return False
+        if self._octave_since is None:
+            self._octave_since = now
+        if now - self._octave_since < OCTAVE_SWITCH_SECONDS:
+            return False
+        self._octave_since = None
+        return True
 
     def _follow_tempo(self, period, now):
         if self.fixed_period is not None:
@@ -410,7 +478,7 @@ class BeatTracker:
             self._low_since = now
         elif now - self._low_since >= HOLD_SECONDS:
             self.locked, self.period, self.next_beat = False, None, math.inf
-            self._low_since = self._candidate = None
+            self._low_since = self._candidate = self._octave_since = None
 
     def _tick_values(self, start, end):
         """Variables for ticks start..end-1 with the current state (each tick's time is its end)."""

@@ -101,6 +101,13 @@ class LearnNext:
 
 
 @dataclass(frozen=True)
+class Warn:
+    """A warning for the HUD (and the log) from an input: something it was sent is refused, e.g. an over-long
+    prompt, so the performer sees it like a prompt the show cannot parse."""
+    text: str
+
+
+@dataclass(frozen=True)
 class Quit:
     """End the show."""
 
@@ -109,7 +116,8 @@ class ActionBus:
     """A thread-safe, bounded queue of actions, with per-input activity times for the HUD (`active(source)`).
 
     It never blocks an input: when `capacity` actions wait undrained (a show that stalls under a flood), further
-    ones are dropped and counted with a rate-limited log line.
+    ones are dropped and counted with a rate-limited log line naming their input. Each action travels with the
+    input that put it (`drain_with_sources`), so a bus passing actions on to another keeps naming the right one.
     """
 
     CAPACITY = 4096
@@ -125,12 +133,16 @@ class ActionBus:
         with self._lock:
             self._last[source] = time.monotonic()
         try:
-            self._queue.put_nowait(action)
+            self._queue.put_nowait((action, source))
         except queue.Full:
             self.overflow.drop(f"{self._queue.maxsize} actions wait already; {type(action).__name__} from {source}")
 
     def drain(self):
         """Every action queued so far, oldest first (never blocks)."""
+        return [action for action, _ in self.drain_with_sources()]
+
+    def drain_with_sources(self):
+        """Every (action, source) queued so far, oldest first (never blocks)."""
         out = []
         while True:
             try:

@@ -3,7 +3,8 @@
 Addresses are matched exactly: no OSC wildcards, since one pattern such as `/vj/*` would fire every address and
 python-osc's pattern matcher backtracks exponentially on a run of `*`. Bundles are applied on arrival (time tags
 ignored). Every bad packet is counted and dropped with a rate-limited log line, so no sender can stall or crash
-the show; `/vj/status` is answered to the sender with one JSON string.
+the show; `/vj/status` (with any arguments: a controller's button sends 1) is answered to the sender with one
+JSON string. A prompt the show cannot take (too long here, or not parsing in the show) is a HUD warning.
 """
 
 import errno
@@ -21,7 +22,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
 from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
-                                QueueScene, RateLimitedLog, ReplacePrompt, SetControl, TapTempo, ToggleHud)
+                                QueueScene, RateLimitedLog, ReplacePrompt, SetControl, TapTempo, ToggleHud, Warn)
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,6 @@ def _trigger(action):
     return handle
 
 
-def _no_args(args):
-    if args:
-        raise _Drop(f"takes no arguments, got {_short.repr(args)}")
-
-
 class _RequestHandler(socketserver.BaseRequestHandler):
     def handle(self):
         self.server.on_datagram(self.request[0], self.client_address)
@@ -228,10 +224,15 @@ class OscInput:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="vj-osc", daemon=True)
         self._thread.start()
-        log.info("OSC listening on %s", _endpoint(self.host, self.port))
+        log.info("OSC listening on %s", self.endpoint)
         if not ipaddress.ip_address(self.host).is_loopback and self._allow is None:
             log.warning("OSC listens on %s: any machine on the network can control the show "
                         "(give an allow list to limit senders)", _endpoint(self.host, self.port))
+
+    @property
+    def endpoint(self):
+        """'127.0.0.1:9000' (or '[::1]:9000'): where it listens, the port chosen when 0 was asked for."""
+        return _endpoint(self.host, self.port)
 
     @property
     def dropped(self):
@@ -336,8 +337,9 @@ class OscInput:
         index, text = self._scene_index(args[0]), args[1]
         if not isinstance(text, str) or not text.strip():
             raise _Drop(f"takes a non-empty text after the scene number, got {_short.repr(text)}")
-        if len(text) > MAX_PROMPT:
-            raise _Drop(f"text has {len(text)} characters, at most {MAX_PROMPT}")
+        if len(text) > MAX_PROMPT:  # refused like a text that does not parse: in the HUD, without the text
+            return Warn(f"prompt for scene {index + 1} refused: the text has {len(text)} characters, "
+                        f"at most {MAX_PROMPT}")
         return ReplacePrompt(index, text)
 
     def _learn(self, args):
@@ -350,7 +352,7 @@ class OscInput:
         return Learn(name)
 
     def _status_reply(self, args):
-        _no_args(args)
+        """The show's state for the sender, whatever the arguments (buttons send 1 on press, 0 on release)."""
         builder = OscMessageBuilder("/vj/status")
         builder.add_arg(json.dumps(self._status(), separators=(",", ":"), default=str))
         return builder.build().dgram

@@ -187,8 +187,9 @@ class _Validator(ast.NodeVisitor):
         if name in CONSTANTS:
             return
         if name not in self.variables:
-            known = sorted(set(self.variables) | set(CONSTANTS) | set(FUNCTIONS))
-            self.fail(node, f"unknown name {_quoted(name)}{did_you_mean(name, known)}; "
+            others = sorted(set(CONSTANTS) | set(FUNCTIONS))  # a variable is the likelier meaning
+            hint = did_you_mean(name, self.variables) or did_you_mean(name, others)
+            self.fail(node, f"unknown name {_quoted(name)}{hint}; "
                             f"variables here: {', '.join(sorted(self.variables))}")
         self.used.add(name)
 

@@ -52,6 +52,7 @@ class ShowAudio:
 
     def __init__(self, preset):
         self.link = LinkTempo(preset) if preset.tempo_source == "link" else None  # LinkError ends the start
+        self.description = "?"  # which audio, as `vj live` says at the start (open_audio knows)
         self._link_warning = None
         self._notice, self._notice_until = None, 0.0
 
@@ -194,18 +195,32 @@ class LiveAudio(ShowAudio):
 
 
 def open_audio(args, preset, clock):
-    """The live audio analysis: a device, a rehearsal file, or silence (`--audio-device none`)."""
+    """The live audio analysis: a device, a rehearsal file, or silence (`--audio-device none`); its `description`
+    says which, for the lines `vj live` prints at the start."""
     if args.audio_device == "none" and not args.audio:
-        return SilentAudio(preset, clock)
-    from vj.audio.live import FilePlayback, LiveInput
+        audio = SilentAudio(preset, clock)
+        audio.description = "none (silence: --audio-device none)"
+        return audio
+    from vj.audio.live import FilePlayback, LiveAudioError, LiveInput
     if args.audio:
-        source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
+        try:
+            source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
+        except LiveAudioError as exc:  # only playing needs a device
+            # a machine without a sound card (a CI box, a server) can still rehearse: silently, by the clock
+            raise LiveAudioError(f"{exc}; to rehearse without playing the file, add --no-playback") from None
+        heard = ("not played (--no-playback)" if args.no_playback
+                 else f"played on {args.audio_output or 'the default output'}")
+        description = f"file {args.audio} ({source.duration:.0f} s, {source.sample_rate} Hz), {heard}"
     else:
         source = LiveInput(device=args.audio_device, sample_rate=args.sample_rate, channels=args.channels,
                            blocksize=args.blocksize, latency=args.latency)
+        description = (f"input {args.audio_device or '(the default)'}, channels "
+                       f"{','.join(map(str, source.channels))} mixed to mono, {source.sample_rate} Hz")
     try:
-        return LiveAudio(source, preset)
+        audio = LiveAudio(source, preset)
     except Exception:
         source.close()
         raise
+    audio.description = description
+    return audio
 

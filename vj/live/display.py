@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BLACK = (0, 0, 0)
 FPS_WINDOW = 1.0        # seconds of presents that `fps` averages over
 BLEND_MIN_RATIO = 1.5   # crossfade only when engine frames come at least this many display frames apart
+CENTERED_ON = 0x2FFF0000  # SDL_WINDOWPOS_CENTERED_DISPLAY(n) is this | n
 
 KEY_ACTIONS = {
     pygame.K_RIGHT: act.NextScene, pygame.K_SPACE: act.NextScene, pygame.K_LEFT: act.PreviousScene,
@@ -112,6 +113,7 @@ class Display:
         self.engine_interval = None  # smoothed seconds between the engine frames seen (from made_at)
         self._want_vsync = vsync
         self._windowed_size = (w, h)
+        self._windowed_position = None  # where the window was before fullscreen, to go back to
         self._clock = clock
         self._timer = timer
         self._hud = Hud()
@@ -163,20 +165,43 @@ class Display:
                 raise DisplayError(f"cannot open a {mode}: {exc}") from None
         self._screen = screen
         if not self.fullscreen:
-            self._set_window_size(size)
+            self._place_window(size, self._windowed_position)
+            self._windowed_position = None  # used once: later resizes keep where the performer moves it
         self._reset_frame_state()
 
-    def _set_window_size(self, size):
-        """pygame's SCALED window grows to the largest whole multiple of the size that fits the desktop: undo it."""
-        try:
-            from pygame._sdl2.video import Window
+    def _sdl_window(self):
+        """pygame's current SDL window (a new one after each set_mode)."""
+        from pygame._sdl2.video import Window
 
-            # Keep the wrapper: SDL keeps a pointer to it, which pygame's events read (a freed one crashes).
-            self._window = window = Window.from_display_module()
+        # Keep the wrapper: SDL keeps a pointer to it, which pygame's events read (a freed one crashes).
+        self._window = Window.from_display_module()
+        return self._window
+
+    def _place_window(self, size, position=None):
+        """pygame's SCALED window grows to the largest whole multiple of the size that fits the desktop: undo it;
+        and put it back at `position` (x, y) when given."""
+        try:
+            window = self._sdl_window()
             if tuple(window.size) != tuple(size):
                 window.size = size
+            if position is not None:
+                window.position = position
         except (ImportError, AttributeError, pygame.error) as exc:
-            log.info("could not set the window to %dx%d (%s); keeping pygame's size", size[0], size[1], exc)
+            log.info("could not set the window to %dx%d at %s (%s); keeping pygame's", size[0], size[1], position,
+                     exc)
+
+    def _leave_window(self):
+        """Before fullscreen: remember where the window is, and cover the monitor with it. pygame makes the
+        fullscreen window where the old one was, and only a window manager moves it to the monitor's origin;
+        without one (a bare X server, a kiosk) the picture and the HUD would run off the screen."""
+        try:
+            window = self._sdl_window()
+            self._windowed_position = tuple(window.position)
+            window.size = pygame.display.get_desktop_sizes()[self.display_index]
+            # centred on the monitor at the monitor's size: its origin (SDL has no call that gives the origin)
+            window.position = (CENTERED_ON | self.display_index, CENTERED_ON | self.display_index)
+        except (ImportError, AttributeError, pygame.error) as exc:
+            log.info("could not move the window to display %d's origin (%s)", self.display_index, exc)
 
     def _reset_frame_state(self):
         """Forget the scaled surfaces (new window size or mode); the next present scales the frame again."""
@@ -193,8 +218,17 @@ class Display:
         """The drawable size in pixels."""
         return self._screen.get_size()
 
+    def describe(self):
+        """'window 640x360 on display 0, vsync': what `vj live` says at the start."""
+        w, h = self.size
+        mode = "fullscreen" if self.fullscreen else "window"
+        return f"{mode} {w}x{h} on display {self.display_index}, {'vsync' if self.vsync else 'no vsync'}"
+
     def toggle_fullscreen(self):
-        """Switch between fullscreen and the window; returns whether it worked (a refused mode keeps the old one)."""
+        """Switch between fullscreen (at the monitor's origin) and the window (back at its size and place); returns
+        whether it worked (a refused mode keeps the old one)."""
+        if not self.fullscreen:
+            self._leave_window()
         self.fullscreen = not self.fullscreen
         try:
             self._open()

@@ -91,9 +91,9 @@ def control_lines(controls):
 
 def hud_lines(*, engine_fps=None, display_fps=None, latency_ms=None, vsync=None, scene=None, scene_count=None,
               queued=None, bpm=None, bar_phase=None, beats_per_bar=4, activity=None, controls=(), warnings=(),
-              blackout=False, frozen=False, transition=None):
+              blackout=False, frozen=False, transition=None, notes=()):
     """Every HUD line in order: status, scene, transition, beat, input activity, BLACKOUT/FROZEN, controls,
-    warnings."""
+    notes (passing confirmations such as 'reloaded show.yaml'), warnings."""
     lines = [status_line(engine_fps, display_fps, latency_ms, vsync)]
     if scene is not None:
         lines.append(scene_line(scene, scene_count, queued))
@@ -106,6 +106,7 @@ def hud_lines(*, engine_fps=None, display_fps=None, latency_ms=None, vsync=None,
     if states:
         lines.append(HudLine("  ".join(states), warning=True))
     lines.extend(control_lines(controls))
+    lines.extend(HudLine(note) for note in notes)
     lines.extend(HudLine(f"! {w}", warning=True) for w in warnings)
     return lines
 

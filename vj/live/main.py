@@ -13,6 +13,10 @@ from vj.live.state import ShowState
 from vj.preset import load_preset
 
 
+KEYS = ("keys: Right/Space next scene, Left previous, 1-9 jump, Shift+1-9 queue, B blackout, F freeze, H HUD, "
+        "F11 fullscreen, T tap tempo, D downbeat, L MIDI learn, Esc/Q quit (README: Keys)")
+
+
 class ShowClock:
     """Seconds since the show started (time.monotonic): the live show's only difference from a render's i/fps."""
 
@@ -62,17 +66,29 @@ def build(args, stack):
         loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
     show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
                 duration=args.duration)
+    listening = "off"
     if args.osc != "off":
         from vj.control.osc import OscInput, parse_endpoint
         host, port = parse_endpoint(args.osc)
         osc = OscInput(host, port, controls=controls, bus=bus, scene_count=lambda: state.scenes.count,
                        status=show.record, allow=args.osc_allow)
         stack.callback(osc.close)
+        listening = f"listening on {osc.endpoint} (UDP; /vj/status replies with the show's state)"
+    show.greeting = [
+        f"vj live: {args.preset}, model {preset.model if preset.image_model == 'diffusion' else preset.image_model}, "
+        f"{preset.width}x{preset.height} at {preset.frames_per_second:g} fps",
+        f"  display: {display.describe()}",
+        f"  audio: {audio.description}",
+        f"  OSC: {listening}",
+        f"  MIDI: {args.midi or 'none (--midi NAME)'}",
+        f"  {KEYS}",
+    ]
     return show
 
 
 def main(args):
     with contextlib.ExitStack() as stack:
         show = build(args, stack)
+        print("\n".join(show.greeting), flush=True)  # the show is up: where it listens, what it shows and hears
         signal.signal(signal.SIGTERM, lambda *_: show.bus.put(Quit(), "signal"))
         return show.run()

@@ -202,9 +202,17 @@ class Show:
         self._presented_at = -float("inf")
         self.quit = threading.Event()
         self.latency_ms = 0.0
+        self.greeting = []   # what `vj live` prints once the show is up (main.build fills it)
 
-    def handle(self, action):
-        """Apply a main-thread action, or pass it on to the engine thread."""
+    def handle_pending(self):
+        """Apply (or pass on) every action the inputs queued; returns whether there were any."""
+        pending = self.bus.drain_with_sources()
+        for action, source in pending:
+            self.handle(action, source)
+        return bool(pending)
+
+    def handle(self, action, source="show"):
+        """Apply a main-thread action, or pass it on to the engine thread as `source`'s (the input that sent it)."""
         if isinstance(action, act.Quit):
             self.quit.set()
         elif isinstance(action, act.ToggleHud):
@@ -227,7 +235,7 @@ class Show:
             audio = self.loop.audio
             (audio.tap if isinstance(action, act.TapTempo) else audio.downbeat)(self._monotonic(action.t))
         else:
-            self.loop.inbox.put(action, "show")
+            self.loop.inbox.put(action, source)
 
     def _step_learning(self, step):
         """The control after (or before) the one being learned, in the preset's order; None past either end."""
@@ -254,10 +262,7 @@ class Show:
             while not self.quit.is_set():
                 for action in self.display.poll():
                     self.bus.put(action, "keys")
-                actions = self.bus.drain()
-                for action in actions:
-                    self.handle(action)
-                self._present(force=bool(actions))
+                self._present(force=self.handle_pending())
                 self.stats.maybe_write(self.record)
                 if self.duration is not None and self.clock() - started >= self.duration:
                     break
@@ -313,7 +318,8 @@ class Show:
             beats_per_bar=state.preset.beats_per_bar,
             activity={source: self.bus.active(source) for source in ("midi", "osc", "keys")},
             controls=controls, warnings=state.warnings.current() + [w for w in self._input_warnings() if w],
-            blackout=self.blackout, frozen=self.loop.frozen.is_set(), transition=self._transition_text())
+            blackout=self.blackout, frozen=self.loop.frozen.is_set(), transition=self._transition_text(),
+            notes=state.notes.current())
         levels = hud.hud_levels({name: values.get(name, 0.0) for name in state.preset.input_variables})
         return lines, levels
 
@@ -332,18 +338,25 @@ class Show:
         return [getattr(self.loop.audio, "warning", None), getattr(self.midi, "warning", None)]
 
     def record(self):
-        """One line of `--stats`."""
+        """One line of `--stats`, and the `/vj/status` reply: enough for a controller to mirror the show."""
         state = self.loop.state
+        scenes = state.scenes
         variables = dict(self.loop.last_values)
         variables.update(state.controls.values)
+        queued = scenes.queued
         return {
             "t": round(self.clock(), 3),
             "engine_fps": round(self.loop.rate.value, 2),
             "display_fps": round(self.display.fps, 2),
             "latency_ms": round(self.latency_ms, 1),
             "dropped_frames": self.loop.slot.dropped,
-            "scene": state.scenes.current,
-            "scene_number": state.scenes.current + 1,   # as keys 1-9 and OSC /vj/scene number scenes
+            "scene": scenes.current,
+            "scene_number": scenes.current + 1,   # as keys 1-9 and OSC /vj/scene number scenes
+            "scene_count": scenes.count,
+            "queued_scene": None if queued is None else queued + 1,   # a scene number, as /vj/scene/queue takes
+            "blackout": self.blackout,
+            "frozen": self.loop.frozen.is_set(),
+            "hud": self.hud,
             "engine_errors": self.loop.errors,
             "variables": {k: round(float(v), 6) for k, v in variables.items()},
         }

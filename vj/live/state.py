@@ -7,6 +7,7 @@ request through the same `Director` as a render, with the scene from triggers in
 import dataclasses
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -20,29 +21,47 @@ from vj.scenes import SceneError, parse_scenes, split_scenes
 log = logging.getLogger(__name__)
 
 WARNING_SECONDS = 8.0  # how long a warning stays in the HUD
+NOTE_SECONDS = 3.0     # how long a note ("reloaded show.yaml") stays in the HUD
 RELOAD_CHECK_SECONDS = 0.5
+# What the show builds once at the start (the weights, the init image, a pixel model's palette picture): a reload
+# that changes them is taken without them and says so. image_model is the engine factory's to say.
+RESTART_KEYS = ("model", "vae", "init_image", "target_palette")
 
 
 class Warnings:
-    """Recent warnings for the HUD, each shown for WARNING_SECONDS, the same text once (refreshed)."""
+    """Recent warnings for the HUD, each shown for `seconds` (WARNING_SECONDS), the same text once (refreshed) and
+    logged once at `level`. Threads add and read them (engine errors, the HUD), hence the lock."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock=time.monotonic, seconds=WARNING_SECONDS, level=logging.WARNING):
         self._clock = clock
+        self._seconds = seconds
+        self._level = level
+        self._lock = threading.Lock()
         self._items = {}
 
     def add(self, text):
-        if text not in self._items:
-            log.warning("%s", text)
-        self._items[text] = self._clock() + WARNING_SECONDS
+        with self._lock:
+            new = text not in self._items
+            self._items[text] = self._clock() + self._seconds
+        if new:
+            log.log(self._level, "%s", text)
+
+    def discard(self, texts):
+        """Take `texts` off the HUD before their time (e.g. the errors of a version a reload has replaced)."""
+        with self._lock:
+            for text in texts:
+                self._items.pop(text, None)
 
     def current(self):
         now = self._clock()
-        self._items = {t: until for t, until in self._items.items() if until > now}
-        return list(self._items)
+        with self._lock:
+            self._items = {t: until for t, until in self._items.items() if until > now}
+            return list(self._items)
 
 
 class PresetWatcher:
-    """Notices when the preset file changes on disk (size or modification time), checked at most twice a second."""
+    """Notices when the preset file changes on disk (size or modification time) or is gone (deleted, or cannot be
+    looked at), checked at most twice a second."""
 
     def __init__(self, path, clock=time.monotonic):
         self.path = path
@@ -57,16 +76,20 @@ class PresetWatcher:
             return None
         return st.st_mtime_ns, st.st_size
 
-    def changed(self):
+    def check(self):
+        """'changed' (once per change), 'missing' (at every check while the file is gone) or None."""
         now = self._clock()
         if now < self._next:
-            return False
+            return None
         self._next = now + RELOAD_CHECK_SECONDS
         stamp = self._read()
-        if stamp is None or stamp == self._stamp:
-            return False
+        if stamp is None:
+            self._stamp = None  # when it is back, whatever it holds is a change
+            return "missing"
+        if stamp == self._stamp:
+            return None
         self._stamp = stamp
-        return True
+        return "changed"
 
 
 class ShowState:
@@ -77,7 +100,10 @@ class ShowState:
         self.transitions = transitions  # latent-blend Transitions shared with a worker, or None
         self.controls = controls
         self.warnings = warnings or Warnings()
+        self.notes = Warnings(seconds=NOTE_SECONDS, level=logging.INFO)  # the HUD's passing confirmations
         self.watcher = PresetWatcher(preset.path) if preset.path else None
+        self._reload_warnings = []      # what the latest reload said: the next one replaces it
+        self.started_with = preset      # what RESTART_KEYS hold until a restart
         self.preset = None
         self.scenes = LiveScenes(len(preset.scenes), preset.transition_time, preset.scene_quantize)
         self._use(preset)
@@ -88,7 +114,7 @@ class ShowState:
         self.preset = preset
         if self.transitions is not None:
             self.transitions.use_preset(preset)
-        self.director = Director(preset, transitions=self.transitions)
+        self.director = Director(preset, transitions=self.transitions, notify=self.warnings.add)
         self.controls.respec(preset.controls)
         self.scenes.resize(len(preset.scenes))
         self.scenes.transition_time = preset.transition_time
@@ -113,6 +139,8 @@ class ShowState:
             self.replace_prompt(action.index, action.text)
         elif isinstance(action, act.ReloadPreset):
             self.reload()
+        elif isinstance(action, act.Warn):
+            self.warnings.add(action.text)
         else:
             log.debug("action %r is not the show state's", action)
 
@@ -143,23 +171,45 @@ class ShowState:
 
     # -- hot reload ------------------------------------------------------------------------------------------
     def reload_if_changed(self):
-        """Reload the preset when its file changed; returns the new preset or None."""
-        if self.watcher is not None and self.watcher.changed():
+        """Reload the preset when its file changed; returns the new preset or None. While the file is gone the HUD
+        says so and the show runs on with the last good version."""
+        status = self.watcher.check() if self.watcher is not None else None
+        if status == "changed":
             return self.reload()
+        if status == "missing":
+            self._say_about_reload([f"preset file {Path(self.preset.path).name} is gone (deleted, moved or out of "
+                                    f"reach): the show keeps the last good version and reloads when the file is back"])
         return None
 
     def reload(self):
-        """Load the preset file again; a version with errors is refused (errors to the HUD and log)."""
+        """Load the preset file again; a version with errors is refused (errors to the HUD and log). A taken one
+        is noted in the HUD, clears what an earlier reload said, and names the keys that wait for a restart."""
         try:
             preset = load_preset(self.preset.path, self.overrides)
         except PresetError as exc:
-            for line in str(exc).splitlines():
-                self.warnings.add(f"reload refused: {line}")
+            self._say_about_reload([f"reload refused: {line}" for line in str(exc).splitlines()])
             return None
         self._use(preset)
         self.reloads += 1
-        log.info("reloaded %s", preset.path)
+        self._say_about_reload(self._restart_warnings(preset))
+        self.notes.add(f"reloaded {Path(preset.path).name}")
         return preset
+
+    def _say_about_reload(self, warnings):
+        """Replace what the previous reload said in the HUD with `warnings`."""
+        self.warnings.discard([text for text in self._reload_warnings if text not in warnings])
+        for text in warnings:
+            self.warnings.add(text)
+        self._reload_warnings = warnings
+
+    def _restart_warnings(self, preset):
+        """'model, vae: take effect at restart (the show keeps model X, vae Y)' when a reload changed them."""
+        old = self.started_with
+        changed = [key for key in RESTART_KEYS if getattr(preset, key) != getattr(old, key)]
+        if not changed:
+            return []
+        kept = ", ".join(f"{key} {getattr(old, key) or 'none'}" for key in changed)
+        return [f"{', '.join(changed)}: take effect at restart (the show keeps {kept})"]
 
     def wanted_transitions(self):
         """The latent-blend transitions to compute ahead (none unless the preset blends)."""

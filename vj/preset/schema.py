@@ -5,7 +5,6 @@ Keys follow pytti's names where the concept is the same. All problems of a prese
 and reported together, each as `file:line: key: message`.
 """
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from vj.audio.bands import Band, check_band
 from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 from vj.audio.sources import AudioError, audio_info
 from vj.config_keys import (BOOLEAN, NON_NEGATIVE, NUMBER, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range,
-                            key, keys, list_of, mapping_of, number, optional, ordered_pair, variable_name)
+                            key, keys, list_of, mapping_of, number, optional, or_auto, ordered_pair, variable_name)
 from vj.control.controls import CURVES, ControlSpec
 from vj.control.midi import SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.expressions import Expression, ExpressionError, compile_expression
@@ -25,6 +24,7 @@ from vj.expressions.functions import BUILTIN_VARIABLES
 from vj.live.scenes import QUANTIZE
 from vj.preset.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.scenes import SceneError, parse_scenes
+from vj.value_ranges import KEY_KINDS, out_of_range
 
 INFILL_MODES = ("mirror", "wrap", "black", "smear")
 SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
@@ -95,9 +95,37 @@ PERCEPTORS = Check(_perceptors, {"type": ["array", "string"], "items": {"type": 
 FLAG = optional(BOOLEAN)
 BORDER_MODES = ("clamp", "mirror", "wrap", "black", "smear")
 GUIDE_METHODS = ("linear", "threshold", "clustered", "concept")
+COMBINED_METHODS = GUIDE_METHODS[:3]  # those that combine, by their largest weight
+
+
+def _guide_method(value):
+    """A guide image's method, or a list of the methods that combine, as a tuple of names."""
+    names = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not names:
+        raise ValueError(f"expected a method or a list of {', '.join(COMBINED_METHODS)}, got []")
+    for name in names:
+        choice(*GUIDE_METHODS).convert(name)
+    if len(names) > 1 and not set(names) <= set(COMBINED_METHODS):
+        raise ValueError(f"only {', '.join(COMBINED_METHODS)} combine; concept stands alone")
+    if len(set(names)) < len(names):
+        raise ValueError(f"each method at most once, got {names}")
+    return tuple(names)
+
+
+GUIDE_METHOD = Check(_guide_method, {"anyOf": [
+    {"type": "string", "enum": list(GUIDE_METHODS)},
+    {"type": "array", "items": {"type": "string", "enum": list(COMBINED_METHODS)}, "minItems": 1,
+     "uniqueItems": True}]}, ", ".join(f"`{m}`" for m in GUIDE_METHODS) + " or a list of the first three")
 
 
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
+def _constant_out_of_range(name, expression):
+    """Why a constant key value is outside the range its frames are held to (vj.value_ranges), or None."""
+    if name not in KEY_KINDS or not expression.is_constant:
+        return None
+    return out_of_range(KEY_KINDS[name], expression(None))
+
+
 EXPRESSION = Check(compile_expression, {"type": ["number", "string"]}, "expression", late=True)
 MUSICAL_NAMES = (MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VARIABLES)}")
 
@@ -122,16 +150,20 @@ class GuideImage:
     """One item of `guide_images`: a picture whose CLIP image embedding is mixed into every scene's conditioning."""
 
     image: str = key(PATH, REQUIRED, "the picture, relative to the preset")
-    method: str = key(choice(*GUIDE_METHODS), "linear",
-                      "which tokens take the image: `linear` (a ramp from the back of the prompt, where style sits, "
-                      "to the front), `threshold` (tokens at least `threshold` similar), `clustered` (the `count` most "
-                      "similar tokens and their neighbours within `spread`), `concept` (tokens of the prompt that "
-                      "match the `concept` prompt)")
+    method: tuple = key(GUIDE_METHOD, "linear",
+                        "which tokens take the image: `linear` (a ramp from the back of the prompt, where style "
+                        "sits, to the front), `threshold` (tokens at least `threshold` similar), `clustered` (each "
+                        "local peak of similarity at or above the average, falling to the midpoints between "
+                        "peaks), `concept` (tokens of the prompt that match the `concept` prompt); a list such as "
+                        "`[linear, clustered, threshold]` takes each token's largest weight")
     strength: Expression = key(EXPRESSION, 0.3, "how much of the image a token takes, at most (an expression)")
-    threshold: float = key(in_range(-1, 1), 0.2, "threshold / concept: cosine similarity a token needs")
-    floor: float = key(in_range(0, 1), 0, "threshold: the weight of the other tokens")
-    count: int = key(in_range(1, 77, integer=True), 3, "clustered: how many most similar tokens")
-    spread: int = key(in_range(0, 76, integer=True), 3, "clustered: neighbours on each side, with falling weight")
+    mapping: str = key(choice("tokens", "pooled"), "tokens",
+                       "linear / threshold / clustered: `tokens` moves each prompt token toward the image token "
+                       "that fits it best; `pooled` toward the one pooled image embedding")
+    threshold: float | str = key(or_auto(in_range(-1, 1)), "auto",
+                                 "threshold: the similarity a token needs (0..1, softmax over the prompt's "
+                                 "tokens), `auto` the average; concept: the cosine with the concept's words, "
+                                 "`auto` 0.2")
     concept: str = key(TEXT, "", "concept: the prompt that selects which tokens map (required with `concept`)")
     bos_cap: float = key(in_range(0, 1), 0.15, "the most the first token (BOS) takes: more gives noise (about 0.35)")
 
@@ -184,6 +216,16 @@ class Preset:
     transition_budget: float | None = key(optional(POSITIVE), None,
                                           "latent_blend: seconds of compute for the branches (replaces "
                                           "`transition_quality`: as many branches as fit)")
+    transition_crossfeed_power: float | None = key(optional(in_range(0, 1)), None,
+                                                   "latent_blend parental crossfeed: how far each branch's latent "
+                                                   "is pulled toward its parents' before a step (1: replaced); "
+                                                   "`null`: latent blending's default, 1 for turbo models, else 0.3")
+    transition_crossfeed_range: float | None = key(optional(in_range(0, 1)), None,
+                                                   "latent_blend parental crossfeed: the fraction of the steps it "
+                                                   "acts in; `null`: 1 for turbo models, else 0.6")
+    transition_crossfeed_decay: float | None = key(optional(in_range(0, 1)), None,
+                                                   "latent_blend parental crossfeed: the power at the end of the "
+                                                   "range, as a fraction of it; `null`: 1 for turbo models, else 0.9")
     transition_guide: float = key(in_range(0, 1), 0.8,
                                   "latent_blend: how strongly the tree's frames pull the stream in the middle of "
                                   "a transition (0 at both ends)")
@@ -446,10 +488,15 @@ def _filters(raw_list, line, problems, audio_rate, taken):
         if not ok:
             continue
         band = Band(**values)
-        try:  # without a known track only the lower edge can be checked here; render checks the rest
-            check_band(band, audio_rate or math.inf)
-        except AudioError as exc:
-            problems.add(item_line, label, str(exc))
+        if audio_rate:
+            try:
+                check_band(band, audio_rate)
+            except AudioError as exc:
+                problems.add(item_line, label, str(exc))
+        elif band.low <= 0:  # without a known track only the lower edge can be checked here; render checks the rest
+            problems.add(item_line, label, f"filter '{band.variable_name}': band {band.low:g}..{band.high:g} Hz "
+                                           "(f_center +- f_width/2) must lie above 0 Hz (and below the track's "
+                                           "Nyquist frequency, checked once the track is known)")
         bands.append(band)
     return tuple(bands)
 
@@ -610,7 +657,7 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
         if not values["image"].is_file():
             problems.add(_line(item, "image"), f"{label}.image", f"image file '{values['image']}' not found")
             continue
-        if values["method"] == "concept" and not values["concept"].strip():
+        if "concept" in values["method"] and not values["concept"].strip():
             problems.add(_line(item, "concept"), f"{label}.concept", "method concept needs a `concept` prompt")
             continue
         if "{" in values["concept"] or "}" in values["concept"]:
@@ -715,6 +762,10 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
             except ExpressionError as exc:
                 problems.add(_line(raw, field_name), field_name, str(exc))
                 values[field_name] = spec.typed_default()
+                continue
+            reason = _constant_out_of_range(field_name, values[field_name])
+            if reason:
+                problems.add(_line(raw, field_name), field_name, reason)
     if values["init_image"]:
         values["init_image"] = resolve_path(values["init_image"], base)
         if not values["init_image"].is_file():

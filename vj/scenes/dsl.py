@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from vj.expressions import Expression, ExpressionError, compile_expression, constant
 from vj.scenes.edits import EditSyntaxError, parse_edits
+from vj.value_ranges import out_of_range
 
 DIRECTION_MASKS = {"a": "all", "r": "right", "l": "left", "d": "down", "u": "up", "n": "near", "f": "far"}
 
@@ -207,6 +208,9 @@ def _prompt(fields, variables, scene_no):
     except ExpressionError as exc:
         hint = " (to put ':' in the text write \\: or quote the text)" if "invalid syntax" in str(exc) else ""
         raise SceneError(f"{label}: {exc}{hint}") from None
+    reason = out_of_range("weight", weight(None)) if weight.is_constant else None
+    if reason:
+        raise SceneError(f"{label}: weight {reason}")
     source = ":".join(_text(f) for f in fields)
     return Prompt(text=text, weight=weight, stop=stop, mask=mask, is_image=is_image, source=source, edits=edits)
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from engine.prompt_edits import EditSyntaxError, format_text, has_groups, split_groups, split_terms, substitute
 from vj.expressions import Expression, ExpressionError, compile_expression, constant
+from vj.value_ranges import UNREPORTED, out_of_range
 
-__all__ = ["EditSyntaxError", "PromptEdits", "Term", "parse_edits", "plain_prompt_text", "prompt_text"]
+__all__ = ["EditSyntaxError", "PromptEdits", "Term", "parse_edits", "plain_prompt_text", "prompt_text", "scene_prompts"]
 
 _ONE = constant(1.0)
 _SPLIT_HINT = (" (a ':' or '|' inside braces ends the prompt's text there: write \\: or \\|, or quote the text, "
@@ -43,9 +44,12 @@ class PromptEdits:
         """The plain sentence: each group's first term's words in its slot."""
         return substitute(self.pieces, [g[0].words for g in self.groups])
 
-    def text(self, env):
-        """The canonical numeric text of the frame with variables `env` (floats written with repr)."""
-        return format_text(self.pieces, [[(t.value(env), t.words) for t in g] for g in self.groups])
+    def text(self, env, hold=None):
+        """The canonical numeric text of the frame with variables `env` (floats written with repr); `hold` (a
+        vj.value_ranges.ValueGuard) keeps each coefficient in its range."""
+        hold = hold or UNREPORTED
+        return format_text(self.pieces, [[(hold("coefficient", f"'{t.words}'", t.value(env)), t.words) for t in g]
+                                         for g in self.groups])
 
 
 def parse_edits(text, variables):
@@ -70,7 +74,11 @@ def parse_edits(text, variables):
                     hint = " (a coefficient with + or - needs parentheses, like (0.5 + fLo)*dog)" if (
                         "invalid syntax" in str(exc)) else ""
                     raise EditSyntaxError(f"coefficient of '{words}' in '{{{body.strip()}}}': {exc}{hint}") from None
-            terms.append(Term(float(sign), expr, words))
+            term = Term(float(sign), expr, words)
+            reason = out_of_range("coefficient", term.value(None)) if expr.is_constant else None
+            if reason:
+                raise EditSyntaxError(f"coefficient of '{words}' in '{{{body.strip()}}}': {reason}")
+            terms.append(term)
         groups.append(tuple(terms))
     return PromptEdits(tuple(pieces), tuple(groups))
 
@@ -82,7 +90,15 @@ def plain_prompt_text(prompt):
     return prompt.text if edits is None else edits.plain
 
 
-def prompt_text(prompt, env):
+def prompt_text(prompt, env, hold=None):
     """The text the engine gets for a scene prompt in `env`: the canonical numeric text where it has groups."""
     edits = getattr(prompt, "edits", None)
-    return prompt.text if edits is None else edits.text(env)
+    return prompt.text if edits is None else edits.text(env, hold)
+
+
+def scene_prompts(scene, env, hold):
+    """A scene's (text, weight) prompts for the engine in `env`, every number held in its range by `hold` (image
+    prompts act through CLIP guidance only)."""
+    return tuple((prompt_text(p, env, hold), hold("weight", f"'{plain_prompt_text(p)}'", p.weight(env)))
+                 for p in scene.prompts if not p.is_image)
+
