@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
-from engine.errors import EngineError
+from engine.errors import EngineError, out_of_memory
 from engine.motion import Motion, warp
 from engine.guidance import GUIDED_PREDICTIONS, clip_guided, steer
 from engine.image_conditioning import image_guided_conditioning
@@ -228,11 +228,9 @@ class FrameEngine:
 
     def render(self, request):
         """The frame as uint8 HxWx3 on the host."""
-        try:
+        with out_of_memory(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+                           "--width/--height, --vae taesd, or fewer steps"
+                           + (", cutouts or more gradient_accumulation_steps" if self.objective else "")):
             image = self.render_tensor(request)
-        except torch.OutOfMemoryError:
-            raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
-                              "--width/--height, --vae taesd, or fewer steps"
-                              + (", cutouts or more gradient_accumulation_steps" if self.objective else "")) from None
         with self.timer.stage("host copy"):
             return to_rgb(image)

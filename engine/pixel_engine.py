@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.errors import EngineError
+from engine.errors import EngineError, out_of_memory
 from engine.frames import image_to_tensor, to_rgb
 from engine.guidance import GuidanceRequest
 from engine.motion import warp
@@ -102,8 +102,6 @@ class PixelEngine:
 
     def render(self, request):
         """The frame as uint8 HxWx3 on the host."""
-        try:
+        with out_of_memory(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+                           "--width/--height, fewer cutouts or more gradient_accumulation_steps"):
             return to_rgb(self.render_tensor(request) * 2 - 1)
-        except torch.OutOfMemoryError:
-            raise EngineError(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
-                              "--width/--height, fewer cutouts or more gradient_accumulation_steps") from None

@@ -158,3 +158,20 @@ def test_out_of_memory_while_loading_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "to", full)
     with pytest.raises(ModelError, match=r"out of GPU memory loading 'tiny' in float32: .*--dtype float16"):
         load_components("tiny", device="cpu")
+
+
+def test_allocation_failures_become_one_typed_error_and_others_pass():
+    from engine.errors import OutOfMemory, out_of_memory
+
+    def raising(error):
+        with out_of_memory("out of memory at 64x64"):
+            raise error
+    for error in (torch.OutOfMemoryError("CUDA out of memory"), MemoryError()):
+        with pytest.raises(OutOfMemory, match="at 64x64"):
+            raising(error)
+    with pytest.raises(OutOfMemory):
+        with out_of_memory("host"):
+            torch.empty(1 << 60, dtype=torch.uint8)  # torch's CPU allocator: a plain RuntimeError
+    with pytest.raises(RuntimeError, match="shapes do not match") as info:
+        raising(RuntimeError("shapes do not match"))
+    assert not isinstance(info.value, OutOfMemory)

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
+from engine.errors import OutOfMemory
 from vj.control import actions as act
 from vj.control.controls import Controls
 from vj.live.audio import SilentAudio
@@ -132,22 +134,53 @@ def test_engine_loop_publishes_frames_with_the_time_their_audio_was_heard(preset
     assert loop.slot.take() == (frame, False)                          # frozen: no new frame
 
 
-def test_out_of_memory_falls_back_to_a_smaller_size_and_keeps_the_last_frame(preset_file):
+def _full_above(unet, monkeypatch, size, error):
+    """Make the real UNet run out of memory on latents wider than `size`, as a device does: `error()` raised."""
+    forward = unet.forward
+
+    def limited(sample, *args, **kwargs):
+        if sample.shape[-1] > size:
+            raise error()
+        return forward(sample, *args, **kwargs)
+    monkeypatch.setattr(unet, "forward", limited)
+
+
+def _cpu_allocation():
+    """The error torch's CPU allocator really raises (a RuntimeError, no OutOfMemoryError)."""
+    try:
+        torch.empty(1 << 60, dtype=torch.uint8)
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("the allocation succeeded")
+
+
+@pytest.mark.parametrize("error", [lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB"),
+                                   _cpu_allocation], ids=["cuda", "cpu"])
+def test_out_of_memory_falls_back_to_a_smaller_size_and_keeps_the_last_frame(preset_file, monkeypatch, error):
     preset_file.write_text(PRESET.replace("width: 64", "width: 128").replace("height: 64", "height: 128"))
     loop, clock = tiny_loop(preset_file)
     loop.step()
     good, _ = loop.slot.take()
     assert good.rgb.shape == (128, 128, 3)
-    loop.engine = FailingEngine(RuntimeError("CUDA out of memory. Tried to allocate 8.00 GiB"))
+    _full_above(loop.engine.c.unet, monkeypatch, 8, error)             # 128 px (16 latents) no longer fits
     loop.step()
     assert loop.slot.take() == (good, False)                           # the last good frame stays
     assert "out of memory at 128x128: now 64x64" in loop.state.warnings.current()
     loop.step()
     assert loop.slot.take()[0].rgb.shape == (64, 64, 3)                # the smaller engine renders
-    loop.engine = FailingEngine(RuntimeError("CUDA out of memory"))
-    with pytest.raises(RuntimeError):                                   # at the floor: an error for the HUD
+    _full_above(loop.engine.c.unet, monkeypatch, 0, error)
+    with pytest.raises(OutOfMemory):                                    # at the floor: an error for the HUD
         loop.step()
     assert smaller(loop.settings) is None
+
+
+def test_other_engine_errors_are_not_taken_for_out_of_memory(preset_file):
+    preset_file.write_text(PRESET.replace("width: 64", "width: 128").replace("height: 64", "height: 128"))
+    loop, clock = tiny_loop(preset_file)
+    loop.engine = FailingEngine(RuntimeError("out of memory"))  # a message alone says nothing: types decide
+    with pytest.raises(RuntimeError):
+        loop.step()
+    assert loop.settings.width == 128
 
 
 def test_an_engine_error_never_ends_the_loop(preset_file):

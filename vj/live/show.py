@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from engine.errors import OutOfMemory
 from vj.control import actions as act
 from vj.live import hud
 from vj.live.slot import ShownFrame
@@ -37,11 +38,6 @@ def smaller(settings):
     if (width, height) == (settings.width, settings.height):
         return None
     return dataclasses.replace(settings, width=width, height=height)
-
-
-def is_out_of_memory(exc):
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
 class Rate:
@@ -129,9 +125,7 @@ class EngineLoop:
             self.worker.want(self.state.wanted_transitions())
         try:
             rgb = self.engine.render(request)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
+        except OutOfMemory as exc:
             self._shrink(exc)
             return
         self.slot.put(ShownFrame(rgb, request.index, heard_at, time.monotonic()))
