@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 
 import numpy as np
 
@@ -63,3 +65,26 @@ def test_analyze_missing_audio_is_one_clear_line(tmp_path):
     result = run_vj("analyze", tmp_path / "nope.wav", "--preset", ROOT / "presets" / "demo.yaml", "-o", tmp_path / "x.csv")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nope.wav' not found" in result.stderr
+
+
+def test_the_vj_process_ends_cleanly_while_a_thread_of_ours_is_inside_torch():
+    # Without the guarded exit Python's shutdown unwinds the busy thread inside torch's C++: status 134, "terminate
+    # called without an active exception" (as `vj live` did now and then when its last frame ran late).
+    script = """
+import threading, torch, vj.cli
+a = torch.randn(400, 400)
+busy = threading.Event()
+def work():
+    while True:
+        busy.set()
+        (a @ a).sum()
+def main():
+    threading.Thread(target=work, name="vj-engine", daemon=True).start()
+    busy.wait()
+    print("done")
+    return 3
+vj.cli.main, vj.cli.THREAD_GRACE = main, 0.2
+vj.cli.run()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "done\n", "")

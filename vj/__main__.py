@@ -1,5 +1,3 @@
-import sys
+from vj.cli import run
 
-from vj.cli import main
-
-sys.exit(main())
+run()

@@ -362,5 +362,27 @@ def main(argv=None):
         return 2
 
 
+THREAD_GRACE = 5.0  # seconds the `vj` process waits at exit for its threads to finish a frame or an audio block
+
+
+def run():
+    """The `vj` command: main(), then an exit that no thread of ours still inside torch, numba or scipy can abort.
+    Python stops a daemon thread that wants the GIL back during shutdown by unwinding it, which inside their C++
+    ends the process with 'terminate called without an active exception' (status 134): so the threads (all named
+    vj-...) get THREAD_GRACE seconds, and if one is still busy the process ends at once, its output flushed."""
+    import threading
+    import time
+    status = main()
+    deadline = time.monotonic() + THREAD_GRACE
+    ours = [t for t in threading.enumerate() if t.daemon and t.name.startswith("vj-")]
+    for thread in ours:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in ours):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
