@@ -109,7 +109,8 @@ def measure(seconds, fps, size, blocksize, latency, hud, warmup):
             missed += 1
     shown_gaps = np.diff([f[0] for f in frames]) * 1000
     return {
-        "seconds": seconds, "warmup": warmup, "fps_cap": fps, "size": size, "blocksize": blocksize, "latency": latency, "hud": hud,
+        "seconds": seconds, "warmup": warmup, "fps_cap": fps, "size": size, "blocksize": blocksize, "latency": latency,
+        "hud": hud,
         "clicks": len(handed), "clicks_missed": missed,
         "engine_frame_ms": round(engine_frame * 1000, 1), "audio_block_ms": round(block * 1000, 1),
         "display_refresh_ms": round(refresh * 1000, 1), "target_ms": round(target * 1000, 1),

@@ -93,7 +93,8 @@ def music(path, seconds=60.0):
 def growth_by_line(count):
     """The `count` source lines holding the most memory allocated since tracing started (and not freed)."""
     stats = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-    return [f"{s.size / 2**20:.2f} MB in {s.count} blocks: {s.traceback[-1]}" for s in stats.statistics("lineno")[:count]]
+    return [f"{s.size / 2**20:.2f} MB in {s.count} blocks: {s.traceback[-1]}"
+            for s in stats.statistics("lineno")[:count]]
 
 
 def soak(minutes, size, fps, warmup, music_path, hud, stats, trace=0):

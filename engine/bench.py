@@ -53,8 +53,10 @@ def run(model, vae, device, width, height, frames, steps, compile=False, dtype="
         compile_components(components)
     timer = StageTimer(components.device)
     engine = FrameEngine(components, EngineSettings(width=width, height=height, steps=steps))
-    request = lambda i: FrameRequest(i, (("a misty forest", 1.0), ("sparks", 0.3)), strength=0.5,
-                                     motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0))
+    def request(i):
+        return FrameRequest(i, (("a misty forest", 1.0), ("sparks", 0.3)), strength=0.5,
+                            motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0))
+
     for i in range(3):  # warm-up (and the first txt2img frame)
         engine.render(request(i))
     _sync(components.device)

@@ -62,7 +62,8 @@ def test_analyze_start_and_duration(tmp_path, write_audio):
 
 
 def test_analyze_missing_audio_is_one_clear_line(tmp_path):
-    result = run_vj("analyze", tmp_path / "nope.wav", "--preset", ROOT / "presets" / "demo.yaml", "-o", tmp_path / "x.csv")
+    result = run_vj("analyze", tmp_path / "nope.wav", "--preset", ROOT / "presets" / "demo.yaml",
+                    "-o", tmp_path / "x.csv")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nope.wav' not found" in result.stderr
 

@@ -80,7 +80,9 @@ def track(write_audio):
     (["morph", PRESET, "--from", "spring", "--to", "autumn", "-o", "{tmp}/m.gif"], "must end in .png or .mp4"),
 ])
 def test_outputs_are_checked_before_the_work(no_models, capsys, tmp_path, track, args, fragment):
-    fill = lambda text: str(text).format(track=track, tmp=tmp_path)
+    def fill(text):
+        return str(text).format(track=track, tmp=tmp_path)
+
     assert_one_line_error(*vj(capsys, *map(fill, args)), fill(fragment))
     assert not (tmp_path / "v.csv").exists()
 

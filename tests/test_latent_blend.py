@@ -149,7 +149,8 @@ def test_a_blend_ready_mid_transition_fades_in_instead_of_jumping(tiny, preset_f
     full = [guide_weight(preset, mix) for mix in (0.4, 0.4 + JOIN / 2, 0.4 + JOIN)]
     assert weights == pytest.approx([0.0, full[1] / 2, full[2]])
     director.request(9, 0.0, {}, ScenePosition(1))                    # over; the next change starts afresh
-    assert director.request(10, 0.0, {}, ScenePosition(1, 0, 0.1)).guide_weight == pytest.approx(guide_weight(preset, 0.1))
+    assert director.request(10, 0.0, {}, ScenePosition(1, 0, 0.1)).guide_weight == \
+        pytest.approx(guide_weight(preset, 0.1))
 
 
 def test_the_engine_pulls_its_input_toward_the_guide(tiny):

@@ -331,7 +331,7 @@ class Peer:
         self.proc = subprocess.Popen([sys.executable, "-c", DJ, str(bpm)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
-        threading.Thread(target=lambda: [self.lines.put(l) for l in self.proc.stdout], daemon=True).start()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout], daemon=True).start()
         assert self.read() == "ready\n"
         self.started = time.monotonic()
 

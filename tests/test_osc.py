@@ -56,7 +56,9 @@ class Rig:
     def actions_until_sentinel(self, resend=False):
         """The actions up to and including the sentinel, which is sent now (and again every 50 ms if `resend`:
         after a flood the kernel may have dropped it while the socket buffer was full)."""
-        done = lambda seen: SENTINEL_ACTION in seen
+        def done(seen):
+            return SENTINEL_ACTION in seen
+
         self.send(*SENTINEL)
         deadline = time.monotonic() + TIMEOUT
         while resend and not self.bus.became(done, 0.05) and time.monotonic() < deadline:

@@ -180,7 +180,8 @@ def test_every_pytti_flag_names_open_clip_weights():
 @pytest.mark.parametrize("text, message", [
     ("ViT-B-33/openai", r"^unknown CLIP model 'ViT-B-33' \(did you mean 'ViT-B-32'.*\): use a pytti flag \(ViTB32, "),
     ("vitb32", r"^unknown CLIP model 'vitb32' \(did you mean 'ViTB32'"),
-    ("ViT-B-32/laion9b", r"^CLIP model 'ViT-B-32' has no weights 'laion9b'.*; its weights: openai, .*laion2b_s34b_b79k"),
+    ("ViT-B-32/laion9b", r"^CLIP model 'ViT-B-32' has no weights 'laion9b'.*; its weights: openai, "
+                         r".*laion2b_s34b_b79k"),
     ("ViT-B-32:", r"^CLIP model 'ViT-B-32' has no weights ''"),
     ("ViT-H-14", r"^CLIP model 'ViT-H-14': name its weights as ViT-H-14/TAG, TAG one of laion2b_s32b_b79k"),
 ])
@@ -196,18 +197,20 @@ def test_missing_weights_offline_are_one_line_at_once(hub, monkeypatch):
     monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("offline, yet the hub was probed"))
     start = time.monotonic()
     with pytest.raises(PerceptorError, match=r"^the weights of CLIP 'ViT-B-32/openai' \(timm/vit_base_patch32_clip_224"
-                                             r"\.openai\) are not in the Hugging Face cache \(.*hub\) and HF_HUB_OFFLINE "
-                                             r"is set: where there is internet run `hf download timm/vit_base_patch32_"
-                                             r"clip_224\.openai open_clip_model\.safetensors` .* use --model tiny$") as info:
+                                             r"\.openai\) are not in the Hugging Face cache \(.*hub\) and "
+                                             r"HF_HUB_OFFLINE is set: where there is internet run `hf download "
+                                             r"timm/vit_base_patch32_clip_224\.openai open_clip_model\.safetensors` .* "
+                                             r"use --model tiny$") as info:
         load_perceptor("ViT-B-32", "openai", "cpu")
     assert time.monotonic() - start < 10 and "\n" not in str(info.value)
 
 
 def test_missing_weights_with_the_hub_unreachable_are_one_line_within_seconds(hub):
     start = time.monotonic()
-    with pytest.raises(PerceptorError, match=r"^the weights of CLIP 'RN50/openai' \(timm/resnet50_clip\.openai\) are not "
-                                             r"in the Hugging Face cache .* and the hub \(http://127\.0\.0\.1:\d+\) cannot "
-                                             r"be reached \(.*refused\): where there is internet run `hf download ") as info:
+    with pytest.raises(PerceptorError, match=r"^the weights of CLIP 'RN50/openai' \(timm/resnet50_clip\.openai\) are "
+                                             r"not in the Hugging Face cache .* and the hub "
+                                             r"\(http://127\.0\.0\.1:\d+\) cannot be reached \(.*refused\): where "
+                                             r"there is internet run `hf download ") as info:
         load_perceptor(*parse_perceptor("RN50"), "cpu")
     assert time.monotonic() - start < 10 and "\n" not in str(info.value)
 

@@ -137,7 +137,8 @@ def test_everything_preset_uses_every_feature():
 
 
 def test_new_keys_defaults(tmp_path):
-    preset = load_preset(write(tmp_path, "scenes: a\ninput_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65}]\n"))
+    preset = load_preset(write(tmp_path, "scenes: a\n"
+                                         "input_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65}]\n"))
     assert (preset.bpm, preset.tempo_range, preset.beats_per_bar, preset.beat_decay, preset.tempo_source) == \
         (None, (60.0, 200.0), 4, 0.1, "audio")
     (band,) = preset.input_audio_filters
@@ -169,7 +170,8 @@ FILTER = "scenes: a\ninput_audio_filters:\n  - {variable_name: fLo, f_center: 10
     ("scenes: a\nbeats_per_bar: 0\n", ":2: beats_per_bar: must be between 1 and 16, got 0"),
     ("scenes: a\nbeats_per_bar: 3.5\n", ":2: beats_per_bar: expected an integer, got 3.5"),
     ("scenes: a\nbeat_decay: 0\n", ":2: beat_decay: must be > 0, got 0"),
-    ("scenes: a\ntempo_source: likn\n", ":2: tempo_source: must be one of audio, link, got 'likn' (did you mean 'link'?)"),
+    ("scenes: a\ntempo_source: likn\n",
+     ":2: tempo_source: must be one of audio, link, got 'likn' (did you mean 'link'?)"),
     ("scenes: a\ntempo_sorce: link\n", ":2: tempo_sorce: unknown key (did you mean 'tempo_source'?)"),
     (FILTER % "hit: 1", ":3: input_audio_filters[0].hit: expected true or false, got 1"),
     (FILTER % "hit_decay: 0", ":3: input_audio_filters[0].hit_decay: must be > 0, got 0"),

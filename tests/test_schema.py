@@ -31,7 +31,8 @@ def test_readme_holds_exactly_the_generated_key_tables():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme.count(BEGIN) == 1 and readme.count(END) == 1
     generated = readme.split(BEGIN)[1].split(END)[0]
-    assert generated.strip("\n") == key_tables().strip("\n"), "README's key tables are stale: paste the output of `vj schema --markdown`"
+    assert generated.strip("\n") == key_tables().strip("\n"), \
+        "README's key tables are stale: paste the output of `vj schema --markdown`"
 
 
 def test_tables_and_schema_list_every_key_once():

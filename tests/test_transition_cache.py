@@ -161,7 +161,9 @@ def test_disk_cap_deletes_oldest_files_first(tmp_path):
     for i, mtime in [(0, 1000), (1, 3000), (2, 2000)]:  # oldest first: 0, 2, 1
         os.utime(tmp_path / f"{key(i)}.npz", (mtime, mtime))
 
-    files = lambda: {p.name for p in tmp_path.glob("*.npz")}
+    def files():
+        return {p.name for p in tmp_path.glob("*.npz")}
+
     cache.put(key(3), entry(0))
     assert files() == {f"{key(i)}.npz" for i in (1, 2, 3)} and cache.evicted_disk == 1
     assert TransitionCache(tmp_path).get(key(2)) is not None  # a disk hit makes 2 recently used
@@ -228,7 +230,9 @@ def test_corrupt_entries_are_dropped(tmp_path, damage):
 @pytest.mark.parametrize("breaks", ["before", "after"])
 def test_unusable_folder_falls_back_to_memory(tmp_path, caplog, breaks):
     folder = tmp_path / "file" / "cache"
-    warnings = lambda: [r for r in caplog.records if r.levelno == logging.WARNING]
+    def warnings():
+        return [r for r in caplog.records if r.levelno == logging.WARNING]
+
     with caplog.at_level(logging.WARNING, logger="engine.transition_cache"):
         if breaks == "before":
             (tmp_path / "file").write_text("a regular file, not a folder")

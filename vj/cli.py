@@ -54,9 +54,9 @@ def cmd_check(args):
         live = f"controls: {', '.join(preset.control_names)}, " if preset.controls else ""
         if preset.midi:
             live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
-        print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, audio variables: {names}, "
-              f"{live}scenes last {total:g} s, {preset.width}x{preset.height} at {preset.frames_per_second:g} fps, "
-              f"{model}")
+        print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, "
+              f"audio variables: {names}, {live}scenes last {total:g} s, {preset.width}x{preset.height} at "
+              f"{preset.frames_per_second:g} fps, {model}")
         guided = perceptor_names(preset)
         if guided:
             print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")

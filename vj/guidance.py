@@ -1,8 +1,9 @@
 """CLIP guidance from a preset: which perceptors, the pictures and masks it names, and each frame's weights.
 
-Nothing here imports torch at module level, so `vj check` can use it. Guidance is on when the preset asks for something only CLIP can do (image prompts, masks, stops, direct image
-prompts, semantic or stabilization weights, smoothing), names perceptors, or uses a pixel image model; a plain
-text preset streams diffusion frames without loading any perceptor.
+Nothing here imports torch at module level, so `vj check` can use it. Guidance is on when the preset asks for something
+only CLIP can do (image prompts, masks, stops, direct image prompts, semantic or stabilization weights, smoothing),
+names perceptors, or uses a pixel image model; a plain text preset streams diffusion frames without loading any
+perceptor.
 """
 
 import math

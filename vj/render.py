@@ -37,7 +37,8 @@ def engine_settings(preset):
                           fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
                           sampling_mode=preset.sampling_mode,
                           # latent_blend plays its tree over the slerp crossfade of the conditionings
-                          transition_mode="slerp" if preset.transition_mode == "latent_blend" else preset.transition_mode)
+                          transition_mode=("slerp" if preset.transition_mode == "latent_blend"
+                                           else preset.transition_mode))
 
 
 def plan(preset, args):
@@ -98,7 +99,8 @@ def main(args):
     engines = build_engines(preset, args.device, args.dtype, args.compile, init)
     engine = engines(engine_settings(preset))
     director = Director(preset, transitions=latent_blend(engines.components, preset, args.start, duration))
-    audio = read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
+    audio = (read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track
+             else None)
     frames_dir = Path(args.frames) if args.frames else None
     if frames_dir:
         frames_dir.mkdir(parents=True, exist_ok=True)

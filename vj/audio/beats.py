@@ -408,7 +408,8 @@ class BeatTracker:
         onsets, accents = self._history[:, -available:]
         period, confidence = estimate_tempo(onsets, self.frame_rate, self.settings.tempo_range, self.fixed_period)
         recent = onsets[-int(BREAK_SECONDS * self.frame_rate):]
-        if recent.sum() / len(recent) < BREAK_LEVEL * onsets.sum() / len(onsets):  # the music stopped: the history's beat is no evidence
+        # the music stopped: the history's beat is no evidence
+        if recent.sum() / len(recent) < BREAK_LEVEL * onsets.sum() / len(onsets):
             confidence = 0.0
         self.confidence = confidence
         if period is None:

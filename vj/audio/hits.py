@@ -65,9 +65,9 @@ class HitDetector:
     def __init__(self, band, control_rate):
         self.rms = band.envelope == "rms"
         pole = lambda seconds: math.exp(-1.0 / (seconds * control_rate))  # noqa: E731
-        self._args = (pole(max(FAST_RELEASE, FAST_PERIODS / band.f_center)), pole(REFERENCE_TIME), pole(PEAK_TIME), threshold_db(band.hit_sensitivity),
-                      10 ** (-gate_db(band.hit_sensitivity) / 20), ABSOLUTE_FLOOR, int(math.ceil(MIN_INTERVAL * control_rate)),
-                      pole(band.hit_decay))
+        self._args = (pole(max(FAST_RELEASE, FAST_PERIODS / band.f_center)), pole(REFERENCE_TIME), pole(PEAK_TIME),
+                      threshold_db(band.hit_sensitivity), 10 ** (-gate_db(band.hit_sensitivity) / 20), ABSOLUTE_FLOOR,
+                      int(math.ceil(MIN_INTERVAL * control_rate)), pole(band.hit_decay))
         self._state = np.array([0.0, -200.0, 1.0, 0.0, -1.0])
 
     def process(self, detector):

@@ -4,8 +4,8 @@ Frame j covers the samples [(j+1)*hop - n_fft, (j+1)*hop) of the stream (zeros b
 and is complete once those samples have arrived; its value is the mean over mel bands of the rise
 of log(1 + power / floor) since frame j-1. The beat tracker reads two such signals (`STRENGTH` and
 `ACCENT`, below): one that hears every onset, loud or soft, for tempo and phase, and one weighted by
-loudness, so a kick or snare outweighs a hi-hat, for the metre (which pulse is the beat). Any split of the stream into blocks gives the
-same frames, because the frame grid is fixed from sample 0: the FFT of a frame does not depend on
+loudness, so a kick or snare outweighs a hi-hat, for the metre (which pulse is the beat). Any split of the stream into
+blocks gives the same frames, because the frame grid is fixed from sample 0: the FFT of a frame does not depend on
 how many frames share a call (scipy's pocketfft computes each row alike), and the mel sums and the
 flux run in one compiled loop in a fixed order.
 """

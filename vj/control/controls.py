@@ -1,4 +1,5 @@
-"""Control variables: named values a performer sets live (MIDI knobs, OSC faders), read by expressions like audio variables.
+"""Control variables: named values a performer sets live (MIDI knobs, OSC faders), read by expressions like audio
+variables.
 
 A control has a default, a range and a curve; the curve maps a knob's position p (0..1) to a value:
 `linear` lo + p (hi - lo); `exponential` lo (hi/lo)^p (frequencies, zoom speeds: needs 0 < lo < hi);

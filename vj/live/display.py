@@ -93,8 +93,8 @@ class Display:
 
     `vsync` is what was obtained (pygame needs SCALED for it; refused -> False). `fps` is the measured present
     rate. Without vsync, `next_present_in` paces presents to `max_fps` (a new frame may come sooner). `blend`
-    crossfades between engine frames when the engine is slower than the display. `clock` (e.g. the show clock) stamps TapTempo and Downbeat keys; `timer`
-    (monotonic seconds) times presents and fades, replaceable in tests.
+    crossfades between engine frames when the engine is slower than the display. `clock` (e.g. the show clock) stamps
+    TapTempo and Downbeat keys; `timer` (monotonic seconds) times presents and fades, replaceable in tests.
     """
 
     def __init__(self, size=(1280, 720), fullscreen=False, display_index=0, vsync=True, title="vj", blend=False,

@@ -423,7 +423,8 @@ def _check_fields(raw, specs, problems, prefix=""):
     values = {}
     for name in raw:
         if name not in specs:
-            problems.add(_line(raw, name), f"{prefix}{name}", _unknown_key(name, list(specs), prefix.rstrip('.') or "preset"))
+            problems.add(_line(raw, name), f"{prefix}{name}",
+                         _unknown_key(name, list(specs), prefix.rstrip('.') or "preset"))
     for name, spec in specs.items():
         if name not in raw:
             if spec.required:
