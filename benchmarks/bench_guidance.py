@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.devices import pick_device  # noqa: E402
 from engine.frames import EngineSettings, FrameEngine, FrameRequest  # noqa: E402
 from engine.guidance import CutoutSettings, GuidanceRequest, Objective, Target  # noqa: E402
-from engine.models import load_components, resolve_device  # noqa: E402
+from engine.models import load_components  # noqa: E402
 from engine.motion import Motion  # noqa: E402
 from vj.frame_engines import load_perceptors  # noqa: E402
 
@@ -46,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--pixels", action="store_true", help="the pixel engine instead of diffusion")
     parser.add_argument("--steps-per-frame", type=int, default=5)
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     perceptors = load_perceptors(["ViT-B-32/openai"], args.model, device)
     objective = Objective(perceptors, cutouts=CutoutSettings(count=args.cutouts))
     guidance = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),), steps=args.guidance_steps)

@@ -1,26 +1,14 @@
 """`vj bench`: per-stage frame times of the engine, and the bare UNet + VAE calls for comparison."""
 
 import json
-import logging
 import time
 
 import torch
 
+from engine.devices import synchronize
 from engine.frames import EngineSettings, FrameEngine, FrameRequest, StageTimer, decode
 from engine.models import compile_components, load_components
 from engine.motion import Motion
-
-
-def _skip_cuda_home_probe(record):
-    """False for the warning of torch's CUDA_HOME probe ('No CUDA runtime is found'), which inductor's import
-    of torch.utils.cpp_extension logs when compiling on a machine without a GPU: it says nothing about the
-    bench. Its other warnings pass."""
-    return record.funcName != "_find_cuda_home"
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bare_calls(engine, frames):
@@ -38,18 +26,17 @@ def bare_calls(engine, frames):
 
     with torch.inference_mode():
         image = one_frame(image)  # warm-up: a compiled UNet specializes once more for these inputs
-        _sync(c.device)
+        synchronize(c.device)
         start = time.perf_counter()
         for _ in range(frames):
             image = one_frame(image)
-        _sync(c.device)
+        synchronize(c.device)
     return (time.perf_counter() - start) / frames
 
 
 def run(model, vae, device, width, height, frames, steps, compile=False, dtype="auto"):
     components = load_components(model, vae, device, dtype)
     if compile:
-        logging.getLogger("torch.utils.cpp_extension").addFilter(_skip_cuda_home_probe)
         compile_components(components)
     timer = StageTimer(components.device)
     engine = FrameEngine(components, EngineSettings(width=width, height=height, steps=steps))
@@ -59,11 +46,11 @@ def run(model, vae, device, width, height, frames, steps, compile=False, dtype="
 
     for i in range(3):  # warm-up (and the first txt2img frame)
         engine.render(request(i))
-    _sync(components.device)
+    synchronize(components.device)
     start = time.perf_counter()
     for i in range(frames):
         engine.render(request(3 + i))
-    _sync(components.device)
+    synchronize(components.device)
     frame_time = (time.perf_counter() - start) / frames
     timer.totals.clear()
     engine.timer = timer

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BORDER_MODES = ("clamp", "mirror", "wrap", "black", "smear")
+from engine.vocabulary import BORDER_MODES
+
 P_FLIP, P_AFFINE, P_PERSPECTIVE, P_JITTER, P_ERASE = 0.3, 0.8, 0.4, 0.7, 0.7
 MAX_ANGLE = math.radians(30)
 MAX_SHIFT = 0.2           # in [-1, 1] crop units: a tenth of the crop side

@@ -11,6 +11,10 @@ class ModelError(EngineError):
     """A model that cannot be built or loaded; the message says how to get it."""
 
 
+class DeviceUnavailable(EngineError):
+    """A --device that torch cannot use on this machine; the message names the devices it can use."""
+
+
 class OutOfMemory(EngineError):
     """The device ran out of memory for a frame; a live show catches this type and renders smaller."""
 

@@ -8,14 +8,13 @@ import numpy as np
 import torch
 
 from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
+from engine.devices import synchronize
 from engine.errors import EngineError, out_of_memory
 from engine.motion import Motion, warp
 from engine.guidance import GUIDED_PREDICTIONS, clip_guided, steer
 from engine.image_conditioning import image_guided_conditioning
 from engine.sampler import denoise, guidance_embedding, img2img_schedule, noise_scales, txt2img_schedule, unet_model
-
-INFILL_MODES = ("mirror", "wrap", "black", "smear")
-SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
+from engine.vocabulary import INFILL_MODES, SAMPLING_MODES
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class _NoTimer:
 
 
 class StageTimer:
-    """Wall time per stage (synchronizing CUDA at stage edges; for benchmarks only)."""
+    """Wall time per stage (synchronizing the GPU at stage edges; for benchmarks only)."""
 
     def __init__(self, device):
         self.device = device
@@ -77,12 +76,10 @@ class StageTimer:
 
     @contextlib.contextmanager
     def stage(self, name):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         start = time.perf_counter()
         yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
 
 

@@ -129,11 +129,12 @@ def _threshold(similarity, threshold):
     return float(threshold)
 
 
-def linear_weights(length, strength):
-    """(length,) reverse linspace: `strength` at the back falling to 0 at the front; BOS capped."""
+def linear_weights(length, strength, device=None):
+    """(length,) reverse linspace on `device` (None: the default device): `strength` at the back falling to 0 at
+    the front; BOS capped."""
     if length < 0:
         raise ValueError(f"length must be >= 0, not {length}")
-    ramp = torch.arange(length, dtype=torch.float32) / max(length - 1, 1)
+    ramp = torch.arange(length, dtype=torch.float32, device=device) / max(length - 1, 1)
     return _finish(ramp * float(strength))
 
 
@@ -176,7 +177,7 @@ def clustered_weights(similarity, strength):
 def combined_weights(similarity, methods, strength, threshold="auto"):
     """The element-wise maximum of the weights of `methods` (linear, threshold, clustered) on one similarity."""
     s = torch.as_tensor(similarity).float()
-    made = {"linear": lambda: linear_weights(s.shape[0], strength).to(s.device),
+    made = {"linear": lambda: linear_weights(s.shape[0], strength, s.device),
             "threshold": lambda: threshold_weights(s, strength, threshold),
             "clustered": lambda: clustered_weights(s, strength)}
     return torch.stack([made[m]() for m in methods]).amax(dim=0)

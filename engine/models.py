@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from engine.devices import pick_device, resolve_dtype
 from engine.errors import ModelError
 from engine.tokenizer import clip_tokenizer
 
@@ -64,15 +65,6 @@ def _random_taesd(tiny):
             vae.decoder.layers[-1].bias.fill_(0.5)
         return vae
     return AutoencoderTiny()  # the default config is TAESD's architecture
-
-
-def tiny_autoencoder_kl():
-    """A small AutoencoderKL (SD's VAE shape): the tests run the KL path of the engine with it."""
-    from diffusers import AutoencoderKL
-    torch.manual_seed(0)
-    return AutoencoderKL(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8,
-                         in_channels=3, out_channels=3, latent_channels=4,
-                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
 
 
 def build_tiny():
@@ -257,29 +249,10 @@ def _load_pretrained(model, vae):
     return unet, autoencoder, text_encoder, fetch(model, "tokenizer", tokenizer), fetch(model, "scheduler", scheduler)
 
 
-def resolve_device(device="auto"):
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
-
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_dtype(dtype, device):
-    """'auto' is float16 on CUDA and float32 on CPU."""
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ModelError(f"unknown dtype '{dtype}'; use auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
 def load_components(model=DEFAULT_MODEL, vae="auto", device="auto", dtype="auto"):
-    """Components for `model`: 'tiny', 'arch:NAME', a hub id or a local folder, on `device` in `dtype`."""
-    device = resolve_device(device)
+    """Components for `model`: 'tiny', 'arch:NAME', a hub id or a local folder, on `device` in `dtype` (--device and
+    --dtype values: engine.devices)."""
+    device = pick_device(device)
     dtype = resolve_dtype(dtype, device)
     if model == "tiny":
         if vae not in ("auto", "taesd"):
@@ -307,12 +280,21 @@ def load_components(model=DEFAULT_MODEL, vae="auto", device="auto", dtype="auto"
     return Components(model, unet, autoencoder, text_encoder, tokenizer, scheduler, device, dtype)
 
 
+def _skip_cuda_home_probe(record):
+    """False for the warning of torch's CUDA_HOME probe ('No CUDA runtime is found'), which inductor's import
+    of torch.utils.cpp_extension logs when compiling on a machine without a GPU: it says nothing about the
+    frames. Its other warnings pass."""
+    return record.funcName != "_find_cuda_home"
+
+
 def compile_components(components, backend="inductor"):
     """torch.compile the UNet and the VAE's encoder and decoder as whole graphs (the first frames are slow).
 
     Whole-graph compilation (`fullgraph=True`) fails loudly on a graph break instead of silently
     running part of the frame in Python; `max-autotune` picks the fastest kernels for the fixed frame size.
     """
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_skip_cuda_home_probe)
+
     def compiled(module):
         return torch.compile(module, backend=backend, fullgraph=True,
                              mode="max-autotune" if backend == "inductor" else None)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.devices import to_device
+
 _PADDING = {"mirror": "reflection", "black": "zeros", "smear": "border", "wrap": "zeros"}
 
 
@@ -39,7 +41,7 @@ def affine_theta(motion, width, height):
         [m[0][0], m[0][1] * hh / hw, -(m[0][0] * tx + m[0][1] * ty) / hw],
         [m[1][0] * hw / hh, m[1][1], -(m[1][0] * tx + m[1][1] * ty) / hh],
     ]
-    return torch.tensor([theta], dtype=torch.float32)
+    return torch.tensor([theta], dtype=torch.float32, device="cpu")  # built on the host: warp() copies it over
 
 
 def warp(image, motion, infill="mirror", sampling="bilinear"):
@@ -48,9 +50,7 @@ def warp(image, motion, infill="mirror", sampling="bilinear"):
         return image
     _, _, h, w = image.shape
     theta = affine_theta(motion, w, h)
-    if image.device.type == "cuda":  # a pageable copy would wait for the GPU; a pinned one does not
-        theta = theta.pin_memory().to(image.device, non_blocking=True)
-    theta = theta.to(device=image.device, dtype=image.dtype)
+    theta = to_device(theta, image.device).to(dtype=image.dtype)  # pinned, not waiting for the GPU, on CUDA
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
     if infill == "wrap":
         grid = torch.remainder(grid + 1.0, 2.0) - 1.0

@@ -24,18 +24,8 @@ import torch.nn.functional as F
 
 from engine import models
 from engine.errors import EngineError
+from engine.vocabulary import PYTTI_FLAGS
 
-PYTTI_FLAGS = {
-    "ViTB32": ("ViT-B-32", "openai"),
-    "ViTB16": ("ViT-B-16", "openai"),
-    "ViTL14": ("ViT-L-14", "openai"),
-    "ViTL14_336px": ("ViT-L-14-336", "openai"),
-    "RN50": ("RN50", "openai"),
-    "RN101": ("RN101", "openai"),
-    "RN50x4": ("RN50x4", "openai"),
-    "RN50x16": ("RN50x16", "openai"),
-    "RN50x64": ("RN50x64", "openai"),
-}
 # A CLIP small enough to run 32 cutouts in milliseconds on a CPU: 64-pixel input, 2 layers per tower.
 TINY_CONFIG = dict(embed_dim=64,
                    vision_cfg=dict(image_size=64, patch_size=8, width=64, layers=2, head_width=32),

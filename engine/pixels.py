@@ -56,7 +56,8 @@ _KMEANS_ITERATIONS = 20
 
 
 def _generator(seed):
-    """A CPU generator seeded with `seed`."""
+    """A CPU generator seeded with `seed`: the models draw their start on the host, the same on every device, and
+    move it to theirs."""
     return torch.Generator().manual_seed(int(seed))
 
 
@@ -86,7 +87,7 @@ class UnlimitedPalette(torch.nn.Module):
     def __init__(self, width, height, device=None, seed=0):
         super().__init__()
         self.width, self.height = int(width), int(height)
-        pixels = torch.rand(1, 3, self.height, self.width, generator=_generator(seed))
+        pixels = torch.rand(1, 3, self.height, self.width, generator=_generator(seed), device="cpu")
         self.pixels = torch.nn.Parameter(pixels.to(device))
 
     def decode(self):
@@ -130,19 +131,20 @@ class LimitedPalette(torch.nn.Module):
         self.hdr_weight = float(hdr_weight)
         self.palette_normalization_weight = float(palette_normalization_weight)
         g = _generator(seed)
-        value = torch.rand(self.height, self.width, generator=g)
-        logits = torch.rand(self.palettes, self.height, self.width, generator=g)
+        value = torch.rand(self.height, self.width, generator=g, device="cpu")
+        logits = torch.rand(self.palettes, self.height, self.width, generator=g, device="cpu")
         if random_initial_palette:
-            palette = torch.rand(self.palette_size, self.palettes, 3, generator=g) * PALETTE_INERTIA
+            palette = torch.rand(self.palette_size, self.palettes, 3, generator=g, device="cpu") * PALETTE_INERTIA
         else:
-            ramp = torch.linspace(0, 1, self.palette_size).pow(self.gamma) * PALETTE_INERTIA
+            ramp = torch.linspace(0, 1, self.palette_size, device="cpu").pow(self.gamma) * PALETTE_INERTIA
             palette = ramp.view(-1, 1, 1).repeat(1, self.palettes, 3)
         self.value = torch.nn.Parameter(value.to(device))
         self.logits = torch.nn.Parameter(logits.to(device))
         self.palette_param = torch.nn.Parameter(palette.to(device))
-        self.register_buffer("hdr_target", torch.linspace(0, 1, self.palette_size).pow(self.gamma).to(device))
+        self.register_buffer("hdr_target",
+                             torch.linspace(0, 1, self.palette_size, device="cpu").pow(self.gamma).to(device))
         if target_palette is not None:
-            picture = torch.as_tensor(target_palette).to(device)
+            picture = torch.as_tensor(target_palette, device="cpu").to(device)
             self.fit_palette(picture.permute(2, 0, 1).unsqueeze(0).float() / 255)
         self.palette_param.requires_grad_(not (lock_palette or target_palette is not None))
 

@@ -140,14 +140,6 @@ def substitute(pieces, words):
     return "".join(out)
 
 
-def plain_text(text):
-    """The plain sentence of a text with groups: every group replaced by its first term's words."""
-    if not has_groups(text):
-        return text
-    pieces, bodies = split_groups(text)
-    return substitute(pieces, [split_terms(b)[0][2] for b in bodies])
-
-
 def format_text(pieces, groups):
     """The canonical numeric text the engine parses: groups are sequences of (coefficient, words); floats are
     written with repr, so they round-trip."""

@@ -31,7 +31,7 @@ def noise_scales(scheduler, timestep, dtype):
     work, so that noising inside the frame needs no host-device sync.
     """
     probe = copy.deepcopy(scheduler)
-    one, zero = torch.ones(1, dtype=dtype), torch.zeros(1, dtype=dtype)
+    one, zero = torch.ones(1, dtype=dtype, device="cpu"), torch.zeros(1, dtype=dtype, device="cpu")
     t = timestep.reshape(1).cpu()
     return probe.add_noise(one, zero, t).item(), probe.add_noise(zero, one, t).item()
 

@@ -57,15 +57,6 @@ def fingerprint(x):
     return digest.hexdigest()
 
 
-def _version():
-    """The vj package's version: cached results of another release are not reused."""
-    try:
-        from vj import __version__
-    except ImportError:
-        return "unknown"
-    return str(__version__)
-
-
 def _canonical(value, where):
     """`value` as JSON, tagged so that different types never meet (0.1 vs "0.1", a dict vs a tag)."""
     if value is None or isinstance(value, (bool, int, str)):
@@ -83,11 +74,12 @@ def _canonical(value, where):
     raise TypeError(f"cache_key part {where!r} has unsupported type {type(value).__name__}")
 
 
-def cache_key(**parts):
-    """A stable sha256 hex key of everything that changes a cached result, plus the package version
-    and FORMAT so that a new release or layout never reuses old entries."""
+def cache_key(release, /, **parts):
+    """A stable sha256 hex key of everything that changes a cached result, plus `release` (the version of the
+    code that computes it, which the caller passes: vj's `__version__`) and FORMAT, so that a new release or
+    layout never reuses old entries."""
     canonical = {name: _canonical(value, name) for name, value in parts.items()}
-    payload = {"format": FORMAT, "version": _version(), "parts": canonical}
+    payload = {"format": FORMAT, "version": str(release), "parts": canonical}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -4,8 +4,7 @@ lists or a compute budget. Plain Python: presets are checked against it without 
 from dataclasses import dataclass, replace
 
 from engine.errors import EngineError
-
-QUALITIES = {"lowest": 5, "low": 9, "medium": 13, "high": 21, "ultra": 33}  # leaves, endpoints included
+from engine.vocabulary import QUALITIES
 
 
 @dataclass(frozen=True)

@@ -62,3 +62,33 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     return tmp_path / "hub"
+
+
+def tiny_autoencoder_kl():
+    """A small AutoencoderKL (SD's VAE shape) with seeded random weights: the tests run the KL path of the engine
+    with it."""
+    import torch
+    from diffusers import AutoencoderKL
+    torch.manual_seed(0)
+    return AutoencoderKL(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8,
+                         in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny diffusion model's components on the CPU (one load per test module)."""
+    from engine.models import load_components
+    return load_components("tiny", device="cpu")
+
+
+@pytest.fixture(scope="module", params=["taesd", "kl"])
+def model(request, tiny):
+    """The tiny model with its own TAESD-shaped VAE, and with a KL autoencoder (the VAE of real SD models)."""
+    if request.param == "taesd":
+        return tiny
+    import dataclasses
+
+    import torch
+    kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    return dataclasses.replace(tiny, vae=kl)

@@ -48,6 +48,9 @@ def no_models(monkeypatch):
     (["morph", PRESET, "--from", "a", "--to", "b", "-o", "m.png", "--steps", 1],
      "argument --steps: must be an integer >= 2, got 1"),
     (["prerender", PRESET, "--width", 12], "argument --width: must be a multiple of 8"),
+    (["live", PRESET, "--width", 60], "argument --width: must be a multiple of 8"),
+    (["live", PRESET, "--sample-rate", 0], "argument --sample-rate: must be an integer >= 1, got 0"),
+    (["live", PRESET, "--blocksize", -1], "argument --blocksize: must be between 0 and 65536, got -1"),
 ])
 def test_numeric_options_are_checked(capsys, args, fragment):
     assert_one_line_error(*vj(capsys, *args), fragment)
@@ -68,8 +71,10 @@ def track(write_audio):
     (["analyze", "{track}", "--preset", PRESET, "-o", "/nonexistent/x.csv"],
      "vj analyze: error: -o '/nonexistent/x.csv': folder '/nonexistent' does not exist"),
     (["analyze", "{track}", "--preset", PRESET, "-o", "{tmp}"], "is a folder; give a file name in it"),
-    (["analyze", "{track}", "--preset", PRESET, "-o", "{tmp}/v.csv", "--plot", "{tmp}/v.jpg"],
-     "--plot '{tmp}/v.jpg' must end in .png"),
+    (["analyze", "{track}", "--preset", PRESET, "-o", "{tmp}/v.csv", "--plot", "{tmp}/v.txt"],
+     "--plot '{tmp}/v.txt' must end in "),
+    (["render", PRESET, "--audio", "{track}", "-o", "{tmp}/e.mp4", "--frames", "{tmp}/missing/frames"],
+     "--frames '{tmp}/missing/frames': folder '{tmp}/missing' does not exist"),
     (["render", PRESET, "--audio", "{track}", "-o", "/nonexistent/e.mp4"],
      "vj render: error: -o '/nonexistent/e.mp4': folder '/nonexistent' does not exist"),
     (["render", PRESET, "--audio", "{track}", "-o", "{tmp}/e.avi"], "-o '{tmp}/e.avi' must end in .mp4"),
@@ -112,24 +117,32 @@ class Recorder(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_bench_compile_drops_only_torchs_no_cuda_runtime_warning(monkeypatch, tmp_path):
+def test_compiling_drops_only_torchs_no_cuda_runtime_warning(monkeypatch, tmp_path):
     """On a machine without a GPU, inductor's import of torch.utils.cpp_extension logs that CUDA_HOME holds no
-    runtime; the compile itself (minutes on a CPU) is replaced by that probe and another warning."""
+    runtime; every command's --compile goes through compile_components, whose torch.compile (minutes on a CPU)
+    is replaced here by that probe and another warning."""
     import torch.utils.cpp_extension as cpp_extension
 
-    from engine import bench
+    from engine.models import compile_components, load_components
     logger = logging.getLogger("torch.utils.cpp_extension")
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
-    def compile_components(components):
+    def fake_compile(module, **options):
         cpp_extension._find_cuda_home()
         logger.warning("another warning")
-    monkeypatch.setattr(bench, "compile_components", compile_components)
+        return module
+    monkeypatch.setattr(torch, "compile", fake_compile)
     recorder = Recorder()
     logger.addHandler(recorder)
     try:
-        bench.run("tiny", "auto", "cpu", 64, 64, frames=1, steps=1, compile=True)
+        compile_components(load_components("tiny", device="cpu"))
     finally:
         logger.removeHandler(recorder)
-    assert recorder.messages == ["another warning"]
+    assert recorder.messages == ["another warning"] * 3
+
+
+def test_live_checks_its_stats_file_before_opening_anything(no_models, capsys, tmp_path):
+    status, err = vj(capsys, "live", PRESET, "--model", "tiny", "--stats", tmp_path / "missing" / "s.jsonl")
+    assert_one_line_error(status, err, f"--stats '{tmp_path}/missing/s.jsonl': folder '{tmp_path}/missing' does not "
+                                       "exist")

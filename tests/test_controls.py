@@ -9,8 +9,9 @@ import yaml
 from conftest import ROOT, problems, run_vj, write
 from vj.control.actions import Blackout, JumpScene, QueueScene
 from vj.control.controls import ControlSpec, Controls
-from vj.control.midi import CCBinding, MidiMap, MidiSection, NoteBinding
+from vj.control.midi import MidiMap
 from vj.preset import PresetError, load_preset
+from vj.preset.live_keys import CCBinding, MidiSection, NoteBinding
 from vj.preset.reference import json_schema
 
 CONTROLS = """scenes: "a: 1 + glow || b: zoom_prev"

@@ -113,6 +113,13 @@ def test_morph_inside_a_token_group_splits_that_term_and_keeps_the_others():
     assert morph_texts("a {1.0*red} dog", "cat", "dog", 2) is None
 
 
+def test_vj_morph_names_the_prompts_as_written_when_the_word_is_absent(tmp_path):
+    result = run_vj("morph", write(tmp_path, GROUP_MORPH), "--from", "horse", "--to", "dog", "--model", "tiny",
+                    "-o", tmp_path / "x.png")
+    assert result.returncode == 2
+    assert "(a photo of a {cat + 0.4*tabby} on a sofa)" in result.stderr, result.stderr
+
+
 def test_vj_morph_of_a_word_in_a_token_group_starts_at_the_scene_as_written(tmp_path):
     from engine.frames import FrameEngine
     from engine.models import load_components

@@ -1,31 +1,15 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from engine.conditioning import combine, crossfade
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import compile_components, load_components, tiny_autoencoder_kl
+from engine.models import compile_components, load_components
 from engine.motion import Motion, warp
 from engine.sampler import img2img_schedule, noise_scales
 from engine.errors import ModelError
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_components("tiny", device="cpu")
-
-
-@pytest.fixture(scope="module", params=["taesd", "kl"])
-def model(request, tiny):
-    """The tiny model with its own TAESD-shaped VAE, and with a KL autoencoder (the VAE of real SD models)."""
-    if request.param == "taesd":
-        return tiny
-    kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    return dataclasses.replace(tiny, vae=kl)
 
 
 def pipeline(kind, c):

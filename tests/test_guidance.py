@@ -10,7 +10,6 @@ from conftest import problems, run_vj, write
 from engine.frames import EngineSettings, FrameEngine, FrameRequest, decode
 from engine.guidance import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target, alpha_bar,
                              clip_guided, normalized_step, steer)
-from engine.models import load_components
 from engine.motion import Motion
 from engine.perceptors import tiny_perceptor
 from engine.pixel_engine import PixelEngine, PixelSettings
@@ -21,11 +20,6 @@ from vj.preset import load_preset
 
 SIZE = 64
 CUTS = CutoutSettings(count=8, augment=False)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_components("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")

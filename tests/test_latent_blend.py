@@ -13,7 +13,6 @@ import pytest
 
 from conftest import problems
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import load_components
 from engine.transition_cache import TransitionCache
 from engine.transition_plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
 from vj.director import Director
@@ -36,11 +35,6 @@ frames_per_second: 8
 seed: 3
 """
 WAIT = 120.0  # the worker computes a tiny tree in well under a second; generous for a loaded machine
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_components("tiny", device="cpu")
 
 
 @pytest.fixture

@@ -363,6 +363,16 @@ def test_a_reload_that_changes_restart_only_keys_names_them(preset_file):
     assert "model, vae: take effect at restart (the show keeps model tiny, vae auto)" in state.warnings.current()
 
 
+def test_a_pixel_show_is_not_told_about_a_model_it_does_not_use(preset_file):
+    clock = Clock()
+    preset_file.write_text(PRESET + "image_model: unlimited_palette\nmodel: tiny\n")
+    state = ShowState(load_preset(preset_file), Controls(()))
+    state.watcher._clock = clock
+    preset_file.write_text(PRESET + "image_model: unlimited_palette\nmodel: some/other-model\n")
+    assert reload_at(state, clock, 1.0) is not None
+    assert not [w for w in state.warnings.current() if "restart" in w], state.warnings.current()
+
+
 def test_a_deleted_preset_file_is_a_warning_and_the_last_good_version_runs_on(preset_file):
     clock = Clock()
     state = make_state(preset_file, clock)

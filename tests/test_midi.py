@@ -15,9 +15,10 @@ from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene
                                 QueueScene, SetControl, TapTempo, ToggleHud)
 from recording_bus import RecordingBus
 from vj.control.controls import ControlSpec, Controls
-from vj.control.midi import (CCBinding, MidiError, MidiInput, MidiMap, MidiSection, NoteBinding, learned_path,
-                             load_learned, midi_port_names, open_matching_input, save_learned)
+from vj.control.midi import (MidiError, MidiInput, MidiMap, learned_path, load_learned, midi_port_names,
+                             open_matching_input, save_learned)
 from vj.preset import load_preset
+from vj.preset.live_keys import CCBinding, MidiSection, NoteBinding
 
 
 

@@ -291,7 +291,7 @@ def test_status_replies_whatever_the_arguments(rig, args):
 def test_an_over_long_prompt_is_a_hud_warning_like_one_that_does_not_parse(rig):
     rig.send("/vj/prompt", 2, "x" * 2001)
     assert rig.actions_until_sentinel() == [
-        Warn("prompt for scene 2 refused: the text has 2001 characters, at most 2000"), SENTINEL_ACTION]
+        Warn("prompt for scene 2 refused: over 2000 characters"), SENTINEL_ACTION]
 
 
 def test_status_reaches_python_osc_clients(rig):

@@ -7,7 +7,8 @@ from conftest import problems, run_vj, write
 from engine.conditioning import ConditioningCache
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
 from engine.models import load_components
-from engine.prompt_edits import EditSyntaxError, parse_text, plain_text as engine_plain_text, resample_positions
+from engine.prompt_edits import (EditSyntaxError, has_groups, parse_text, resample_positions, split_groups, split_terms,
+                                 substitute)
 from vj.director import Director
 from vj.guidance import guidance_request
 from vj.preset import load_preset
@@ -18,9 +19,13 @@ VARS = ["t", "frame", "fLo", "knob"]
 SOFA = "a photo of a {} on a sofa"
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_components("tiny", device="cpu")
+def engine_plain_text(text):
+    """The plain sentence of a text with groups, by the engine's parser: every group replaced by its first term's
+    words (what vj's `PromptEdits.plain` must agree with)."""
+    if not has_groups(text):
+        return text
+    pieces, bodies = split_groups(text)
+    return substitute(pieces, [split_terms(b)[0][2] for b in bodies])
 
 
 def cache_of(c):

@@ -1,8 +1,6 @@
 """Latent-blending trees on the tiny model: endpoints equal diffusers' plain txt2img, the tree's shape follows
 its plan, chains reuse endpoints, playback and smoothness are what they say."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -10,25 +8,11 @@ import torch
 from engine.conditioning import ConditioningCache
 from engine.errors import EngineError
 from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import load_components, tiny_autoencoder_kl
 from engine.transition_plans import (CROSSFEED, QUALITIES, TURBO_CROSSFEED, Crossfeed, TreePlan, budget_plan,
                                      explicit_plan, model_crossfeed, quality_plan)
 from engine.transitions import Trajectories, blend_tree, image_difference, play, slerp_latents, smoothness, timing
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_components("tiny", device="cpu")
-
-
-@pytest.fixture(scope="module", params=["taesd", "kl"])
-def model(request, tiny):
-    if request.param == "taesd":
-        return tiny
-    kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    return dataclasses.replace(tiny, vae=kl)
 
 
 def embed(c, text):

@@ -157,3 +157,13 @@ def test_a_live_show_says_on_its_hud_which_value_was_held(tmp_path):
     state.apply(SetControl("knob", 10.0), 0.0, {})
     state.request(0.1, {})
     assert any("'tabby'" in w and "-100..100" in w for w in state.warnings.current()), state.warnings.current()
+
+
+def test_a_nan_guidance_weight_reaches_the_engine_as_0(tmp_path):
+    import dataclasses
+
+    from vj.guidance import guidance_request
+    preset = dataclasses.replace(_wild(tmp_path), smoothing_weight=lambda env: math.nan,
+                                 clip_guidance_scale=lambda env: math.nan)
+    request = guidance_request(preset, 0, {"knob": 0.0}, ValueGuard())
+    assert request.smoothing == 0.0 and request.scale == 0.0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from vj.audio import AudioError
-from vj.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER
+from vj.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, in_range
 from vj.guidance import perceptor_names
 from vj.preset import PresetError, load_preset
 from vj.preset.schema import FIELDS as PRESET_KEYS
@@ -49,14 +49,12 @@ def cmd_check(args):
         prompts = sum(len(s.prompts) for s in preset.scenes)
         names = ", ".join(preset.input_variables)
         total = sum(preset.scene_durations())
-        diffusion = preset.image_model == "diffusion"
-        model = f"diffusion model {preset.model}" if diffusion else f"image model {preset.image_model}"
         live = f"controls: {', '.join(preset.control_names)}, " if preset.controls else ""
         if preset.midi:
             live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
         print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, "
               f"audio variables: {names}, {live}scenes last {total:g} s, {preset.width}x{preset.height} at "
-              f"{preset.frames_per_second:g} fps, {model}")
+              f"{preset.frames_per_second:g} fps, {preset.makes_frames}")
         guided = perceptor_names(preset)
         if guided:
             print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")
@@ -97,6 +95,7 @@ _positive = _numeric(POSITIVE.convert)
 _non_negative = _numeric(NON_NEGATIVE.convert)
 _positive_integer = _numeric(POSITIVE_INTEGER.convert, integer=True)
 _size = _preset_key("width")  # width and height take the same values
+_block_size = _numeric(in_range(0, 65536, integer=True).convert, integer=True)
 
 
 def _output_file(path, option, suffixes=None, overwrite=True):
@@ -115,9 +114,10 @@ def _output_file(path, option, suffixes=None, overwrite=True):
 
 
 def _output_folder(path, option):
-    """Check before any work that folder `path` exists or can be made, and can be written."""
+    """Check before any work that folder `path` exists, or can be made in a folder that exists, and can be
+    written."""
     path = Path(path)
-    _writable_folder(next(p for p in (path, *path.parents) if p.exists()), option, path)
+    _writable_folder(path if path.exists() else path.parent, option, path)
 
 
 def _writable_folder(folder, option, path):
@@ -143,7 +143,8 @@ def cmd_analyze(args):
     from vj import analyze
     _output_file(args.output, "-o")
     if args.plot:
-        _output_file(args.plot, "--plot", (".png",))
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        _output_file(args.plot, "--plot", tuple(f".{kind}" for kind in FigureCanvasAgg.get_supported_filetypes()))
     preset = load_preset(args.preset)
     fps = args.fps or preset.frames_per_second
     count, names = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
@@ -173,6 +174,8 @@ def cmd_prerender(args):
 
 def cmd_live(args):
     from vj.live import main as live
+    if args.stats:
+        _output_file(args.stats, "--stats")
     return live.main(args)
 
 
@@ -202,11 +205,37 @@ def cmd_schema(args):
     return 0
 
 
+def _device(text):
+    """--device: auto, cpu, cuda, cuda:N or mps (engine.devices picks and checks it when the engine loads)."""
+    if text == "auto":  # the default, which argparse passes here too: parsing it imports no torch
+        return text
+    from engine.devices import is_device_name
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from auto, cpu, cuda, cuda:N, mps)")
+    return text
+
+
+_MODEL_HELP = "model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)"
+_VAE_HELP = "'auto', 'taesd' or a hub id/path (default: the preset's)"
+
+
+def _model_options(p, vae=True, defaults=None, helps=None):
+    """--model, --vae (unless not `vae`), --width and --height (multiples of 8): the preset's unless given, or
+    `defaults` (option name -> value); `helps` (option name -> text) replaces the model's and VAE's help texts."""
+    defaults, helps = defaults or {}, {"model": _MODEL_HELP, "vae": _VAE_HELP, **(helps or {})}
+    p.add_argument("--model", default=defaults.get("model"), help=helps["model"])
+    if vae:
+        p.add_argument("--vae", default=defaults.get("vae"), help=helps["vae"])
+    p.add_argument("--width", type=_size, default=defaults.get("width"), help="frame width (multiple of 8)")
+    p.add_argument("--height", type=_size, default=defaults.get("height"), help="frame height (multiple of 8)")
+
+
 def _engine_options(p):
-    """Where and how the engine runs: the same options for render and bench."""
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the engine runs")
+    """Where and how the engine runs: the same options for render, live, prerender, morph and bench."""
+    p.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda,cuda:N,mps}",
+                   help="where the engine runs (default auto: CUDA, then Apple's MPS, then the CPU)")
     p.add_argument("--dtype", choices=["auto", "float16", "float32", "bfloat16"], default="auto",
-                   help="weights and activations (default: float16 on CUDA, float32 on CPU)")
+                   help="weights and activations (default: float16 on CUDA, float32 on MPS and the CPU)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the UNet and VAE (faster frames after a slow start; needs a C compiler)")
 
@@ -245,14 +274,11 @@ def build_parser():
     p.add_argument("preset", metavar="PRESET")
     p.add_argument("--audio", metavar="TRACK", help="audio track (default: the preset's input_audio)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="MP4 file to write")
-    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
-    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
+    _model_options(p)
     p.add_argument("--start", type=_non_negative, default=0.0, help="seconds into the show to start")
     p.add_argument("--duration", type=_positive, help="seconds to render (default: the preset's, the track's "
                                                       "or the scenes')")
     p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second (default: the preset's)")
-    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
     p.add_argument("--seed", type=_preset_key("seed"), help="random seed (default: the preset's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
@@ -263,20 +289,18 @@ def build_parser():
                        description="Run a preset live: analyse a mic/line-in (or rehearse with a file), take MIDI, "
                                    "OSC and keys, show the newest frame fullscreen (or in a window).")
     p.add_argument("preset", metavar="PRESET")
-    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
-    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
-    p.add_argument("--width", type=int, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=int, help="frame height (multiple of 8)")
+    _model_options(p)
     audio = p.add_mutually_exclusive_group()
     audio.add_argument("--audio-device", metavar="D", help="input device: index or part of its name (default: the "
                                                            "system's default input; 'none': no audio)")
     audio.add_argument("--audio", metavar="FILE", help="rehearse with a file: play it and analyse what is heard")
     p.add_argument("--no-playback", action="store_true", help="with --audio: analyse in real time without playing")
     p.add_argument("--audio-output", metavar="D", help="with --audio: output device (index or part of its name)")
-    p.add_argument("--sample-rate", type=int, help="input sample rate (default: the device's)")
+    p.add_argument("--sample-rate", type=_positive_integer, help="input sample rate (default: the device's)")
     p.add_argument("--channels", type=lambda t: [int(c) for c in t.split(",")], metavar="1,2",
                    help="input channels to mix down, 1-based (default 1,2; 1 on a mono input)")
-    p.add_argument("--blocksize", type=int, default=0, help="audio block size in samples (default 0: the device's)")
+    p.add_argument("--blocksize", type=_block_size, default=0,
+                   help="audio block size in samples (default 0: the device's)")
     p.add_argument("--latency", type=_latency, default="high",
                    help="'low', 'high' or seconds (default high: the steadiest)")
     p.add_argument("--midi", metavar="NAME", help="MIDI input port (part of its name)")
@@ -299,10 +323,7 @@ def build_parser():
                                    "every pair with --all-pairs) into the transition cache, so shows and renders "
                                    "find them ready. A second run finds them in the cache.")
     p.add_argument("preset", metavar="PRESET")
-    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
-    p.add_argument("--vae", help="'auto', 'taesd' or a hub id/path (default: the preset's)")
-    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
+    _model_options(p)
     p.add_argument("--all-pairs", action="store_true", help="every ordered pair of scenes, not only each to the "
                                                             "next (a show may jump anywhere)")
     _engine_options(p)
@@ -318,9 +339,7 @@ def build_parser():
     p.add_argument("--steps", type=_numeric(_at_least_two, integer=True), default=8,
                    help="frames from FROM to TO, both included (default 8)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png|OUT.mp4", help="strip (PNG) or clip (MP4)")
-    p.add_argument("--model", help="model: hub id, local path, 'tiny' or 'arch:sd-turbo' (default: the preset's)")
-    p.add_argument("--width", type=_size, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=_size, help="frame height (multiple of 8)")
+    _model_options(p, vae=False)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _engine_options(p)
     p.set_defaults(func=cmd_morph)
@@ -331,10 +350,8 @@ def build_parser():
 
     p = sub.add_parser("bench", help="time the frame engine per stage",
                        description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")
-    p.add_argument("--model", default="tiny", help="model (default tiny; arch:sd-turbo for real compute)")
-    p.add_argument("--vae", default="auto", help="'auto' or 'taesd'")
-    p.add_argument("--width", type=_size, default=256, help="frame width (multiple of 8)")
-    p.add_argument("--height", type=_size, default=256, help="frame height (multiple of 8)")
+    _model_options(p, defaults={"model": "tiny", "vae": "auto", "width": 256, "height": 256},
+                   helps={"model": "model (default tiny; arch:sd-turbo for real compute)", "vae": "'auto' or 'taesd'"})
     p.add_argument("--frames", type=_positive_integer, default=20, help="timed frames after warm-up")
     p.add_argument("--steps", type=_preset_key("steps"), default=1, help="denoising steps per frame (1..50)")
     _engine_options(p)

@@ -125,7 +125,8 @@ def load_perceptors(names, model, device, dtype=torch.float32):
 
 def build_engines(preset, device="auto", dtype="auto", compile=False, init=None):
     """An EngineFactory for the preset: diffusion components (unless a pixel model), perceptors and assets."""
-    from engine.models import compile_components, load_components, resolve_device
+    from engine.devices import pick_device
+    from engine.models import compile_components, load_components
     components = None
     if preset.image_model == "diffusion":
         components = load_components(preset.model, preset.vae, device, dtype)
@@ -133,7 +134,7 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None)
             compile_components(components)
         device = components.device
     else:
-        device = resolve_device(device)
+        device = pick_device(device)
     objective = None
     names = perceptor_names(preset)
     if names:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.vocabulary import PYTTI_FLAGS
 from vj.preset import PresetError
 from vj.preset.schema import resolve_path
 from vj.value_ranges import KEY_KINDS, UNREPORTED
 
-PYTTI_FLAGS = {"ViTB32": "ViT-B-32/openai", "ViTB16": "ViT-B-16/openai", "ViTL14": "ViT-L-14/openai",
-               "ViTL14_336px": "ViT-L-14-336/openai", "RN50": "RN50/openai", "RN101": "RN101/openai",
-               "RN50x4": "RN50x4/openai", "RN50x16": "RN50x16/openai", "RN50x64": "RN50x64/openai"}
 DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)
 WEIGHT_KEYS = ("semantic_init_weight", "direct_stabilization_weight", "semantic_stabilization_weight",
                "edge_stabilization_weight", "smoothing_weight")
@@ -41,7 +39,8 @@ def uses_guidance(preset):
 def perceptor_names(preset):
     """The perceptors (open_clip `NAME/TAG`) the preset's guidance uses; empty when it uses none."""
     names = list(preset.perceptors)
-    names += [name for flag, name in PYTTI_FLAGS.items() if getattr(preset, flag) and name not in names]
+    flagged = [f"{name}/{tag}" for flag, (name, tag) in PYTTI_FLAGS.items() if getattr(preset, flag)]
+    names += [name for name in flagged if name not in names]
     if names:
         return names
     needed = (preset.image_model != "diffusion" or preset.direct_image_prompts
@@ -103,8 +102,9 @@ def guidance_request(preset, scene, env, hold=UNREPORTED):
     def weight(p, text):
         return hold("weight", f"'{text}'", p.weight(env))
 
-    def key(name, low=-math.inf):
-        return hold(KEY_KINDS[name], name, max(low, getattr(preset, name)(env)))
+    def key(name, low=None):
+        value = getattr(preset, name)(env)
+        return hold(KEY_KINDS[name], name, value if low is None else max(low, value))
 
     targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else plain_prompt_text(p),
                            weight(p, p.path if p.is_image else plain_prompt_text(p)), p.stop(env), mask_key(p.mask))

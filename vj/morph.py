@@ -60,7 +60,7 @@ def main(args):
     found = next(((i, texts) for i, (text, _) in enumerate(prompts)
                   if (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
     if found is None:
-        listed = "; ".join(text for text, _ in prompts)
+        listed = "; ".join(p.text for p in preset.scenes[0].prompts if not p.is_image)  # as the preset writes them
         raise MorphError(f"'{args.from_word}' is not a word of scene 1's prompts ({listed})")
     index, texts = found
     from engine.frames import FrameEngine, FrameRequest

@@ -27,6 +27,7 @@ from engine.frames import to_rgb
 from engine.transition_cache import cache_key, fingerprint
 from engine.transition_plans import budget_plan, explicit_plan, model_crossfeed, quality_plan
 from engine.transitions import Trajectories, blend_tree, play, timing
+from vj import __version__
 from vj.scenes.edits import scene_prompts
 from vj.value_ranges import UNREPORTED
 from vj.variables import FrameVariables
@@ -140,8 +141,8 @@ class Transitions:
         setup = setup or self._setup
         key = setup.keys.get((a, b))
         if key is None:
-            key = setup.keys[(a, b)] = cache_key(kind="latent_blend", layout=LAYOUT, a=self._cond(setup, a),
-                                                 b=self._cond(setup, b), **setup.settings)
+            key = setup.keys[(a, b)] = cache_key(__version__, kind="latent_blend", layout=LAYOUT,
+                                                 a=self._cond(setup, a), b=self._cond(setup, b), **setup.settings)
         return key
 
     def ready(self, a, b):
@@ -171,7 +172,7 @@ class Transitions:
     def _keyframe(self, setup, cond, fraction):
         """A scene's keyframe trajectory (kept for chains); the first one measures the cost of a UNet step."""
         s = setup.settings
-        key = cache_key(kind="keyframe", cond=fingerprint(cond), **{k: s[k] for k in
+        key = cache_key(__version__, kind="keyframe", cond=fingerprint(cond), **{k: s[k] for k in
                         ("model", "vae", "dtype", "device", "width", "height", "seed", "steps")})
         path = self._keyframes.get(key)
         if path is None:

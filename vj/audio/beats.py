@@ -63,13 +63,6 @@ class BeatSettings:
     beat_decay: float = 0.1
 
 
-@dataclass
-class Estimate:
-    period: float       # seconds
-    anchor: float       # time of a beat (seconds)
-    confidence: float
-
-
 @jit_cached
 def _at(values, position):
     """`values` linearly interpolated at a fractional index, 0 outside the array (as np.interp with left=right=0)."""

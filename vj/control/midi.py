@@ -17,62 +17,21 @@ from pathlib import Path
 
 import yaml
 
-from vj.config_keys import POSITIVE_INTEGER, REQUIRED, TEXT, choice, in_range, key, keys, list_of, optional
 from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene, QueueScene,
                                 RateLimitedLog, SetControl, TapTempo, ToggleHud)
+from vj.preset.live_keys import CC_FIELDS, CCBinding, MidiSection
 
 log = logging.getLogger(__name__)
 
-NOTE_ACTIONS = ("next_scene", "previous_scene", "scene", "queue", "blackout", "freeze", "tap_tempo", "downbeat",
-                "hud")
-SCENE_ACTIONS = ("scene", "queue")
 PICKUP_TOLERANCE = 2 / 127   # a knob this close to the control's position picks it up
 POLL_INTERVAL = 0.002        # seconds between polls of an idle port (mido's own blocking receive polls at 1 ms)
 OWNED_VALUES = 256           # values a knob set that the show may not have applied yet
-CHANNEL = in_range(1, 16, integer=True)
 _SIMPLE_ACTIONS = {"next_scene": NextScene, "previous_scene": PreviousScene, "blackout": Blackout,
                    "freeze": Freeze, "tap_tempo": TapTempo, "downbeat": Downbeat, "hud": ToggleHud}
 
 
 class MidiError(Exception):
     """MIDI cannot be used here (no backend, no matching port); the message is one line."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CCBinding:
-    """One item of `midi.cc`: a knob or fader (channel, controller number) that sets a control."""
-
-    channel: int = key(CHANNEL, 1, "MIDI channel")
-    cc: int = key(in_range(0, 127, integer=True), REQUIRED, "controller number")
-    control: str = key(TEXT, REQUIRED, "the control it sets (a `name` from `controls`); its range 0..127 maps to "
-                                       "the control's knob position 0..1")
-
-
-@dataclass(frozen=True, kw_only=True)
-class NoteBinding:
-    """One item of `midi.notes`: a note or pad (channel, note number) that triggers a show action."""
-
-    channel: int = key(CHANNEL, 1, "MIDI channel")
-    note: int = key(in_range(0, 127, integer=True), REQUIRED, "note number (60: middle C)")
-    action: str = key(choice(*NOTE_ACTIONS), REQUIRED,
-                      "what a note-on does: `next_scene` (the queued one if any), `previous_scene`, `scene` (go to "
-                      "`scene`), `queue` (make `scene` the next one), `blackout` and `freeze` (toggles), "
-                      "`tap_tempo`, `downbeat` (this beat is a bar's first), `hud` (show or hide it)")
-    scene: int | None = key(optional(POSITIVE_INTEGER), None, "scene number (1 = the first) for `scene` and `queue`")
-
-
-@dataclass(frozen=True)
-class MidiSection:
-    """The preset's `midi` mapping, checked: CC bindings and note bindings."""
-
-    cc: tuple = key(list_of(CCBinding, "list of `{channel, cc, control}`", "{channel: 1, cc: 21, control: zoom}"),
-                    (), "knobs and faders: each sets a control")
-    notes: tuple = key(list_of(NoteBinding, "list of `{channel, note, action, scene}`",
-                               "{channel: 1, note: 36, action: next_scene}"), (), "notes and pads: each triggers an "
-                                                                                  "action")
-
-
-CC_FIELDS = keys(CCBinding)
 
 
 def note_action(binding):

@@ -338,8 +338,7 @@ class OscInput:
         if not isinstance(text, str) or not text.strip():
             raise _Drop(f"takes a non-empty text after the scene number, got {_short.repr(text)}")
         if len(text) > MAX_PROMPT:  # refused like a text that does not parse: in the HUD, without the text
-            return Warn(f"prompt for scene {index + 1} refused: the text has {len(text)} characters, "
-                        f"at most {MAX_PROMPT}")
+            return Warn(f"prompt for scene {index + 1} refused: over {MAX_PROMPT} characters")  # one HUD line
         return ReplacePrompt(index, text)
 
     def _learn(self, args):

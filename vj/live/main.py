@@ -75,7 +75,7 @@ def build(args, stack):
         stack.callback(osc.close)
         listening = f"listening on {osc.endpoint} (UDP; /vj/status replies with the show's state)"
     show.greeting = [
-        f"vj live: {args.preset}, model {preset.model if preset.image_model == 'diffusion' else preset.image_model}, "
+        f"vj live: {args.preset}, {preset.makes_frames}, "
         f"{preset.width}x{preset.height} at {preset.frames_per_second:g} fps",
         f"  display: {display.describe()}",
         f"  audio: {audio.description}",

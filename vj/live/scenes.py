@@ -7,8 +7,6 @@ returns the ScenePosition (it needs the two scenes and the mix); `upcoming` says
 
 from vj.timeline import ScenePosition
 
-QUANTIZE = ("none", "beat", "bar")
-
 
 def next_boundary(now, quantize, beat):
     """The time of the next beat or bar after `now`, or `now` when not quantized or no tempo is locked.

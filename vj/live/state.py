@@ -26,6 +26,7 @@ RELOAD_CHECK_SECONDS = 0.5
 # What the show builds once at the start (the weights, the init image, a pixel model's palette picture): a reload
 # that changes them is taken without them and says so. image_model is the engine factory's to say.
 RESTART_KEYS = ("model", "vae", "init_image", "target_palette")
+DIFFUSION_FREE_RESTART_KEYS = ("init_image", "target_palette")  # a pixel model has no model or vae to keep
 
 
 class Warnings:
@@ -205,7 +206,8 @@ class ShowState:
     def _restart_warnings(self, preset):
         """'model, vae: take effect at restart (the show keeps model X, vae Y)' when a reload changed them."""
         old = self.started_with
-        changed = [key for key in RESTART_KEYS if getattr(preset, key) != getattr(old, key)]
+        keys = RESTART_KEYS if preset.image_model == "diffusion" else DIFFUSION_FREE_RESTART_KEYS
+        changed = [key for key in keys if getattr(preset, key) != getattr(old, key)]
         if not changed:
             return []
         kept = ", ".join(f"{key} {getattr(old, key) or 'none'}" for key in changed)

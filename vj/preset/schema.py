@@ -10,24 +10,21 @@ from pathlib import Path
 
 import yaml
 
-from engine.transition_plans import QUALITIES
+from engine.vocabulary import BORDER_MODES, INFILL_MODES, QUALITIES, SAMPLING_MODES
 from vj.audio.bands import Band, check_band
 from vj.audio.musical import MUSICAL_VARIABLES, hit_name
 from vj.audio.sources import AudioError, audio_info
 from vj.config_keys import (BOOLEAN, NON_NEGATIVE, NUMBER, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range,
                             key, keys, list_of, mapping_of, number, optional, or_auto, ordered_pair, variable_name)
 from vj.control.controls import CURVES, ControlSpec
-from vj.control.midi import SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.expressions import Expression, ExpressionError, compile_expression
 from vj.expressions.compiler import did_you_mean
 from vj.expressions.functions import BUILTIN_VARIABLES
-from vj.live.scenes import QUANTIZE
+from vj.preset.live_keys import CC_FIELDS, QUANTIZE, SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.preset.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.scenes import SceneError, parse_scenes
 from vj.value_ranges import KEY_KINDS, out_of_range
 
-INFILL_MODES = ("mirror", "wrap", "black", "smear")
-SAMPLING_MODES = ("nearest", "bilinear", "bicubic")
 TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
@@ -93,7 +90,6 @@ def _perceptors(value):
 PERCEPTORS = Check(_perceptors, {"type": ["array", "string"], "items": {"type": "string"}},
                    "list of open_clip `NAME/TAG`")
 FLAG = optional(BOOLEAN)
-BORDER_MODES = ("clamp", "mirror", "wrap", "black", "smear")
 GUIDE_METHODS = ("linear", "threshold", "clustered", "concept")
 COMBINED_METHODS = GUIDE_METHODS[:3]  # those that combine, by their largest weight
 
@@ -364,6 +360,13 @@ class Preset:
         """The control variables' names (their values come from the show's Controls, or their defaults)."""
         return tuple(c.name for c in self.controls)
 
+    @property
+    def makes_frames(self):
+        """What makes the frames, as summaries say it: 'diffusion model NAME' or 'image model NAME'."""
+        if self.image_model == "diffusion":
+            return f"diffusion model {self.model}"
+        return f"image model {self.image_model}"
+
     def scene_durations(self):
         """One duration per scene (the last given value repeats)."""
         given = self.scene_duration
@@ -374,7 +377,6 @@ FIELDS = keys(Preset)
 FILTER_FIELDS = keys(Band)
 CONTROL_FIELDS = keys(ControlItem)
 MIDI_FIELDS = keys(MidiSection)
-CC_FIELDS = keys(CCBinding)
 NOTE_FIELDS = keys(NoteBinding)
 GUIDE_FIELDS = keys(GuideImage)
 
