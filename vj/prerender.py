@@ -8,13 +8,6 @@ from tqdm import tqdm
 from vj.preset import load_preset
 
 
-def show_pairs(preset):
-    """Each scene to the next, and the last to the first: what "next" plays in a live show (a render plays the
-    first of them, `scene_changes`)."""
-    n = len(preset.scenes)
-    return [(a, (a + 1) % n) for a in range(n)] if n > 1 else []
-
-
 def main(args):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
@@ -26,7 +19,7 @@ def main(args):
         print(f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
               "(they need image_model: diffusion)", file=sys.stderr)
         return 2
-    from vj.transitions import Transitions, all_pairs, prepare
+    from vj.transitions import Transitions, all_pairs, prepare, show_pairs
     pairs = all_pairs(preset) if args.all_pairs else show_pairs(preset)
     if not pairs:
         print(f"{preset.path}: one scene, no transitions to compute")

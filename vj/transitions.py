@@ -263,6 +263,13 @@ def scene_changes(preset, start=0.0, duration=None):
             if starts[i] < end and starts[i] + preset.transition_time > start]
 
 
+def show_pairs(preset):
+    """Each scene to the next, and the last to the first: what "next" plays in a live show (a render plays the
+    first of them, `scene_changes`)."""
+    n = len(preset.scenes)
+    return [(a, (a + 1) % n) for a in range(n)] if n > 1 else []
+
+
 def all_pairs(preset):
     """Every ordered pair of different scenes (a show may jump from any scene to any other)."""
     n = len(preset.scenes)

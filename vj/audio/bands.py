@@ -62,13 +62,20 @@ class Band:
 
 
 def check_band(band, sample_rate):
-    """Raise AudioError naming the filter if its band does not fit the sample rate."""
-    nyquist = sample_rate / 2
+    """Raise AudioError naming the filter if its band does not fit the sample rate (None: not known yet, so only
+    the lower edge is checked)."""
     name = band.variable_name
     if not 1 <= band.order <= 10:
         raise AudioError(f"filter '{name}': order {band.order} is outside 1..10")
     if band.f_width <= 0:
         raise AudioError(f"filter '{name}': f_width {band.f_width:g} Hz must be > 0")
+    if sample_rate is None:
+        if band.low <= 0:
+            raise AudioError(f"filter '{name}': band {band.low:g}..{band.high:g} Hz (f_center +- f_width/2) must "
+                             "lie above 0 Hz (and below the track's Nyquist frequency, checked once the track is "
+                             "known)")
+        return
+    nyquist = sample_rate / 2
     if band.low <= 0 or band.high >= nyquist:
         raise AudioError(
             f"filter '{name}': band {band.low:g}..{band.high:g} Hz (f_center +- f_width/2) must lie inside "

@@ -491,15 +491,10 @@ def _filters(raw_list, line, problems, audio_rate, taken):
         if not ok:
             continue
         band = Band(**values)
-        if audio_rate:
-            try:
-                check_band(band, audio_rate)
-            except AudioError as exc:
-                problems.add(item_line, label, str(exc))
-        elif band.low <= 0:  # without a known track only the lower edge can be checked here; render checks the rest
-            problems.add(item_line, label, f"filter '{band.variable_name}': band {band.low:g}..{band.high:g} Hz "
-                                           "(f_center +- f_width/2) must lie above 0 Hz (and below the track's "
-                                           "Nyquist frequency, checked once the track is known)")
+        try:  # without a known track only the lower edge can be checked here; render checks the rest
+            check_band(band, audio_rate or None)
+        except AudioError as exc:
+            problems.add(item_line, label, str(exc))
         bands.append(band)
     return tuple(bands)
 
