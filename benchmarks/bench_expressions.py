@@ -5,7 +5,7 @@ Run: python benchmarks/bench_expressions.py
 
 import timeit
 
-from vj.expressions import compile_expression
+from vj.language.expressions import compile_expression
 
 VARS = ["t", "frame", "fLo", "fHi", "fLo_prev", "fHi_prev"]
 CASES = ["10*fHi", "fLo/(fLo + fHi)", "0.5 + 0.3*sin(t*2*pi) * fLo",

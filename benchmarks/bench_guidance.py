@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.devices import pick_device  # noqa: E402
-from engine.frames import EngineSettings, FrameEngine, FrameRequest  # noqa: E402
-from engine.guidance import CutoutSettings, GuidanceRequest, Objective, Target  # noqa: E402
-from engine.models import load_components  # noqa: E402
-from engine.motion import Motion  # noqa: E402
-from vj.frame_engines import load_perceptors  # noqa: E402
+from vj.engine.devices import pick_device  # noqa: E402
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest  # noqa: E402
+from vj.engine.guidance.objective import CutoutSettings, GuidanceRequest, Objective, Target  # noqa: E402
+from vj.engine.diffusion.models import load_components  # noqa: E402
+from vj.engine.motion import Motion  # noqa: E402
+from vj.show.engines import load_perceptors  # noqa: E402
 
 
 def frames_per_second(engine, guidance, frames):
@@ -54,7 +54,7 @@ def main(argv=None):
     result = {"model": args.model, "device": str(device), "size": args.size, "cutouts": args.cutouts,
               "perceptor_input": perceptors[0].input_size}
     if args.pixels:
-        from engine.pixel_engine import PixelEngine, PixelSettings
+        from vj.engine.pixels.engine import PixelEngine, PixelSettings
         for model in ("unlimited_palette", "limited_palette"):
             settings = PixelSettings(model=model, width=args.size, height=args.size,
                                      steps_per_frame=args.steps_per_frame)

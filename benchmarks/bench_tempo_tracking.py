@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from vj.audio.beats import BeatTracker  # noqa: E402
 from vj.audio.filters import control_hop  # noqa: E402
-from vj.audio.musical import MUSICAL_VARIABLES  # noqa: E402
+from vj.config.musical import MUSICAL_VARIABLES  # noqa: E402
 from vj.audio.testsignals import drum_pattern  # noqa: E402
 
 SR = 48000

@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.conditioning import ConditioningCache, crossfade, prompt_conditioning
-from engine.frames import EngineSettings, FrameEngine, FrameRequest, image_to_tensor
-from engine.models import load_components
-from engine.transition_cache import TransitionCache
-from engine.transitions import Trajectories, image_difference, smoothness
-from vj.director import Director
-from vj.preset import load_preset
-from vj.timeline import ScenePosition
-from vj.transitions import Transitions, TransitionWorker, tree_plan
+from vj.engine.diffusion.conditioning import ConditioningCache, crossfade, prompt_conditioning
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest, image_to_tensor
+from vj.engine.diffusion.models import load_components
+from vj.engine.transitions.cache import TransitionCache
+from vj.engine.transitions.latent_blend import Trajectories, image_difference, smoothness
+from vj.show.director import Director
+from vj.config.schema import load_preset
+from vj.show.timeline import ScenePosition
+from vj.show.transitions import Transitions, TransitionWorker, tree_plan
 
 PRESET = """\
 scenes: a misty forest at dawn:1 || a neon city street at night:1

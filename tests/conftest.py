@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from vj.preset import PresetError, load_preset
+from vj.config.schema import PresetError, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def tiny_autoencoder_kl():
 @pytest.fixture(scope="module")
 def tiny():
     """The tiny diffusion model's components on the CPU (one load per test module)."""
-    from engine.models import load_components
+    from vj.engine.diffusion.models import load_components
     return load_components("tiny", device="cpu")
 
 

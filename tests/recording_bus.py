@@ -2,7 +2,7 @@
 
 import threading
 
-from vj.control.actions import ActionBus
+from vj.live.controls.actions import ActionBus
 
 TIMEOUT = 5.0
 

@@ -7,7 +7,7 @@ from scipy import signal
 from conftest import tone
 from vj.audio import ArraySource, AudioAnalyzer, AudioError, Band, FileSource, FilterBank
 from vj.audio.envelope import decaying_max
-from vj.variables import FrameVariables
+from vj.show.variables import FrameVariables
 
 SR = 48000
 PYTTI = [Band("fLo", 105, 65), Band("fHi", 900, 600)]

@@ -30,7 +30,7 @@ def no_models(monkeypatch):
     """Loading a model fails the test: every check comes before it."""
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
-    monkeypatch.setattr("engine.models.load_components", refuse)
+    monkeypatch.setattr("vj.engine.diffusion.models.load_components", refuse)
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -123,7 +123,7 @@ def test_compiling_drops_only_torchs_no_cuda_runtime_warning(monkeypatch, tmp_pa
     is replaced here by that probe and another warning."""
     import torch.utils.cpp_extension as cpp_extension
 
-    from engine.models import compile_components, load_components
+    from vj.engine.diffusion.models import compile_components, load_components
     logger = logging.getLogger("torch.utils.cpp_extension")
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

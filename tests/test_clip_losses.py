@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from engine.clip_losses import (
+from vj.engine.guidance.losses import (
     direction_mask, edge_loss, mask_coverage, pixel_loss, prompt_loss, spherical_distance, stop_gated, tv_loss,
 )
-from engine.cutouts import cut_like, make_cutouts
+from vj.engine.guidance.cutouts import cut_like, make_cutouts
 
 TARGET = torch.tensor([1.0, 0.0, 0.0])
 

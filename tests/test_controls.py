@@ -7,12 +7,13 @@ import pytest
 import yaml
 
 from conftest import ROOT, problems, run_vj, write
-from vj.control.actions import Blackout, JumpScene, QueueScene
-from vj.control.controls import ControlSpec, Controls
-from vj.control.midi import MidiMap
-from vj.preset import PresetError, load_preset
-from vj.preset.live_keys import CCBinding, MidiSection, NoteBinding
-from vj.preset.reference import json_schema
+from vj.live.controls.actions import Blackout, JumpScene, QueueScene
+from vj.config.live_keys import ControlSpec
+from vj.live.controls.controls import Controls
+from vj.live.controls.midi import MidiMap
+from vj.config.schema import PresetError, load_preset
+from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
+from vj.config.reference import json_schema
 
 CONTROLS = """scenes: "a: 1 + glow || b: zoom_prev"
 strength: 0.2 + glow*fLo + zoom/100

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import cutouts as cutouts_module
-from engine.cutouts import BORDER_MODES, Cutouts, check_accumulation, cut_like, make_cutouts
+from vj.engine.guidance import cutouts as cutouts_module
+from vj.engine.guidance.cutouts import BORDER_MODES, Cutouts, check_accumulation, cut_like, make_cutouts
 
 
 def seeded(seed):

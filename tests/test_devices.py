@@ -1,4 +1,4 @@
-"""Where the engine runs (engine/devices.py): --device auto|cpu|cuda|cuda:N|mps with CUDA's and MPS's availability
+"""Where the engine runs (vj/engine/devices.py): --device auto|cpu|cuda|cuda:N|mps with CUDA's and MPS's availability
 patched, the default dtype per device, the one-line error for a device that is not here, and that the engine makes
 every tensor on its components' device (no code path assumes the CPU, nor CUDA)."""
 
@@ -15,17 +15,17 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 from conftest import ROOT, run_vj, tiny_autoencoder_kl
-from engine import devices
-from engine.devices import default_dtype, pick_device, resolve_dtype
-from engine.errors import DeviceUnavailable, EngineError, ModelError
-from engine.frames import EngineSettings, FrameEngine, FrameRequest, GuideEmbedding, StageTimer
-from engine.guidance import CutoutSettings, GuidanceRequest, Objective, Target
-from engine.models import load_components
-from engine.motion import Motion, warp
-from engine.perceptors import tiny_perceptor
-from engine.pixel_engine import PixelEngine, PixelSettings
-from engine.transition_plans import Crossfeed, TreePlan
-from engine.transitions import Trajectories, blend_tree
+from vj.engine import devices
+from vj.engine.devices import default_dtype, pick_device, resolve_dtype
+from vj.engine.errors import DeviceUnavailable, EngineError, ModelError
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest, GuideEmbedding, StageTimer
+from vj.engine.guidance.objective import CutoutSettings, GuidanceRequest, Objective, Target
+from vj.engine.diffusion.models import load_components
+from vj.engine.motion import Motion, warp
+from vj.engine.guidance.perceptors import tiny_perceptor
+from vj.engine.pixels.engine import PixelEngine, PixelSettings
+from vj.engine.transitions.plans import Crossfeed, TreePlan
+from vj.engine.transitions.latent_blend import Trajectories, blend_tree
 from vj.cli import build_parser
 
 
@@ -149,7 +149,7 @@ def test_synchronize_and_host_copies_use_only_the_devices_own_calls(monkeypatch,
 
 def test_the_stage_timer_synchronizes_through_the_device_helper(monkeypatch):
     seen = []
-    monkeypatch.setattr("engine.frames.synchronize", seen.append)
+    monkeypatch.setattr("vj.engine.diffusion.frames.synchronize", seen.append)
     timer = StageTimer(torch.device("mps"))
     with timer.stage("unet"):
         pass
@@ -183,8 +183,8 @@ OURS = tuple(str(ROOT / folder) + "/" for folder in ("engine", "vj"))
 # Tensors made on the host on purpose, then copied over: the motion matrix (through pinned memory on CUDA), the
 # two noising numbers read on the host before a frame's work is queued, and the pixel models' seeded start (drawn
 # on the host so that it is the same on every device).
-HOST_SITES = {("engine/motion.py", "affine_theta"), ("engine/sampler.py", "noise_scales"),
-              ("engine/pixels.py", "__init__")}
+HOST_SITES = {("vj/engine/motion.py", "affine_theta"), ("vj/engine/diffusion/sampler.py", "noise_scales"),
+              ("vj/engine/pixels/models.py", "__init__")}
 
 
 class FactoryRecorder(TorchFunctionMode):
@@ -276,7 +276,7 @@ def test_the_engines_make_every_tensor_on_the_components_device(device, vae):
 
 def test_the_recorder_catches_a_tensor_made_without_a_device(monkeypatch):
     """The check above would fail: a warp whose matrix is made on the default device is caught."""
-    import engine.motion as motion
+    import vj.engine.motion as motion
     original = motion.affine_theta
 
     def careless(*args):

@@ -12,7 +12,7 @@ import pygame
 import pytest
 
 from xvfb import screenshot, xvfb
-from vj.control import actions as act
+from vj.live.controls import actions as act
 from vj.live import hud
 from vj.live.display import Display, DisplayError, fit_rect, key_action
 from vj.live.slot import ShownFrame

@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from conftest import problems, run_vj, write
-from engine.frames import FrameRequest
-from vj.director import Director
-from vj.frame_engines import build_engines
-from vj.preset import load_preset
-from vj.render import engine_settings
+from vj.engine.diffusion.frames import FrameRequest
+from vj.show.director import Director
+from vj.show.engines import build_engines
+from vj.config.schema import load_preset
+from vj.show.engines import engine_settings
 
 GUIDED = """
 scenes: a forest at dawn:1 | sparks:0.5
@@ -86,8 +86,8 @@ def test_vj_morph_writes_a_strip_and_a_clip(tmp_path):
 
 
 def test_vj_morph_first_step_is_the_plain_sentence(tmp_path):
-    from engine.frames import FrameEngine
-    from engine.models import load_components
+    from vj.engine.diffusion.frames import FrameEngine
+    from vj.engine.diffusion.models import load_components
     preset = load_preset(write(tmp_path, MORPH), {"model": "tiny"})
     out = tmp_path / "strip.png"
     result = run_vj("morph", preset.path, "--from", "cat", "--to", "dog", "--steps", "2", "--model", "tiny", "-o", out)
@@ -102,7 +102,7 @@ GROUP_MORPH = 'scenes: "a photo of a {cat + 0.4*tabby} on a sofa:1"\nwidth: 64\n
 
 
 def test_morph_inside_a_token_group_splits_that_term_and_keeps_the_others():
-    from vj.morph import morph_texts
+    from vj.commands.morph import morph_texts
     texts = morph_texts("a photo of a {1.0*cat + 0.4*tabby} on a sofa", "cat", "kitten", 3)
     assert texts == ["a photo of a {1.0*cat + 0.0*kitten + 0.4*tabby} on a sofa",
                      "a photo of a {0.5*cat + 0.5*kitten + 0.4*tabby} on a sofa",
@@ -121,8 +121,8 @@ def test_vj_morph_names_the_prompts_as_written_when_the_word_is_absent(tmp_path)
 
 
 def test_vj_morph_of_a_word_in_a_token_group_starts_at_the_scene_as_written(tmp_path):
-    from engine.frames import FrameEngine
-    from engine.models import load_components
+    from vj.engine.diffusion.frames import FrameEngine
+    from vj.engine.diffusion.models import load_components
     preset = load_preset(write(tmp_path, GROUP_MORPH), {"model": "tiny"})
     out = tmp_path / "strip.png"
     result = run_vj("morph", preset.path, "--from", "cat", "--to", "kitten", "--steps", "3", "--model", "tiny",
@@ -144,14 +144,14 @@ def test_vj_morph_with_a_word_not_in_the_scene_is_one_line(tmp_path):
 
 def test_a_reload_whose_guide_images_cannot_be_embedded_turns_them_off_and_frames_go_on(guided, tmp_path,
                                                                                          monkeypatch):
-    from vj import frame_engines
+    from vj.show import engines as frame_engines
     plain = load_preset(write(tmp_path, "scenes: a forest at dawn:1\nwidth: 64\nheight: 64\nmodel: tiny\n",
                               "plain.yaml"))
     factory = build_engines(plain, "cpu", "float32")
     engine = factory(engine_settings(plain))
 
     def no_tower(*args):
-        from engine.errors import EngineError
+        from vj.engine.errors import EngineError
         raise EngineError("no CLIP image tower here")
     monkeypatch.setattr(frame_engines, "pair_perceptor", no_tower)
     warnings = factory.use_preset(guided, engine)
@@ -161,7 +161,7 @@ def test_a_reload_whose_guide_images_cannot_be_embedded_turns_them_off_and_frame
 
 
 def test_a_guide_item_combines_methods_and_takes_its_options(tmp_path):
-    from vj.frame_engines import guide_options
+    from vj.show.engines import guide_options
     Image.new("RGB", (8, 8)).save(tmp_path / "ref.png")
     preset = load_preset(write(tmp_path, "scenes: a forest\nguide_images:\n"
                                          "  - {image: ref.png, method: [linear, clustered, threshold],"
@@ -173,7 +173,7 @@ def test_a_guide_item_combines_methods_and_takes_its_options(tmp_path):
 
 
 def test_guide_pictures_are_embedded_once_across_reloads(guided, monkeypatch):
-    from vj import frame_engines
+    from vj.show import engines as frame_engines
     factory = build_engines(guided, "cpu", "float32")
     calls = []
     monkeypatch.setattr(frame_engines, "pair_perceptor", lambda *a: calls.append(a))

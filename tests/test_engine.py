@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.conditioning import combine, crossfade
-from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import compile_components, load_components
-from engine.motion import Motion, warp
-from engine.sampler import img2img_schedule, noise_scales
-from engine.errors import ModelError
+from vj.engine.diffusion.conditioning import combine, crossfade
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
+from vj.engine.diffusion.models import compile_components, load_components
+from vj.engine.motion import Motion, warp
+from vj.engine.diffusion.sampler import img2img_schedule, noise_scales
+from vj.engine.errors import ModelError
 
 SIZE = 64
 
@@ -145,7 +145,7 @@ def test_out_of_memory_while_loading_is_one_clear_error(monkeypatch):
 
 
 def test_allocation_failures_become_one_typed_error_and_others_pass():
-    from engine.errors import OutOfMemory, out_of_memory
+    from vj.engine.errors import OutOfMemory, out_of_memory
 
     def raising(error):
         with out_of_memory("out of memory at 64x64"):

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from conftest import ROOT
-from vj.expressions import ExpressionError, compile_expression, compiler
-from vj.expressions.compiler import MAX_DEPTH, MAX_LENGTH
+from vj.language.expressions import ExpressionError, compile_expression
+from vj.language.expressions import compiler
+from vj.language.expressions.compiler import MAX_DEPTH, MAX_LENGTH
 
 VARS = ["t", "frame", "fLo", "fHi", "fLo_prev"]
 
@@ -78,7 +79,7 @@ def test_error_names_the_position():
 ])
 def test_runtime_failures_give_zero_and_warn_once(source, env, caplog):
     expr = compile_expression(source, VARS)
-    with caplog.at_level(logging.WARNING, logger="vj.expressions"):
+    with caplog.at_level(logging.WARNING, logger="vj.language.expressions"):
         values = [expr(env) for _ in range(50)]
     assert values == [0.0] * 50
     assert expr.failures == 50
@@ -104,7 +105,7 @@ def compile_in_child(source, env=None):
     """compile_expression(source, VARS), then its value at `env` if given, in a child process with a
     10 s limit: an expression that hangs fails its test instead of stalling the suite."""
     child = ("import json, sys\n"
-             "from vj.expressions import ExpressionError, compile_expression\n"
+             "from vj.language.expressions import ExpressionError, compile_expression\n"
              "job = json.load(sys.stdin)\n"
              "try:\n"
              "    expr = compile_expression(job['source'], job['variables'])\n"

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from conftest import problems, run_vj, write
-from engine.frames import EngineSettings, FrameEngine, FrameRequest, decode
-from engine.guidance import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target, alpha_bar,
-                             clip_guided, normalized_step, steer)
-from engine.motion import Motion
-from engine.perceptors import tiny_perceptor
-from engine.pixel_engine import PixelEngine, PixelSettings
-from engine.sampler import denoise, txt2img_schedule, unet_model
-from vj.director import Director
-from vj.guidance import perceptor_names
-from vj.preset import load_preset
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest, decode
+from vj.engine.guidance.objective import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target,
+                                          alpha_bar, clip_guided, normalized_step, steer)
+from vj.engine.motion import Motion
+from vj.engine.guidance.perceptors import tiny_perceptor
+from vj.engine.pixels.engine import PixelEngine, PixelSettings
+from vj.engine.diffusion.sampler import denoise, txt2img_schedule, unet_model
+from vj.show.director import Director
+from vj.show.guidance_inputs import perceptor_names
+from vj.config.schema import load_preset
 
 SIZE = 64
 CUTS = CutoutSettings(count=8, augment=False)
@@ -305,11 +305,11 @@ controls:
 
 def test_a_live_show_runs_a_pixel_model_and_reloads_its_guidance(tmp_path):
     from test_live_show import Clock, make_state
-    from vj.frame_engines import build_engines
-    from vj.live.audio import SilentAudio
-    from vj.live.show import EngineLoop
+    from vj.show.engines import build_engines
+    from vj.live.audio_feed import SilentAudio
+    from vj.live.loop import EngineLoop
     from vj.live.slot import FrameSlot
-    from vj.render import engine_settings
+    from vj.show.engines import engine_settings
     path = write(tmp_path, LIVE_PALETTE, "show.yaml")
     clock = Clock()
     state = make_state(path)
@@ -338,11 +338,11 @@ def test_a_live_show_runs_a_pixel_model_and_reloads_its_guidance(tmp_path):
 def test_a_typed_prompt_naming_a_missing_picture_is_refused_and_a_good_one_reaches_the_guidance(tmp_path):
     from PIL import Image
     from test_live_show import Clock, make_state
-    from vj.frame_engines import build_engines
-    from vj.live.audio import SilentAudio
-    from vj.live.show import EngineLoop
+    from vj.show.engines import build_engines
+    from vj.live.audio_feed import SilentAudio
+    from vj.live.loop import EngineLoop
     from vj.live.slot import FrameSlot
-    from vj.render import engine_settings
+    from vj.show.engines import engine_settings
     Image.fromarray(picture(12)).save(tmp_path / "new.png")
     clock = Clock()
     state = make_state(write(tmp_path, LIVE_PALETTE, "show.yaml"))

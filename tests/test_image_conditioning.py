@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from engine.image_conditioning import (BOS_CAP, cluster_peaks, clustered_weights, combined_weights, concept_features,
-                                       concept_weights, image_guided_conditioning, linear_weights, mix,
-                                       threshold_weights, token_matches)
+from vj.engine.diffusion.image_conditioning import (BOS_CAP, cluster_peaks, clustered_weights, combined_weights,
+                                                    concept_features, concept_weights, image_guided_conditioning,
+                                                    linear_weights, mix, threshold_weights, token_matches)
 
 
 def close(actual, expected, tol=1e-6):
@@ -376,7 +376,7 @@ def test_concept_maps_only_the_image_features_along_the_concept():
 
 def test_picture_tokens_are_every_vision_token_through_the_final_norm_and_projection():
     import numpy as np
-    from engine.perceptors import tiny_perceptor
+    from vj.engine.guidance.perceptors import tiny_perceptor
     perceptor = tiny_perceptor("cpu", embed_dim=32)
     picture = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     tokens = perceptor.encode_picture_tokens(picture)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from conftest import problems
-from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.transition_cache import TransitionCache
-from engine.transition_plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
-from vj.director import Director
-from vj.preset import load_preset
-from vj.timeline import ScenePosition
-from vj.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
+from vj.engine.transitions.cache import TransitionCache
+from vj.engine.transitions.plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
+from vj.show.director import Director
+from vj.config.schema import load_preset
+from vj.show.timeline import ScenePosition
+from vj.show.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
 
 PRESET = """\
 scenes: a red fox:1 | sparks:2*glow || a blue whale:1 || a green tree:2
@@ -131,7 +131,7 @@ def test_the_director_guides_the_stream_only_inside_a_ready_transition(tiny, pre
 
 
 def test_a_blend_ready_mid_transition_fades_in_instead_of_jumping(tiny, preset_file):
-    from vj.director import JOIN
+    from vj.show.director import JOIN
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(False))
     director = Director(preset, transitions=transitions)
@@ -170,7 +170,7 @@ def test_pairs_of_a_render_and_of_prerender(preset_file):
 
 
 def test_the_worker_computes_what_may_come_next(tiny, preset_file):
-    from vj.control.controls import Controls
+    from vj.live.controls.controls import Controls
     from vj.live.state import ShowState
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(False))

@@ -1,12 +1,13 @@
-"""Layering, enforced (issue 17): the engine imports nothing from vj, the preset schema imports neither the live show
-nor the MIDI port code, the vocabulary presets share with the engine is defined once, and `vj check` and `vj schema`
-import none of torch, pygame, sounddevice or mido."""
+"""Layering, enforced (issue 17): each room of vj imports only the rooms below it (the engine nothing of presets,
+audio or shows; the preset schema neither the live show nor the MIDI port code), the vocabulary presets share with
+the engine is defined once, and `vj check` and `vj schema` import none of torch, pygame, sounddevice or mido."""
 
 import ast
 import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -15,9 +16,9 @@ HEAVY = ("torch", "pygame", "sounddevice", "mido")
 # each shared word: the one module that defines it
 VOCABULARY = {
     **dict.fromkeys(("BORDER_MODES", "INFILL_MODES", "SAMPLING_MODES", "PYTTI_FLAGS", "QUALITIES"),
-                    "engine/vocabulary.py"),
+                    "vj/engine/vocabulary.py"),
     **dict.fromkeys(("QUANTIZE", "NOTE_ACTIONS", "SCENE_ACTIONS", "CC_FIELDS", "CCBinding", "NoteBinding",
-                     "MidiSection"), "vj/preset/live_keys.py"),
+                     "MidiSection"), "vj/config/live_keys.py"),
 }
 
 
@@ -56,31 +57,71 @@ def within(name, packages):
     return any(name == p or name.startswith(p + ".") for p in packages)
 
 
-def violations(folder, forbidden):
-    return [f"{path.relative_to(ROOT)} imports {name}" for path in sources(folder)
-            for name in sorted(imported(path)) if within(name, forbidden)]
+# Each room of vj and the rooms it may import from (its own always). The engine knows nothing of presets, audio or
+# shows; config and language import only the torch-free words they share with the engine; audio reads presets;
+# show (session, director, transitions) joins them; live and commands drive a show; the CLI sits on top.
+SHARED_WORDS = ["vj.engine.vocabulary", "vj.engine.diffusion.prompt_edits"]
+BASE = ["vj.errors", "vj.throttled_log"]
+LAYERS = {
+    "vj.engine": BASE,
+    "vj.language": BASE + SHARED_WORDS,
+    # a preset that names open_clip `perceptors` is checked against open_clip's own list of models
+    "vj.config": BASE + SHARED_WORDS + ["vj.language", "vj.engine.guidance.perceptors"],
+    "vj.audio": BASE + ["vj.config", "vj.language"],
+    "vj.video": BASE,
+    "vj.show": BASE + ["vj", "vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video"],
+    "vj.live": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show"],
+    "vj.commands": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show", "vj.live"],
+}
 
 
-def test_the_engine_imports_nothing_from_vj():
-    assert violations("engine", ["vj"]) == []
+def room(name):
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "vj" and len(parts) > 1 else None
 
 
-def test_the_preset_schema_imports_neither_the_live_show_nor_the_midi_port_code():
-    assert violations("vj/preset", ["vj.live", "vj.control.midi"]) == []
+def layer_violations(top, paths=None):
+    """What the files of room `top` (or `paths`, as if they were in it) import from rooms it may not use."""
+    allowed = [top, *LAYERS[top]]
+    return [f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} imports {name}"
+            for path in (paths or sources(top.replace(".", "/")))
+            for name in sorted(imported(path, None if path.is_relative_to(ROOT) else f"{top}.probe"))
+            if room(name) is not None and not within(name, allowed)]
+
+
+@pytest.mark.parametrize("top", sorted(LAYERS))
+def test_each_room_imports_only_the_rooms_below_it(top):
+    assert layer_violations(top) == []
+
+
+def test_every_room_of_vj_has_a_layer():
+    rooms = {room(module_of(p)) for p in sources("vj")} - {None, "vj.cli", "vj.__main__", *BASE}
+    assert rooms == set(LAYERS)
+
+
+def test_the_layer_check_can_fail(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from vj.live.loop import EngineLoop\nfrom vj.engine.vocabulary import QUALITIES\n"
+                     "from vj.engine.diffusion.frames import FrameEngine\n")
+    assert layer_violations("vj.config", [probe]) == [f"{probe} imports vj.engine.diffusion.frames",
+                                                      f"{probe} imports vj.engine.diffusion.frames.FrameEngine",
+                                                      f"{probe} imports vj.live.loop",
+                                                      f"{probe} imports vj.live.loop.EngineLoop"]
 
 
 def test_the_checker_sees_imports_of_every_form(tmp_path):
     path = tmp_path / "probe.py"
-    path.write_text("import vj.live.show\nfrom ..control import midi\nfrom . import schema\n"
-                    "def f():\n    from vj.live.scenes import LiveScenes\n    importlib.import_module('vj.x')\n")
-    found = imported(path, "vj.preset.probe")
-    assert {"vj.live.show", "vj.control.midi", "vj.preset.schema", "vj.live.scenes", "vj.x"} <= found
-    assert within("vj.control.midi", ["vj.control.midi"]) and not within("vj.control.midi_keys", ["vj.control.midi"])
+    path.write_text("import vj.live.loop\nfrom ..live.controls import midi\nfrom . import schema\ndef f():\n"
+                    "    from vj.live.scene_triggers import LiveScenes\n    importlib.import_module('vj.x')\n")
+    found = imported(path, "vj.config.probe")
+    assert {"vj.live.loop", "vj.live.controls.midi", "vj.config.schema", "vj.live.scene_triggers", "vj.x"} <= found
+    assert within("vj.live.controls.midi", ["vj.live.controls.midi"])
+    assert not within("vj.live.controls.midi_keys", ["vj.live.controls.midi"])
 
 
 def test_the_shared_vocabulary_is_defined_once():
     defined = {}
-    for path in [*sources("engine"), *sources("vj")]:
+    for path in sources("vj"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
                        if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
@@ -94,8 +135,8 @@ def test_the_shared_vocabulary_is_defined_once():
 
 
 def test_every_pytti_flag_is_a_preset_key():
-    from engine.vocabulary import PYTTI_FLAGS
-    from vj.preset.schema import FIELDS
+    from vj.engine.vocabulary import PYTTI_FLAGS
+    from vj.config.schema import FIELDS
     assert set(PYTTI_FLAGS) <= set(FIELDS)
 
 

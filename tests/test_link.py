@@ -24,7 +24,7 @@ import pytest
 
 from vj.audio import AudioError
 from vj.audio.link import LinkClock, LinkError, musical_values
-from vj.audio.musical import MUSICAL_VARIABLES
+from vj.config.musical import MUSICAL_VARIABLES
 
 needs_aalink = pytest.mark.skipif(importlib.util.find_spec("aalink") is None,
                                   reason="aalink (Ableton Link) is not installed: pip install 'aalink>=0.2.3,<0.3'")

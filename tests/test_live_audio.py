@@ -16,7 +16,7 @@ import soundfile
 from conftest import ROOT, tone
 from pulse import PulseDaemon, PulseError
 from vj.audio import Band
-from vj.audio.live import (FilePlayback, LiveAnalysis, LiveAudioError, LiveInput, Ring, list_audio_devices,
+from vj.audio.sources.live import (FilePlayback, LiveAnalysis, LiveAudioError, LiveInput, Ring, list_audio_devices,
                            rescan_devices)
 
 SR = 48000
@@ -181,7 +181,7 @@ def test_devices_are_listed(pulse):
 def test_missing_portaudio_is_a_one_line_error():
     code = ("import ctypes.util\n"
             "ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2\n"
-            "from vj.audio.live import LiveAudioError, LiveInput, list_audio_devices\n"
+            "from vj.audio.sources.live import LiveAudioError, LiveInput, list_audio_devices\n"
             "for call in (list_audio_devices, LiveInput):\n"
             "    try:\n"
             "        call()\n"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vj.live.scenes import LiveScenes, next_boundary
-from vj.timeline import ScenePosition
+from vj.live.scene_triggers import LiveScenes, next_boundary
+from vj.show.timeline import ScenePosition
 
 LOCKED = {"bpm": 120.0, "beat_phase": 0.25, "bar_phase": 0.5, "beats_per_bar": 4}
 UNLOCKED = {"bpm": 0.0, "beat_phase": 0.0, "bar_phase": 0.0}

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import OutOfMemory
-from vj.control import actions as act
-from vj.control.controls import Controls
-from vj.live.audio import SilentAudio
-from vj.live.show import EngineLoop, smaller
+from vj.engine.errors import OutOfMemory
+from vj.live.controls import actions as act
+from vj.live.controls.controls import Controls
+from vj.live.audio_feed import SilentAudio
+from vj.live.loop import EngineLoop, smaller
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
-from vj.preset import load_preset
-from vj.render import engine_settings
+from vj.config.schema import load_preset
+from vj.show.engines import engine_settings
 
 PRESET = """\
 scenes: a red square:1 | sparks:knob || a blue circle:1
@@ -103,16 +103,21 @@ def test_hot_reload_takes_a_good_version_and_refuses_a_bad_one(preset_file):
 class FailingEngine:
     """An engine whose render raises `error` (the real engine behind it never runs)."""
 
-    def __init__(self, error):
+    def __init__(self, error, settings=None):
         self.error = error
+        self.settings = settings
+        self.objective = None
 
     def render(self, request):
         raise self.error
 
+    def reset(self):
+        pass
+
 
 def tiny_loop(preset_file, make_engine=None):
-    from engine.frames import FrameEngine
-    from engine.models import load_components
+    from vj.engine.diffusion.frames import FrameEngine
+    from vj.engine.diffusion.models import load_components
     state = make_state(preset_file)
     components = load_components("tiny", "auto", "cpu", "float32")
     make_engine = make_engine or (lambda settings: FrameEngine(components, settings))
@@ -230,10 +235,11 @@ NO_WINDOW = SimpleNamespace(fps=0.0, vsync=None)  # what the show reads of a dis
 
 
 class LearningMidi:
-    """The part of MidiInput the show uses for learning."""
+    """The part of MidiInput the show uses: learning, pickup and its warning."""
 
     def __init__(self):
         self.learning = None
+        self.warning = None
 
     def learn(self, name):
         self.learning = name
@@ -244,7 +250,7 @@ class LearningMidi:
 
 
 def test_keys_tap_the_tempo_at_their_show_time_through_the_engine_thread(preset_file):
-    from vj.live.show import Show
+    from vj.live.loop import Show
     loop, clock = tiny_loop(preset_file)
     show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
     clock.t = 1.0
@@ -257,7 +263,7 @@ def test_keys_tap_the_tempo_at_their_show_time_through_the_engine_thread(preset_
 
 
 def test_learn_steps_through_the_controls_and_off(preset_file):
-    from vj.live.show import Show
+    from vj.live.loop import Show
     preset_file.write_text(PRESET.replace("controls:\n", "controls:\n  - {name: zoom, default: 0}\n"))
     loop, clock = tiny_loop(preset_file)
     midi = LearningMidi()
@@ -272,7 +278,7 @@ def test_learn_steps_through_the_controls_and_off(preset_file):
 
 
 def test_learn_without_midi_is_a_warning(preset_file):
-    from vj.live.show import Show
+    from vj.live.loop import Show
     loop, clock = tiny_loop(preset_file)
     Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock).handle(act.LearnNext(1))
     assert "MIDI learn needs --midi PORT" in loop.state.warnings.current()
@@ -313,7 +319,7 @@ class CountingDisplay:
 
 
 def test_without_hud_only_new_frames_and_changes_are_presented(preset_file, monkeypatch):
-    from vj.live import show as show_module
+    from vj.live import loop as show_module
     from vj.live.slot import ShownFrame
     monkeypatch.setattr(show_module, "IDLE_PRESENT", 1e9)   # no idle repaint during the test, however slow
     monkeypatch.setattr(show_module, "HUD_FPS", 1e-9)
@@ -394,7 +400,7 @@ def test_a_warning_from_an_input_reaches_the_hud(preset_file):
 
 
 def test_the_status_record_mirrors_blackout_freeze_queue_and_hud(preset_file):
-    from vj.live.show import Show
+    from vj.live.loop import Show
     loop, clock = tiny_loop(preset_file)
     show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
     record = show.record()
@@ -408,7 +414,7 @@ def test_the_status_record_mirrors_blackout_freeze_queue_and_hud(preset_file):
 
 
 def test_actions_dropped_on_the_way_to_the_engine_name_their_input(preset_file, caplog):
-    from vj.live.show import Show
+    from vj.live.loop import Show
     loop, clock = tiny_loop(preset_file)
     loop.inbox = act.ActionBus(capacity=2)
     bus = act.ActionBus()
@@ -430,8 +436,8 @@ def test_live_help_says_which_channels_are_mixed_by_default(capsys):
 
 def test_rehearsal_without_an_audio_output_suggests_no_playback(preset_file, tmp_path):
     import soundfile
-    from vj.audio.live import LiveAudioError
-    from vj.live.audio import open_audio
+    from vj.audio.sources.live import LiveAudioError
+    from vj.live.audio_feed import open_audio
     song = tmp_path / "song.wav"
     soundfile.write(song, np.zeros(4800, np.float32), 48000)
     args = SimpleNamespace(audio=str(song), audio_device=None, no_playback=False, audio_output="no such output")

@@ -9,16 +9,17 @@ import mido
 import pytest
 import yaml
 
-import vj.control.midi as midi_module
+import vj.live.controls.midi as midi_module
 
-from vj.control.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
+from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
                                 QueueScene, SetControl, TapTempo, ToggleHud)
 from recording_bus import RecordingBus
-from vj.control.controls import ControlSpec, Controls
-from vj.control.midi import (MidiError, MidiInput, MidiMap, learned_path, load_learned, midi_port_names,
+from vj.config.live_keys import ControlSpec
+from vj.live.controls.controls import Controls
+from vj.live.controls.midi import (MidiError, MidiInput, MidiMap, learned_path, load_learned, midi_port_names,
                              open_matching_input, save_learned)
-from vj.preset import load_preset
-from vj.preset.live_keys import CCBinding, MidiSection, NoteBinding
+from vj.config.schema import load_preset
+from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
 
 
 
@@ -151,7 +152,7 @@ def test_learn_binds_the_next_knob_saves_it_and_the_next_run_loads_it(tmp_path, 
     preset = load_preset(preset_path)
     controls = Controls(preset.controls)
     midi, port, bus = start(MidiMap.for_preset(preset), controls)
-    caplog.set_level(logging.INFO, logger="vj.control.midi")
+    caplog.set_level(logging.INFO, logger="vj.live.controls.midi")
     assert midi.learn("hue") and midi.learning == "hue"
     port.feed(cc(40, 90, channel=3), cc(40, 0, channel=3))  # binds; then hue (at 0) is picked up at 0
     assert bus.first(1) == [SetControl("hue", 0.0)]

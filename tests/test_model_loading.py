@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import ROOT, closed_port, tiny_autoencoder_kl
-from engine import models
-from engine.errors import ModelError
-from engine.models import build_tiny, load_components
+from vj.engine.diffusion import models
+from vj.engine.errors import ModelError
+from vj.engine.diffusion.models import build_tiny, load_components
 
 PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 REVISION = "0123456789abcdef0123456789abcdef01234567"

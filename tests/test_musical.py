@@ -6,7 +6,7 @@ import pytest
 from vj.audio import ArraySource, AudioAnalyzer, Band
 from vj.audio.beats import BeatSettings, BeatTracker
 from vj.audio.filters import control_hop
-from vj.audio.musical import MUSICAL_VARIABLES
+from vj.config.musical import MUSICAL_VARIABLES
 from vj.audio.testsignals import drum_pattern
 
 SR = 48000

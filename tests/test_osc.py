@@ -15,11 +15,12 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from vj.control.actions import (ActionBus, Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
+from vj.live.controls.actions import (ActionBus, Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
                                 QueueScene, ReplacePrompt, SetControl, TapTempo, ToggleHud, Warn)
 from recording_bus import RecordingBus
-from vj.control.controls import ControlSpec, Controls
-from vj.control.osc import OscError, OscInput, parse_endpoint
+from vj.config.live_keys import ControlSpec
+from vj.live.controls.controls import Controls
+from vj.live.controls.osc import OscError, OscInput, parse_endpoint
 
 SPECS = [ControlSpec("zoom", 1.0, 0.5, 2.0), ControlSpec("hue", 0.0, 0.0, 1.0)]
 STATUS = {"scene": 2, "scene_count": 3, "bpm": 128.0, "blackout": False}
@@ -258,12 +259,12 @@ def test_malformed_packets_are_dropped_and_counted(rig, data, caplog):
 
 
 def test_drop_log_is_rate_limited_with_counts(rig, caplog):
-    caplog.set_level(logging.WARNING, logger="vj.control.osc")
+    caplog.set_level(logging.WARNING, logger="vj.live.controls.osc")
     for _ in range(50):
         rig.send("/vj/nope")
     rig.actions_until_sentinel()
     assert rig.osc.dropped == 50
-    lines = [r.getMessage() for r in caplog.records if r.name == "vj.control.osc"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vj.live.controls.osc"]
     assert 1 <= len(lines) <= 2 and "/vj/nope is not an OSC address of vj" in lines[0], lines
 
 
@@ -467,7 +468,7 @@ def test_flood_of_bad_packets_neither_stalls_nor_grows_memory(rig, caplog):
     assert elapsed < 10
     assert grown < 150 * 1024, f"memory grew by {grown} bytes over {dropped} dropped packets"
     lines = [r for r in caplog.records]
-    assert all(r.name == "vj.control.osc" for r in lines), [r.getMessage() for r in lines]
+    assert all(r.name == "vj.live.controls.osc" for r in lines), [r.getMessage() for r in lines]
     assert len(lines) <= elapsed + 2  # at most one line per second
 
 
@@ -526,5 +527,5 @@ def test_fuzz_never_raises_nor_stops_the_server(rig, caplog):
     rig.actions_until_sentinel(resend=True)
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "internal error" in m], messages
-    assert all(r.name == "vj.control.osc" for r in caplog.records), messages
+    assert all(r.name == "vj.live.controls.osc" for r in caplog.records), messages
     assert rig.osc.received > 1000 and rig.osc.dropped > 100

@@ -14,9 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import models, perceptors
-from engine.errors import EngineError
-from engine.perceptors import PYTTI_FLAGS, PerceptorError, load_perceptor, parse_perceptor, tiny_perceptor
+from vj.engine.diffusion import models
+from vj.engine.guidance import perceptors
+from vj.engine.errors import EngineError
+from vj.engine.guidance.perceptors import PYTTI_FLAGS, PerceptorError, load_perceptor, parse_perceptor, tiny_perceptor
 
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

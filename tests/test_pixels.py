@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.pixels import LimitedPalette, UnlimitedPalette, optimize
+from vj.engine.pixels.models import LimitedPalette, UnlimitedPalette, optimize
 
 
 def rand(*shape, seed=0):

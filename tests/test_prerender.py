@@ -2,11 +2,11 @@
 under the keys the show looks them up by; nothing to do (and no model loaded) without latent_blend."""
 
 from conftest import write
-from engine.transition_cache import TransitionCache
+from vj.engine.transitions.cache import TransitionCache
 from vj import cli
-from vj.frame_engines import build_engines
-from vj.preset import load_preset
-from vj.transitions import Transitions, all_pairs
+from vj.show.engines import build_engines
+from vj.config.schema import load_preset
+from vj.show.transitions import Transitions, all_pairs
 
 PRESET = """\
 scenes: a red fox:1 || a blue whale:1 || a green tree:2
@@ -33,7 +33,7 @@ def test_prerender_computes_what_next_plays_in_a_live_show(tmp_path, monkeypatch
 def test_nothing_to_prerender_without_latent_blend(tmp_path, monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
-    monkeypatch.setattr("engine.models.load_components", refuse)
+    monkeypatch.setattr("vj.engine.diffusion.models.load_components", refuse)
     path = write(tmp_path, PRESET.replace("latent_blend", "slerp"))
     assert cli.main(["prerender", str(path), "--model", "tiny"]) == 0
     assert capsys.readouterr().out == (f"{path}: nothing to prerender: transition_mode is slerp, whose crossfades are "

@@ -3,8 +3,8 @@ import math
 import pytest
 
 from conftest import ROOT, problems, run_vj, tone, write
-from vj.audio.musical import MUSICAL_VARIABLES
-from vj.preset import PresetError, load_preset
+from vj.config.musical import MUSICAL_VARIABLES
+from vj.config.schema import PresetError, load_preset
 
 
 def test_every_shipped_preset_passes_vj_check():

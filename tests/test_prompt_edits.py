@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from conftest import problems, run_vj, write
-from engine.conditioning import ConditioningCache
-from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.models import load_components
-from engine.prompt_edits import (EditSyntaxError, has_groups, parse_text, resample_positions, split_groups, split_terms,
-                                 substitute)
-from vj.director import Director
-from vj.guidance import guidance_request
-from vj.preset import load_preset
-from vj.scenes import SceneError, parse_scenes
-from vj.scenes.edits import parse_edits
+from vj.engine.diffusion.conditioning import ConditioningCache
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
+from vj.engine.diffusion.models import load_components
+from vj.engine.diffusion.prompt_edits import (EditSyntaxError, has_groups, parse_text, resample_positions,
+                                              split_groups, split_terms, substitute)
+from vj.show.director import Director
+from vj.show.guidance_inputs import guidance_request
+from vj.config.schema import load_preset
+from vj.language.scenes import SceneError, parse_scenes
+from vj.language.scenes.edits import parse_edits
 
 VARS = ["t", "frame", "fLo", "knob"]
 SOFA = "a photo of a {} on a sofa"

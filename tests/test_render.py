@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import ROOT, run_vj, tone
-from engine.errors import EngineError
-from engine.frames import FrameEngine
-from vj import render
+from vj.engine.errors import EngineError
+from vj.engine.diffusion.frames import FrameEngine
+from vj.commands import render
 from vj.cli import build_parser
-from vj.render import RenderError
+from vj.commands.render import RenderError
 
 PRESET = """
 scenes: a forest:1 | sparks:fHi || a city:1 | rain:fLo

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from vj.scenes import SceneError, parse_scenes
+from vj.language.scenes import SceneError, parse_scenes
 
 VARS = ["t", "frame", "fLo", "fHi", "fLo_prev", "fHi_prev"]
 PYTTI_EXAMPLE = ("a photograph of a beautiful spring day:2 | flowers blooming: 10*fHi | "

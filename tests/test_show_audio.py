@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-import vj.live.audio as show_audio
+import vj.live.audio_feed as show_audio
 from vj.audio.analysis import AudioAnalyzer
-from vj.audio.bands import Band
+from vj.config.bands import Band
 from vj.audio.link import LinkClock
-from vj.audio.live import LiveAnalysis
-from vj.live.audio import LiveAudio, SilentAudio
-from vj.preset import load_preset
+from vj.audio.sources.live import LiveAnalysis
+from vj.live.audio_feed import LiveAudio, SilentAudio
+from vj.config.schema import load_preset
 
 RATE = 48000
 WAIT = 10.0

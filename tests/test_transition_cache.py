@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine import transition_cache
-from engine.transition_cache import FORMAT, TransitionCache, cache_key, default_cache_dir, fingerprint
+from vj.engine.transitions import cache as transition_cache
+from vj.engine.transitions.cache import FORMAT, TransitionCache, cache_key, default_cache_dir, fingerprint
 
 RELEASE = "1.0"
 
@@ -233,7 +233,7 @@ def test_unusable_folder_falls_back_to_memory(tmp_path, caplog, breaks):
     def warnings():
         return [r for r in caplog.records if r.levelno == logging.WARNING]
 
-    with caplog.at_level(logging.WARNING, logger="engine.transition_cache"):
+    with caplog.at_level(logging.WARNING, logger="vj.engine.transitions.cache"):
         if breaks == "before":
             (tmp_path / "file").write_text("a regular file, not a folder")
         cache = TransitionCache(folder)
@@ -253,7 +253,7 @@ def test_unusable_folder_falls_back_to_memory(tmp_path, caplog, breaks):
 def test_unwritable_folder_on_put(tmp_path, caplog):
     cache = TransitionCache(tmp_path / "cache")
     (tmp_path / "cache").write_text("in the way")  # mkdir on the first put fails
-    with caplog.at_level(logging.WARNING, logger="engine.transition_cache"):
+    with caplog.at_level(logging.WARNING, logger="vj.engine.transitions.cache"):
         cache.put(key(1), entry(1))
         cache.put(key(2), entry(2))
     assert len(caplog.records) == 1 and "memory only" in caplog.records[0].getMessage()

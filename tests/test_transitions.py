@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.conditioning import ConditioningCache
-from engine.errors import EngineError
-from engine.frames import EngineSettings, FrameEngine, FrameRequest
-from engine.transition_plans import (CROSSFEED, QUALITIES, TURBO_CROSSFEED, Crossfeed, TreePlan, budget_plan,
+from vj.engine.diffusion.conditioning import ConditioningCache
+from vj.engine.errors import EngineError
+from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
+from vj.engine.transitions.plans import (CROSSFEED, QUALITIES, TURBO_CROSSFEED, Crossfeed, TreePlan, budget_plan,
                                      explicit_plan, model_crossfeed, quality_plan)
-from engine.transitions import Trajectories, blend_tree, image_difference, play, slerp_latents, smoothness, timing
+from vj.engine.transitions.latent_blend import (Trajectories, blend_tree, image_difference, play, slerp_latents,
+                                                smoothness, timing)
 
 SIZE = 64
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import problems, write
-from vj.director import Director
-from vj.preset import load_preset
-from vj.value_ranges import KEY_KINDS, RANGES, ValueGuard
+from vj.show.director import Director
+from vj.config.schema import load_preset
+from vj.language.value_ranges import KEY_KINDS, RANGES, ValueGuard
 
 WILD = """
 scenes: "a photo of a {cat + 1e308*knob*tabby} on a sofa:1e308*knob | rain:1 || a city:1"
@@ -51,7 +51,7 @@ def _numbers(request):
 
 
 def _coefficients(text):
-    from engine.prompt_edits import parse_text
+    from vj.engine.diffusion.prompt_edits import parse_text
     return [c for group in parse_text(text).groups for c, _ in group]
 
 
@@ -86,8 +86,8 @@ def test_every_value_that_reaches_the_engine_is_finite_and_in_its_range(tmp_path
 
 
 def test_a_wild_frame_renders_finite_and_not_black(tmp_path):
-    from vj.frame_engines import build_engines
-    from vj.render import engine_settings
+    from vj.show.engines import build_engines
+    from vj.show.engines import engine_settings
     preset = _wild(tmp_path)
     factory = build_engines(preset, "cpu", "float32")
     engine = factory(engine_settings(preset))
@@ -99,9 +99,9 @@ def test_a_wild_frame_renders_finite_and_not_black(tmp_path):
 
 def test_token_edit_coefficients_are_held_before_they_reach_the_conditioning(tmp_path):
     import torch
-    from engine.frames import FrameEngine
-    from engine.models import load_components
-    from vj.render import engine_settings
+    from vj.engine.diffusion.frames import FrameEngine
+    from vj.engine.diffusion.models import load_components
+    from vj.show.engines import engine_settings
     preset = load_preset(write(tmp_path, 'scenes: "a {cat + 1000*knob*tabby}:1"\nmodel: tiny\nwidth: 64\n'
                                          'height: 64\ncontrols:\n  - {name: knob}\n'))
     engine = FrameEngine(load_components("tiny", device="cpu"), engine_settings(preset))
@@ -146,8 +146,8 @@ def test_expressions_that_may_leave_the_range_are_accepted(tmp_path):
 
 
 def test_a_live_show_says_on_its_hud_which_value_was_held(tmp_path):
-    from vj.control.actions import SetControl
-    from vj.control.controls import Controls
+    from vj.live.controls.actions import SetControl
+    from vj.live.controls.controls import Controls
     from vj.live.state import ShowState
     preset = load_preset(write(tmp_path, 'scenes: "a {cat + 1000*knob*tabby}:1"\nmodel: tiny\n'
                                          'controls:\n  - {name: knob, range: [0, 10]}\n'), {"model": "tiny"})
@@ -162,7 +162,7 @@ def test_a_live_show_says_on_its_hud_which_value_was_held(tmp_path):
 def test_a_nan_guidance_weight_reaches_the_engine_as_0(tmp_path):
     import dataclasses
 
-    from vj.guidance import guidance_request
+    from vj.show.guidance_inputs import guidance_request
     preset = dataclasses.replace(_wild(tmp_path), smoothing_weight=lambda env: math.nan,
                                  clip_guidance_scale=lambda env: math.nan)
     request = guidance_request(preset, 0, {"knob": 0.0}, ValueGuard())

@@ -6,31 +6,15 @@ import os
 import sys
 from pathlib import Path
 
-from vj.audio import AudioError
-from vj.config_keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, in_range
-from vj.guidance import perceptor_names
-from vj.preset import PresetError, load_preset
-from vj.preset.schema import FIELDS as PRESET_KEYS
+from vj.config.keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, in_range
+from vj.show.guidance_inputs import perceptor_names
+from vj.config.schema import PresetError, load_preset
+from vj.config.schema import FIELDS as PRESET_KEYS
+from vj.errors import VjError
 
 
-class UsageError(Exception):
+class UsageError(VjError):
     """A command-line value that cannot be used."""
-
-
-def _domain_errors():
-    from vj.analyze import SpanError
-    errors = [PresetError, AudioError, UsageError, SpanError]
-    try:
-        from engine.errors import EngineError
-        from vj.morph import MorphError
-        from vj.render import RenderError
-        errors += [EngineError, RenderError, MorphError]
-    except ImportError:  # the engine's dependencies are optional for check/analyze
-        pass
-    from vj.control.midi import MidiError
-    from vj.control.osc import OscError
-    from vj.live.display import DisplayError
-    return tuple(errors + [MidiError, OscError, DisplayError])
 
 
 def _count(n, noun):
@@ -140,7 +124,7 @@ def _latency(text):
 
 
 def cmd_analyze(args):
-    from vj import analyze
+    from vj.commands import analyze
     _output_file(args.output, "-o")
     if args.plot:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -154,7 +138,7 @@ def cmd_analyze(args):
 
 
 def cmd_render(args):
-    from vj import render
+    from vj.commands import render
     _output_file(args.output, "-o", (".mp4",), args.overwrite)
     if args.frames:
         _output_folder(args.frames, "--frames")
@@ -162,13 +146,13 @@ def cmd_render(args):
 
 
 def cmd_morph(args):
-    from vj import morph
+    from vj.commands import morph
     _output_file(args.output, "-o", (".png", ".mp4"), args.overwrite)
     return morph.main(args)
 
 
 def cmd_prerender(args):
-    from vj import prerender
+    from vj.commands import prerender
     return prerender.main(args)
 
 
@@ -180,18 +164,18 @@ def cmd_live(args):
 
 
 def cmd_devices(args):
-    from vj.live import devices
+    from vj.commands import devices
     print(devices.report())
     return 0
 
 
 def cmd_bench(args):
-    from engine import bench
+    from vj.commands import bench
     return bench.main(args)
 
 
 def cmd_schema(args):
-    from vj.preset import reference
+    from vj.config import reference
     text = reference.key_tables() if args.markdown else reference.json_schema_text()
     if not args.output:
         sys.stdout.write(text)
@@ -206,10 +190,10 @@ def cmd_schema(args):
 
 
 def _device(text):
-    """--device: auto, cpu, cuda, cuda:N or mps (engine.devices picks and checks it when the engine loads)."""
+    """--device: auto, cpu, cuda, cuda:N or mps (vj.engine.devices picks and checks it when the engine loads)."""
     if text == "auto":  # the default, which argparse passes here too: parsing it imports no torch
         return text
-    from engine.devices import is_device_name
+    from vj.engine.devices import is_device_name
     if not is_device_name(text):
         raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from auto, cpu, cuda, cuda:N, mps)")
     return text
@@ -374,7 +358,7 @@ def main(argv=None):
                         format="vj: %(levelname)s: %(message)s")
     try:
         return args.func(args)
-    except _domain_errors() as exc:
+    except VjError as exc:  # every error meant for the user: one line, no traceback
         print(f"vj {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

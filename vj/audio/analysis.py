@@ -6,7 +6,7 @@ from vj.audio.beats import BeatSettings, BeatTracker
 from vj.audio.envelope import EnvelopeBank
 from vj.audio.filters import FilterBank
 from vj.audio.hits import HitDetector
-from vj.audio.musical import MUSICAL_VARIABLES, hit_name
+from vj.config.musical import MUSICAL_VARIABLES, hit_name
 
 READ_CHUNK = 1 << 16
 

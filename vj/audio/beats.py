@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft
 
 from vj.audio.kernels import jit_cached
-from vj.audio.musical import MUSICAL_VARIABLES
+from vj.config.musical import MUSICAL_VARIABLES
 from vj.audio.onsets import ACCENT, STRENGTH, OnsetStrength
 
 TICKS_PER_FRAME = 10          # onset frames are 10 control ticks (about 10 ms)

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import signal
 
 from vj.audio import kernels
-from vj.audio.bands import check_band
+from vj.config.bands import check_band
 
 MAX_DECIMATION = 16
 SAMPLES_PER_PERIOD = 8

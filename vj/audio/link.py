@@ -36,8 +36,8 @@ import math
 import threading
 import time
 
-from vj.audio.musical import MUSICAL_VARIABLES
-from vj.audio.sources import AudioError
+from vj.config.musical import MUSICAL_VARIABLES
+from vj.errors import AudioError
 
 INSTALL = "pip install 'aalink>=0.2.3,<0.3'"
 MIN_BPM, MAX_BPM = 20.0, 999.0  # Link's tempo range (it clamps to it)

@@ -22,9 +22,10 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that silences pygame's banner)
 
-from vj.control import actions as act  # noqa: E402
-from vj.control.actions import RateLimitedLog  # noqa: E402
+from vj.live.controls import actions as act  # noqa: E402
+from vj.throttled_log import RateLimitedLog  # noqa: E402
 from vj.live.hud import Hud  # noqa: E402
+from vj.errors import VjError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _load_triton_first():
     if importlib.util.find_spec("triton") is not None:
         import triton  # noqa: F401
 
-class DisplayError(Exception):
+class DisplayError(VjError):
     """The window cannot be opened: no display, a monitor that does not exist, or a mode SDL refuses."""
 
 

@@ -4,13 +4,13 @@ import contextlib
 import signal
 import time
 
-from vj.control.actions import ActionBus, Quit
-from vj.control.controls import Controls
-from vj.live.audio import open_audio
-from vj.live.show import EngineLoop, Show
+from vj.live.controls.actions import ActionBus, Quit
+from vj.live.controls.controls import Controls
+from vj.live.audio_feed import open_audio
+from vj.live.loop import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
-from vj.preset import load_preset
+from vj.config.schema import load_preset
 
 
 KEYS = ("keys: Right/Space next scene, Left previous, 1-9 jump, Shift+1-9 queue, B blackout, F freeze, H HUD, "
@@ -32,10 +32,9 @@ def build(args, stack):
     close in reverse order. Benchmarks build the same show this way and probe it."""
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
-    from vj.frame_engines import build_engines
-    from vj.render import engine_settings, load_image
-    init = load_image(preset.init_image, preset.width, preset.height) if preset.init_image else None
-    make_engine = build_engines(preset, args.device, args.dtype, args.compile, init)
+    from vj.show.session import ShowSession
+    session = ShowSession.open(preset, args.device, args.dtype, args.compile)
+    make_engine = session.engines
 
     from vj.live.display import Display
     clock = ShowClock()
@@ -45,12 +44,10 @@ def build(args, stack):
     controls = Controls(preset.controls)
     audio = open_audio(args, preset, clock)
     stack.callback(audio.close)
-    from engine.transition_cache import TransitionCache
-    from vj.transitions import Transitions, TransitionWorker
-    transitions = (Transitions(make_engine.components, preset, TransitionCache())
-                   if make_engine.components is not None else None)
+    from vj.show.transitions import TransitionWorker
+    transitions = session.transitions
     state = ShowState(preset, controls, overrides, transitions=transitions)
-    loop = EngineLoop(state, make_engine, engine_settings(preset), audio, FrameSlot(), clock)
+    loop = EngineLoop(state, make_engine, session.settings, audio, FrameSlot(), clock)
     loop.worker = TransitionWorker(transitions) if transitions else None  # idle unless latent_blend
     if loop.worker is not None:
         stack.callback(loop.worker.close)
@@ -61,14 +58,14 @@ def build(args, stack):
     loop.on_preset.append(new_guidance)
     midi = None
     if args.midi:
-        from vj.control.midi import MidiInput, MidiMap
+        from vj.live.controls.midi import MidiInput, MidiMap
         midi = stack.enter_context(MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock))
         loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
     show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
                 duration=args.duration)
     listening = "off"
     if args.osc != "off":
-        from vj.control.osc import OscInput, parse_endpoint
+        from vj.live.controls.osc import OscInput, parse_endpoint
         host, port = parse_endpoint(args.osc)
         osc = OscInput(host, port, controls=controls, bus=bus, scene_count=lambda: state.scenes.count,
                        status=show.record, allow=args.osc_allow)

@@ -11,12 +11,12 @@ import threading
 import time
 from pathlib import Path
 
-from vj.control import actions as act
-from vj.director import Director
-from vj.live.scenes import LiveScenes
-from vj.preset import PresetError, load_preset
-from vj.preset.schema import prompt_file_problems
-from vj.scenes import SceneError, parse_scenes, split_scenes
+from vj.live.controls import actions as act
+from vj.show.director import Director
+from vj.live.scene_triggers import LiveScenes
+from vj.config.schema import PresetError, load_preset
+from vj.config.schema import prompt_file_problems
+from vj.language.scenes import SceneError, parse_scenes, split_scenes
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class ShowState:
         return self.scenes.upcoming()
 
     def engine_settings(self):
-        from vj.render import engine_settings
+        from vj.show.engines import engine_settings
         return engine_settings(self.preset)
 
     # -- frames ----------------------------------------------------------------------------------------------

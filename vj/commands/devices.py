@@ -1,0 +1,49 @@
+"""`vj devices`: what a show can use on this machine, per subsystem; a subsystem without devices says so."""
+
+import os
+
+
+def _audio():
+    from vj.audio.sources.live import list_audio_devices
+    from vj.errors import AudioError
+    try:
+        inputs, outputs = list_audio_devices()
+    except AudioError as exc:
+        return [f"audio: {exc}"]
+    lines = []
+    for title, devices in (("audio inputs", inputs), ("audio outputs", outputs)):
+        if not devices:
+            lines.append(f"{title}: none")
+            continue
+        lines.append(f"{title}:")
+        lines += [f"  {index}: '{name}' ({channels} ch, {rate:g} Hz)" for index, name, channels, rate in devices]
+    return lines
+
+
+def _midi():
+    from vj.live.controls.midi import MidiError, midi_port_names
+    try:
+        names = midi_port_names()
+    except MidiError as exc:
+        return [f"MIDI inputs: {exc}"]
+    return ["MIDI inputs: none"] if not names else ["MIDI inputs:"] + [f"  '{n}'" for n in names]
+
+
+def _displays():
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        return ["displays: none (no DISPLAY: run from a desktop session or set DISPLAY)"]
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+    try:
+        pygame.display.init()
+        sizes = pygame.display.get_desktop_sizes()
+    except pygame.error as exc:
+        return [f"displays: none ({exc})"]
+    finally:
+        pygame.display.quit()
+    return ["displays:"] + [f"  {i}: {w}x{h}" for i, (w, h) in enumerate(sizes)]
+
+
+def report():
+    """The lines `vj devices` prints."""
+    return "\n".join(_audio() + _midi() + _displays())

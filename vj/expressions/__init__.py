@@ -1,6 +1,0 @@
-"""Safe numeric expressions for prompt weights, motion and settings."""
-
-from vj.expressions.compiler import Expression, ExpressionError, compile_expression, constant
-from vj.expressions.functions import RESERVED_NAMES
-
-__all__ = ["Expression", "ExpressionError", "compile_expression", "constant", "RESERVED_NAMES"]

@@ -1,5 +1,0 @@
-"""The scene DSL: pytti's `||`/`|`/`TEXT:WEIGHT:STOP` grammar parsed into typed objects."""
-
-from vj.scenes.dsl import Mask, Prompt, Scene, SceneError, parse_scenes, split_scenes
-
-__all__ = ["Mask", "Prompt", "Scene", "SceneError", "parse_scenes", "split_scenes"]

@@ -1,0 +1,99 @@
+"""Turns time, inputs and the preset into the engine's per-frame requests (numbers only)."""
+
+from dataclasses import replace
+
+from vj.engine.diffusion.frames import FrameRequest
+from vj.engine.motion import Motion
+from vj.config.schema import MOTION_KEYS
+from vj.show.guidance_inputs import guidance_request, uses_guidance
+from vj.language.scenes.edits import scene_prompts
+from vj.show.timeline import Timeline
+from vj.language.value_ranges import KEY_KINDS, ValueGuard
+from vj.show.variables import FrameVariables
+
+JOIN = 0.2  # a latent blend that becomes ready mid-transition fades in over this share of the transition
+
+
+def _faded(targets, k):
+    """Guidance targets with their weights times k."""
+    return tuple(replace(t, weight=t.weight * k) for t in targets)
+
+
+class Director:
+    """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
+
+    def __init__(self, preset, seed=None, transitions=None, notify=None):
+        self.preset = preset
+        self.hold = ValueGuard(notify)  # every value reaching a tensor, in its range; `notify`: the live HUD
+        self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
+        self.blending = None            # the last scene change: 'latent blend', 'crossfade' (not ready) or None
+        self._change = None             # ((from, to), mix) of the scene change playing
+        self._joined = None             # the mix at which its latent blend joined (0: ready from its start)
+        self._missed = False            # whether a frame of it had no latent blend ready
+        self.seed = preset.seed if seed is None else seed
+        self.variables = FrameVariables(preset.input_variables + preset.control_names)
+        self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
+        self._motion = [(key, KEY_KINDS[key], getattr(preset, key)) for key in MOTION_KEYS]
+        self._control_defaults = {c.name: float(c.default) for c in preset.controls}  # a render's controls
+        self.guided = uses_guidance(preset)
+
+    def _prompts(self, scene, env):
+        # brace groups: their coefficients evaluated, as the canonical numeric text (vj/language/scenes/edits.py)
+        return scene_prompts(self.preset.scenes[scene], env, self.hold)
+
+    def request(self, frame, t, inputs, position=None):
+        """The FrameRequest for frame number `frame` at show time `t` with input values `inputs`; the scene
+        comes from `position` (a live show's ScenePosition) or, when None, from the render's timeline."""
+        env = self.variables.frame(t, frame, {**self._control_defaults, **inputs})
+        position = self.timeline.at(t) if position is None else position
+        preset = self.preset
+        guide, weight = self._guide(position)
+        return FrameRequest(
+            index=frame,
+            prompts=self._prompts(position.scene, env),
+            strength=min(max(preset.strength(env), 0.01), 1.0),
+            motion=Motion(*(self.hold(kind, key, expr(env)) for key, kind, expr in self._motion)),
+            seed=self.seed,
+            previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
+            mix=position.mix,
+            init_weight=self.hold(KEY_KINDS["direct_init_weight"], "direct_init_weight",
+                                  max(0.0, preset.direct_init_weight(env))),
+            guide=guide,
+            guide_weight=weight,
+            guidance=self._guidance(position, env) if self.guided else None,
+            image_conditioning=tuple((str(i), max(0.0, g.strength(env))) for i, g in enumerate(preset.guide_images)),
+        )
+
+    def _guidance(self, position, env):
+        """The CLIP guidance of the frame; during a scene change both scenes' prompts, weighted by the mix."""
+        request = guidance_request(self.preset, position.scene, env, self.hold)
+        if position.previous is None or position.mix >= 1.0:
+            return request
+        before = guidance_request(self.preset, position.previous, env, self.hold)
+        return replace(request, targets=_faded(before.targets, 1.0 - position.mix)
+                       + _faded(request.targets, position.mix))
+
+    def _guide(self, position):
+        """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise. A tree
+        that is not ready leaves the plain crossfade; one that becomes ready mid-way fades in over JOIN."""
+        if position.previous is None or position.mix >= 1.0:
+            self.blending = self._change = None
+            return None, 0.0
+        if self.transitions is None or self.preset.transition_mode != "latent_blend":
+            self.blending = "crossfade"
+            return None, 0.0
+        pair = (position.previous, position.scene)
+        if self._change is None or self._change[0] != pair or position.mix < self._change[1]:
+            self._joined, self._missed = None, False    # a new scene change
+        self._change = (pair, position.mix)
+        found = self.transitions.guide(position.previous, position.scene, position.mix)
+        if found is None:
+            self.blending, self._missed = "crossfade (latent blend not ready)", True
+            return None, 0.0
+        if self._joined is None:
+            self._joined = position.mix if self._missed else 0.0
+        self.blending = "latent blend"
+        image, weight = found
+        if self._joined > 0:
+            weight *= min(1.0, (position.mix - self._joined) / JOIN)
+        return image, weight

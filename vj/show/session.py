@@ -1,0 +1,84 @@
+"""One show session for every command: preset -> models -> engines -> Director -> transitions, built once here.
+
+`vj render`, `vj live`, `vj prerender` and `vj morph` each open a ShowSession and differ only in the clock, the
+inputs and the driver around it: a render steps frame i at start + i/fps from the track's analysis into an MP4, a
+live show steps by the wall clock from the sound card into a window, prerender computes the transitions and morph
+renders txt2img frames. Later sources and outputs (replay, video in, ControlNet) plug in here too.
+"""
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from vj.config.schema import PresetError
+from vj.show.director import Director
+from vj.show.engines import build_engines, engine_settings
+
+
+def load_image(path, width, height):
+    """The picture at `path` as uint8 HxWx3 at the frame's size, or PresetError naming it."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise PresetError([f"init_image '{path}' cannot be read ({exc})"]) from None
+
+
+@dataclasses.dataclass
+class ShowSession:
+    """A preset's models and the makers of everything that renders it; open one with `ShowSession.open`."""
+
+    preset: object
+    engines: object            # EngineFactory: EngineSettings -> a frame engine (diffusion or pixel model)
+    _transitions: object = None
+
+    @classmethod
+    def open(cls, preset, device="auto", dtype="auto", compile=False, guidance=True):
+        """Load the preset's models on `device`. Without `guidance` (prerender, morph) only the diffusion
+        components load: no perceptors, guide images, init image or palette picture."""
+        init = (load_image(preset.init_image, preset.width, preset.height)
+                if guidance and preset.init_image else None)
+        return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance))
+
+    @property
+    def components(self):
+        """The diffusion components (None for pytti's pixel models)."""
+        return self.engines.components
+
+    @property
+    def settings(self):
+        """The engine's settings at the preset's size."""
+        return engine_settings(self.preset)
+
+    def engine(self, settings=None):
+        """A new frame engine (at the preset's size unless `settings` says otherwise)."""
+        return self.engines(settings or self.settings)
+
+    @property
+    def transitions(self):
+        """The latent-blend Transitions over this session's components (made on first use; None for pixel
+        models). Live shows keep one whatever the mode, so a reload to latent_blend finds it."""
+        if self._transitions is None and self.components is not None:
+            from vj.engine.transitions.cache import TransitionCache
+            from vj.show.transitions import Transitions
+            self._transitions = Transitions(self.components, self.preset, TransitionCache())
+        return self._transitions
+
+    def blends(self):
+        """Whether the preset's scene changes are latent-blend transitions."""
+        return self.preset.transition_mode == "latent_blend" and self.components is not None
+
+    def prepare(self, pairs, desc="transitions"):
+        """Compute (or find in the cache) the transitions of scene `pairs`, with a progress bar on stderr;
+        returns how many were already cached."""
+        from tqdm import tqdm
+
+        from vj.show.transitions import prepare
+        with tqdm(total=len(pairs), unit="transition", desc=desc, file=sys.stderr, dynamic_ncols=True) as progress:
+            return prepare(self.transitions, pairs, progress)
+
+    def director(self):
+        """A Director for the preset, playing latent-blend transitions when the preset blends."""
+        return Director(self.preset, transitions=self.transitions if self.blends() else None)
