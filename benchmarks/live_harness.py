@@ -37,7 +37,7 @@ def sound_server_and_screen(width, height):
         os.environ.update(daemon.client_env)
         daemon.start()
         try:
-            from vj.audio.sources.live import rescan_devices
+            from vj.audio.sources.devices import rescan_devices
             rescan_devices()  # PortAudio listed the devices before the daemon ran
             with xvfb(width, height) as display:
                 os.environ.update(DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")

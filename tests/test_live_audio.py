@@ -16,8 +16,11 @@ import soundfile
 from conftest import ROOT, tone
 from pulse import PulseDaemon, PulseError
 from vj.audio import Band
-from vj.audio.sources.live import (FilePlayback, LiveAnalysis, LiveAudioError, LiveInput, Ring, list_audio_devices,
-                           rescan_devices)
+from vj.audio.live_analysis import LiveAnalysis
+from vj.audio.sources.devices import LiveAudioError, list_audio_devices, rescan_devices
+from vj.audio.sources.file_playback import FilePlayback
+from vj.audio.sources.live_input import LiveInput
+from vj.audio.sources.ring import Ring
 
 SR = 48000
 TONE = 1000
@@ -181,7 +184,8 @@ def test_devices_are_listed(pulse):
 def test_missing_portaudio_is_a_one_line_error():
     code = ("import ctypes.util\n"
             "ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2\n"
-            "from vj.audio.sources.live import LiveAudioError, LiveInput, list_audio_devices\n"
+            "from vj.audio.sources.devices import LiveAudioError, list_audio_devices\n"
+            "from vj.audio.sources.live_input import LiveInput\n"
             "for call in (list_audio_devices, LiveInput):\n"
             "    try:\n"
             "        call()\n"

@@ -436,7 +436,7 @@ def test_live_help_says_which_channels_are_mixed_by_default(capsys):
 
 def test_rehearsal_without_an_audio_output_suggests_no_playback(preset_file, tmp_path):
     import soundfile
-    from vj.audio.sources.live import LiveAudioError
+    from vj.audio.sources.devices import LiveAudioError
     from vj.live.audio_feed import open_audio
     song = tmp_path / "song.wav"
     soundfile.write(song, np.zeros(4800, np.float32), 48000)

@@ -9,15 +9,17 @@ import mido
 import pytest
 import yaml
 
-import vj.live.controls.midi as midi_module
+import vj.live.controls.midi.ports as ports_module
 
 from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
                                 QueueScene, SetControl, TapTempo, ToggleHud)
 from recording_bus import RecordingBus
 from vj.config.live_keys import ControlSpec
 from vj.live.controls.controls import Controls
-from vj.live.controls.midi import (MidiError, MidiInput, MidiMap, learned_path, load_learned, midi_port_names,
-                             open_matching_input, save_learned)
+from vj.live.controls.midi.input import MidiInput
+from vj.live.controls.midi.learned import learned_path, load_learned, save_learned
+from vj.live.controls.midi.map import MidiMap
+from vj.live.controls.midi.ports import MidiError, midi_port_names, open_matching_input
 from vj.config.schema import load_preset
 from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
 
@@ -152,7 +154,7 @@ def test_learn_binds_the_next_knob_saves_it_and_the_next_run_loads_it(tmp_path, 
     preset = load_preset(preset_path)
     controls = Controls(preset.controls)
     midi, port, bus = start(MidiMap.for_preset(preset), controls)
-    caplog.set_level(logging.INFO, logger="vj.live.controls.midi")
+    caplog.set_level(logging.INFO, logger="vj.live.controls.midi.input")
     assert midi.learn("hue") and midi.learning == "hue"
     port.feed(cc(40, 90, channel=3), cc(40, 0, channel=3))  # binds; then hue (at 0) is picked up at 0
     assert bus.first(1) == [SetControl("hue", 0.0)]
@@ -318,7 +320,7 @@ def test_read_errors_count_as_a_lost_port(start):
 
 
 def test_default_opener_matches_a_substring_of_the_port_names(monkeypatch):
-    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
+    monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
     monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:Midi Through Port-0 14:0",
                                                          "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"])
     monkeypatch.setattr(mido, "open_input", lambda name: KnobPort(name))
@@ -328,7 +330,7 @@ def test_default_opener_matches_a_substring_of_the_port_names(monkeypatch):
 
 
 def test_default_opener_path_of_midi_input(monkeypatch):
-    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
+    monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
     port = KnobPort("nanoKONTROL2 MIDI 1")
     monkeypatch.setattr(mido, "get_input_names", lambda: [port.name])
     monkeypatch.setattr(mido, "open_input", lambda name: port)
@@ -346,7 +348,7 @@ def test_port_names_without_a_backend_is_one_clear_line(monkeypatch):
     def fail():
         raise OSError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
     monkeypatch.setattr(mido, "get_input_names", fail)
-    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", __file__)  # a sequencer that exists: rtmidi is asked
+    monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", __file__)  # a sequencer that exists: rtmidi is asked
     with pytest.raises(MidiError) as info:
         midi_port_names()
     message = str(info.value)
@@ -359,8 +361,8 @@ def test_without_an_alsa_sequencer_rtmidi_is_not_asked(monkeypatch, tmp_path):
     def asked():
         raise AssertionError("rtmidi was asked for ports")
     monkeypatch.setattr(mido, "get_input_names", asked)
-    monkeypatch.setattr(midi_module, "ALSA_SEQUENCER", str(tmp_path / "no-seq"))
-    monkeypatch.setattr(midi_module.sys, "platform", "linux")
+    monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", str(tmp_path / "no-seq"))
+    monkeypatch.setattr(ports_module.sys, "platform", "linux")
     with pytest.raises(MidiError, match=r"^no MIDI backend works here: on Linux MIDI needs the ALSA sequencer"):
         midi_port_names()
 

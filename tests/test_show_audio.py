@@ -14,7 +14,7 @@ import vj.live.audio_feed as show_audio
 from vj.audio.analysis import AudioAnalyzer
 from vj.config.bands import Band
 from vj.audio.link import LinkClock
-from vj.audio.sources.live import LiveAnalysis
+from vj.audio.live_analysis import LiveAnalysis
 from vj.live.audio_feed import LiveAudio, SilentAudio
 from vj.config.schema import load_preset
 

@@ -4,7 +4,7 @@ import os
 
 
 def _audio():
-    from vj.audio.sources.live import list_audio_devices
+    from vj.audio.sources.devices import list_audio_devices
     from vj.errors import AudioError
     try:
         inputs, outputs = list_audio_devices()
@@ -21,7 +21,7 @@ def _audio():
 
 
 def _midi():
-    from vj.live.controls.midi import MidiError, midi_port_names
+    from vj.live.controls.midi.ports import MidiError, midi_port_names
     try:
         names = midi_port_names()
     except MidiError as exc:

@@ -1,1 +1,3 @@
-"""The GPU frame engine: streaming img2img with weighted prompt conditioning. Knows nothing about audio."""
+"""The frame engine: everything on tensors, by capability (diffusion, guidance, pixels, transitions).
+
+It knows nothing of presets, audio or shows: it imports only itself and vj.errors."""

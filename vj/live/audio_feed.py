@@ -179,7 +179,7 @@ class LiveAudio(ShowAudio):
     analyzer between two blocks (a locked tempo is kept when only the filters changed)."""
 
     def __init__(self, source, preset):
-        from vj.audio.sources.live import LiveAnalysis
+        from vj.audio.live_analysis import LiveAnalysis
         super().__init__(preset)
         self.source = source
         self.preset = preset
@@ -230,7 +230,9 @@ def open_audio(args, preset, clock):
         audio = SilentAudio(preset, clock)
         audio.description = "none (silence: --audio-device none)"
         return audio
-    from vj.audio.sources.live import FilePlayback, LiveAudioError, LiveInput
+    from vj.audio.sources.devices import LiveAudioError
+    from vj.audio.sources.file_playback import FilePlayback
+    from vj.audio.sources.live_input import LiveInput
     if args.audio:
         try:
             source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)

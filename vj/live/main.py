@@ -58,7 +58,8 @@ def build(args, stack):
     loop.on_preset.append(new_guidance)
     midi = None
     if args.midi:
-        from vj.live.controls.midi import MidiInput, MidiMap
+        from vj.live.controls.midi.input import MidiInput
+        from vj.live.controls.midi.map import MidiMap
         midi = stack.enter_context(MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock))
         loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
     show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,

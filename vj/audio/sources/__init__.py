@@ -1,0 +1,1 @@
+"""Where audio comes from, behind one interface: files, arrays, silence, sound cards and rehearsal playback."""

@@ -33,7 +33,7 @@ MAX_SIDE = 64  # image_difference compares images averaged down to this size
 
 
 @dataclass
-class Path:
+class Trajectory:
     """One trajectory of the tree: its mix fraction (0 = A, 1 = B), the step it was injected at, the input
     latents of every step from there on (`latents[steps]`: the result) and the decoded image."""
 
@@ -100,7 +100,7 @@ class Trajectories:
         return s.timesteps[start:]
 
     def run(self, fraction, start, latents, cond, steps, feed=None):
-        """A Path from `latents` at step `start` to the end, conditioned on `cond`. `feed` maps steps after the
+        """A Trajectory from `latents` at step `start` to the end, conditioned on `cond`. `feed` maps steps after the
         start to (target latents, weight): the latents entering such a step are crossfed toward the target first;
         each step's result is kept as it came out (before the next crossfeed), as latent blending keeps it."""
         feed = feed or {}
@@ -110,7 +110,7 @@ class Trajectories:
             for step, t in enumerate(self._timesteps(steps, start), start):
                 z = denoise_step(model, self.scheduler, toward_parents(z, *feed[step]) if step in feed else z, t)
                 kept.append(z)
-            return Path(fraction, start, kept, decode(self.c, kept[-1]))
+            return Trajectory(fraction, start, kept, decode(self.c, kept[-1]))
 
     def endpoint(self, cond, seed, steps, fraction=0.0):
         """Plain txt2img of `cond` from `seed`'s noise: a tree's endpoint (and a scene's keyframe)."""
@@ -149,7 +149,7 @@ def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), diff
 def _as_end(path, fraction, plan):
     if len(path.latents) != plan.steps + 1 or path.start != 0:
         raise EngineError(f"an endpoint reused in a chain must be a full {plan.steps}-step trajectory")
-    return Path(fraction, 0, path.latents, path.image)
+    return Trajectory(fraction, 0, path.latents, path.image)
 
 
 def timing(images, difference=image_difference):

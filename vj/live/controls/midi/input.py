@@ -1,195 +1,27 @@
-"""MIDI input for live shows: knobs (CC) set control variables, notes and pads trigger show actions.
+"""The MIDI input of a live show: one port read on its own thread, its messages put on the ActionBus as actions.
 
-The preset's `midi` section plus the bindings learned during shows (`SHOW.midi.yaml` beside `SHOW.yaml`) make a
-MidiMap. A MidiInput reads one port on its own thread and only puts actions on the ActionBus; a missing or
-unplugged port is a warning, never an error, and is opened again when it comes back. Knobs use pickup (soft
-takeover): a knob moves its control only once it has reached the control's current value, so values never jump.
+A MidiInput maps knobs (CC) and notes through a MidiMap, learns bindings (saved beside the preset), and treats a
+missing or unplugged port as a warning, never an error: it is opened again when it comes back. Knobs use pickup
+(soft takeover): a knob moves its control only once it has reached the control's current value, so values never
+jump.
 """
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
-from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene, QueueScene,
-                                RateLimitedLog, SetControl, TapTempo, ToggleHud)
-from vj.config.live_keys import CC_FIELDS, CCBinding, MidiSection
-from vj.errors import VjError
+from vj.config.live_keys import CCBinding
+from vj.live.controls.actions import Downbeat, RateLimitedLog, SetControl, TapTempo
+from vj.live.controls.midi.learned import save_learned
+from vj.live.controls.midi.ports import midi_port_names, open_matching_input
 
 log = logging.getLogger(__name__)
 
 PICKUP_TOLERANCE = 2 / 127   # a knob this close to the control's position picks it up
 POLL_INTERVAL = 0.002        # seconds between polls of an idle port (mido's own blocking receive polls at 1 ms)
 OWNED_VALUES = 256           # values a knob set that the show may not have applied yet
-_SIMPLE_ACTIONS = {"next_scene": NextScene, "previous_scene": PreviousScene, "blackout": Blackout,
-                   "freeze": Freeze, "tap_tempo": TapTempo, "downbeat": Downbeat, "hud": ToggleHud}
-
-
-class MidiError(VjError):
-    """MIDI cannot be used here (no backend, no matching port); the message is one line."""
-
-
-def note_action(binding):
-    """The action a note binding triggers (scenes are numbered from 1 in presets, from 0 in actions)."""
-    if binding.action == "scene":
-        return JumpScene(binding.scene - 1)
-    if binding.action == "queue":
-        return QueueScene(binding.scene - 1)
-    return _SIMPLE_ACTIONS[binding.action]()
-
-
-# --- learned bindings ---------------------------------------------------------------------------------------
-
-def learned_path(preset_path):
-    """Where the bindings learned for a preset live: `show.yaml` -> `show.midi.yaml` beside it."""
-    preset_path = Path(preset_path)
-    return preset_path.with_name(f"{preset_path.stem}.midi.yaml")
-
-
-def _learn(bindings, binding):
-    """`bindings` with `binding` added, replacing any binding of the same control or the same (channel, cc)."""
-    kept = [b for b in bindings if b.control != binding.control and (b.channel, b.cc) != (binding.channel, binding.cc)]
-    return (*kept, binding)
-
-
-def _cc_binding(item):
-    """A CCBinding from one item of a learned file, or ValueError naming what is wrong."""
-    if not isinstance(item, dict):
-        raise ValueError("expected a mapping like {channel: 1, cc: 21, control: zoom}")
-    for name in item:
-        if name not in CC_FIELDS:
-            raise ValueError(f"unknown key '{name}'; valid keys: {', '.join(CC_FIELDS)}")
-    values = {}
-    for name, spec in CC_FIELDS.items():
-        if name not in item:
-            if spec.required:
-                raise ValueError(f"{name}: required key is missing")
-            values[name] = spec.typed_default()
-            continue
-        try:
-            values[name] = spec.check.convert(item[name])
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    return CCBinding(**values)
-
-
-def load_learned(path, control_names):
-    """(bindings, warnings) from a learned file; a missing file is no bindings, and anything unusable in it is a
-    warning (a show must start even with a damaged file), as is a binding of a control the preset no longer has."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return (), []
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return (), [f"{path}: cannot read learned MIDI bindings ({reason}); ignored"]
-    if data is None:
-        return (), []
-    items = data.get("cc", []) if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        return (), [f"{path}: expected `cc: [{{channel: 1, cc: 21, control: zoom}}, ...]`; learned MIDI bindings "
-                    "ignored"]
-    bindings, warnings = (), []
-    for i, item in enumerate(items):
-        try:
-            binding = _cc_binding(item)
-        except ValueError as exc:
-            warnings.append(f"{path}: cc[{i}]: {exc}; ignored")
-            continue
-        if binding.control not in control_names:
-            warnings.append(f"{path}: cc[{i}]: control '{binding.control}' is not in the preset; ignored")
-            continue
-        bindings = _learn(bindings, binding)
-    return bindings, warnings
-
-
-def save_learned(path, bindings):
-    """Write learned CC bindings as YAML; atomically, so a show stopped mid-write keeps the previous file."""
-    path = Path(path)
-    data = {"cc": [{"channel": b.channel, "cc": b.cc, "control": b.control} for b in bindings]}
-    text = ("# MIDI bindings learned in `vj live`; they replace the preset's midi.cc bindings of the same control or "
-            "the same\n# channel and cc. Edit or delete freely.\n" + yaml.safe_dump(data, sort_keys=False,
-                                                                                 default_flow_style=None))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# --- the map ------------------------------------------------------------------------------------------------
-
-class MidiMap:
-    """Which control each (channel, cc) sets and which action each (channel, note) triggers; channels 1-16.
-
-    `learned` CC bindings replace the section's bindings of the same control or the same (channel, cc). A map
-    never changes: learning makes a new one (`with_learned`), so the reader thread can swap it atomically.
-    """
-
-    def __init__(self, section=None, learned=(), learned_path=None, warnings=()):
-        self.section = section or MidiSection()
-        self.learned = tuple(learned)
-        self.learned_path = learned_path
-        self.warnings = tuple(warnings)
-        bindings = ()
-        for binding in (*self.section.cc, *self.learned):
-            bindings = _learn(bindings, binding)
-        self.cc = {(b.channel, b.cc): b.control for b in bindings}
-        self.notes = {(n.channel, n.note): note_action(n) for n in self.section.notes}
-
-    @classmethod
-    def for_preset(cls, preset):
-        """The map of a loaded preset: its `midi` section and the bindings learned beside its file (logged warnings
-        for anything unusable there)."""
-        path = learned_path(preset.path) if preset.path else None
-        learned, warnings = load_learned(path, preset.control_names) if path else ((), [])
-        for warning in warnings:
-            log.warning("%s", warning)
-        return cls(preset.midi, learned, path, warnings)
-
-    def with_learned(self, binding):
-        """A new map with `binding` learned."""
-        return MidiMap(self.section, _learn(self.learned, binding), self.learned_path, self.warnings)
-
-
-# --- ports --------------------------------------------------------------------------------------------------
-
-ALSA_SEQUENCER = "/dev/snd/seq"
-NO_SEQUENCER = ("on Linux MIDI needs the ALSA sequencer, /dev/snd/seq: load the snd-seq kernel module "
-                "(sudo modprobe snd-seq)")
-
-
-def midi_port_names():
-    """Names of the MIDI input ports (mido's default backend, rtmidi), or MidiError when no backend works here."""
-    if sys.platform.startswith("linux") and not os.path.exists(ALSA_SEQUENCER):
-        # asked anyway, libasound would print an error line to stderr at each retry of a show
-        raise MidiError(f"no MIDI backend works here: {NO_SEQUENCER}")
-    try:
-        import mido
-        return list(mido.get_input_names())
-    except ImportError as exc:
-        raise MidiError(f"MIDI needs the Python packages mido and python-rtmidi ({exc})") from None
-    except OSError as exc:  # rtmidi's errors are OSErrors; without /dev/snd/seq every call fails
-        raise MidiError(f"no MIDI backend works here: {str(exc).strip() or type(exc).__name__} "
-                        f"({NO_SEQUENCER})") from None
-
-
-def open_matching_input(substring):
-    """Open the first MIDI input port whose name contains `substring` (case-insensitive), or raise MidiError."""
-    names = midi_port_names()
-    matches = [n for n in names if substring.lower() in n.lower()]
-    if not matches:
-        raise MidiError(f"no MIDI input port name contains '{substring}' (ports here: {', '.join(names) or 'none'})")
-    import mido
-    try:
-        return mido.open_input(matches[0])
-    except OSError as exc:
-        raise MidiError(f"cannot open MIDI input '{matches[0]}': {exc}") from None
 
 
 @dataclass
