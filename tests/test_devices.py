@@ -65,6 +65,24 @@ def test_the_cpu_is_always_here(machine):
     assert devices.available_devices() == ["cpu"]
 
 
+def test_vj_devices_lists_the_engine_devices_best_first(machine, monkeypatch):
+    from types import SimpleNamespace
+
+    from vj.commands import devices as command
+    machine(cuda=2, mps=False)
+    cards = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA L4"}
+    memory = {0: 80 * 2**30, 1: 24 * 2**30}
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda d: SimpleNamespace(name=cards[d.index], total_memory=memory[d.index]))
+    lines = command._engine()
+    assert lines[:3] == ["engine devices (--device; auto picks cuda:0):", "  cuda:0: NVIDIA H100 80GB HBM3, 80 GiB",
+                         "  cuda:1: NVIDIA L4, 24 GiB"]
+    assert lines[3].startswith("  cpu: ") and len(lines) == 4
+    machine(cuda=0, mps=True)
+    assert command._engine()[:2] == ["engine devices (--device; auto picks mps):",
+                                     "  mps: Apple GPU (Metal), memory shared with the CPU"]
+
+
 @pytest.mark.parametrize("cuda, mps, mps_built, name, message", [
     (0, False, False, "cuda", "--device cuda was asked for, but torch sees no CUDA GPU; available here: cpu "
                               "(--device auto picks cpu)"),

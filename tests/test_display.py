@@ -383,3 +383,13 @@ def test_hud_refreshes_text_a_few_times_a_second():
         assert not np.array_equal(pygame.surfarray.array3d(target), first)
     finally:
         h.close()
+
+
+def test_readmes_keys_table_is_the_one_the_show_prints():
+    from conftest import ROOT
+    from vj.live.keys import KEY_HELP, start_line
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("### Keys"):].split("\n\n")[1].splitlines()[2:]
+    rows = [tuple(cell.strip() for cell in line.strip("|").split(" | ")) for line in table]
+    assert rows == [(keys, long) for keys, _, long in KEY_HELP]
+    assert all(f"{keys} {short}" in start_line() for keys, short, _ in KEY_HELP)

@@ -328,8 +328,9 @@ def build_parser():
     _engine_options(p)
     p.set_defaults(func=cmd_morph)
 
-    p = sub.add_parser("devices", help="audio inputs and outputs, MIDI ports and displays",
-                       description="List audio inputs and outputs, MIDI input ports and displays with their sizes.")
+    p = sub.add_parser("devices", help="engine devices, audio inputs and outputs, MIDI ports and displays",
+                       description="List the engine's devices (GPUs first), audio inputs and outputs, MIDI input ports "
+                                   "and displays with their sizes.")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("bench", help="time the frame engine per stage",

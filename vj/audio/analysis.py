@@ -37,9 +37,7 @@ class AudioAnalyzer:
     @classmethod
     def for_preset(cls, source, preset):
         """The analyzer of a preset's filters and beat options."""
-        beats = BeatSettings(bpm=preset.bpm, tempo_range=tuple(preset.tempo_range),
-                             beats_per_bar=preset.beats_per_bar, beat_decay=preset.beat_decay)
-        return cls(source, preset.input_audio_filters, beats)
+        return cls(source, preset.input_audio_filters, BeatSettings(**preset.area("beats")))
 
     @property
     def sample_rate(self):

@@ -1,4 +1,5 @@
-"""`vj devices`: what a show can use on this machine, per subsystem; a subsystem without devices says so."""
+"""`vj devices`: what a show can use on this machine, per subsystem (engine, audio, MIDI, displays); a subsystem
+without devices says so."""
 
 import os
 
@@ -44,6 +45,12 @@ def _displays():
     return ["displays:"] + [f"  {i}: {w}x{h}" for i, (w, h) in enumerate(sizes)]
 
 
+def _engine():
+    from vj.engine.devices import available_devices, describe
+    here = available_devices()
+    return [f"engine devices (--device; auto picks {here[0]}):"] + [f"  {describe(name)}" for name in here]
+
+
 def report():
     """The lines `vj devices` prints."""
-    return "\n".join(_audio() + _midi() + _displays())
+    return "\n".join(_engine() + _audio() + _midi() + _displays())

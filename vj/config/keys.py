@@ -1,10 +1,11 @@
 """One definition per configuration key, shared by presets and the audio `Band`.
 
-A dataclass field made with `key(check, default, meaning)` is the whole definition of a key: `check` converts
+A dataclass field made with `key(check, default, meaning, area)` is the whole definition of a key: `check` converts
 and validates a raw YAML value (raising ValueError with a one-line message) and knows its JSON-Schema fragment
 and how README describes its valid values; `default` is written as in YAML (REQUIRED if the key must be
-given); `meaning` is one line of markdown. Validation, the typed dataclass, README's key tables and the JSON
-Schema for editors all read this one definition, so they cannot drift apart. This module lives outside
+given); `meaning` is one line of markdown; `area` names the group of keys it belongs to (a preset's areas:
+vj.config.schema.AREAS). Validation, the typed dataclass, README's key tables and the JSON Schema for editors
+all read this one definition, so they cannot drift apart. This module lives outside
 `vj.config` so that `vj.audio` can define its keys without depending on presets.
 """
 
@@ -47,11 +48,13 @@ class Check:
 
 @dataclass(frozen=True)
 class Key:
-    """A key's single definition: its Check, its default as written in YAML (or REQUIRED), its meaning."""
+    """A key's single definition: its Check, its default as written in YAML (or REQUIRED), its meaning, and the
+    area (group of keys) of its dataclass it belongs to, if that dataclass has areas."""
 
     check: Check
     default: object
     meaning: str
+    area: str | None = None
 
     @property
     def required(self):
@@ -62,9 +65,9 @@ class Key:
         return None if self.required else self.check.convert(self.default)
 
 
-def key(check, default, meaning):
+def key(check, default, meaning, area=None):
     """A dataclass field that is a configuration key, with its whole definition in the field's metadata."""
-    spec = Key(check, default, meaning)
+    spec = Key(check, default, meaning, area)
     if spec.required:
         return field(metadata={_METADATA: spec})
     return field(default=spec.typed_default(), metadata={_METADATA: spec})
@@ -261,12 +264,15 @@ def object_schema(cls):
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-def markdown_table(cls):
-    """README's table of the keys of dataclass `cls`: key, default, valid values, meaning."""
+def markdown_table(cls, area=None):
+    """README's table of the keys of dataclass `cls` (those of `area` only, if given): key, default, valid values,
+    meaning."""
     def cell(text):
         return text.replace("|", "\\|")
     rows = ["| key | default | valid | meaning |", "| --- | --- | --- | --- |"]
     for name, spec in keys(cls).items():
+        if area is not None and spec.area != area:
+            continue
         default = "required" if spec.required else "—" if spec.default is None else f"`{_yaml_text(spec.default)}`"
         rows.append(f"| `{name}` | {cell(default)} | {cell(spec.check.doc)} | {cell(spec.meaning)} |")
     return "\n".join(rows) + "\n"

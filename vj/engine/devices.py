@@ -44,6 +44,16 @@ def available_devices():
     return names + ["cpu"]
 
 
+def describe(name):
+    """A --device value as `vj devices` lists it: the GPU's name and memory, or what the CPU is."""
+    if name.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(name))
+        return f"{name}: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    if name == "mps":
+        return "mps: Apple GPU (Metal), memory shared with the CPU"
+    return f"cpu: {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def _unavailable(name, missing):
     here = available_devices()
     return DeviceUnavailable(f"--device {name} was asked for, but {missing}; available here: {', '.join(here)} "

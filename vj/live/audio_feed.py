@@ -50,7 +50,8 @@ class AudioFeed(Protocol):
 
 
 def _beat_settings(preset):
-    return preset.bpm, tuple(preset.tempo_range), preset.beats_per_bar, preset.beat_decay
+    """The preset's `beats` area: Link and the beat tracker are made anew when it changes."""
+    return preset.area("beats")
 
 
 class LinkTempo:

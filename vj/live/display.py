@@ -4,11 +4,7 @@ pygame allows one window per process, and it lives on the main thread. `present`
 draws whatever frame it is given (or repeats the last one, or fades toward it with `blend`), then flips, waiting
 for the vertical blank when vsync is on.
 
-Keys (`poll` returns them as actions; the show applies them):
-Right or Space: next scene; Left: previous scene; 1-9: jump to scene 1-9; Shift+1-9: queue scene 1-9 for "next";
-B: blackout on/off; F: freeze on/off; H: HUD on/off; F11: fullscreen on/off; T: tap tempo; D: downbeat
-(this beat is the first of the bar); L / Shift+L: MIDI learn the next / previous control (the HUD marks it;
-move a knob to bind it; past the last control, learning stops); Esc, Q or closing the window: quit.
+`poll` returns the keys (vj.live.keys.KEY_HELP) as actions; the show applies them.
 """
 
 import importlib.util

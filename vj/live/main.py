@@ -7,14 +7,11 @@ import time
 from vj.live.controls.actions import ActionBus, Quit
 from vj.live.controls.controls import Controls
 from vj.live.audio_feed import open_audio
+from vj.live.keys import start_line
 from vj.live.loop import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
 from vj.config.schema import load_preset
-
-
-KEYS = ("keys: Right/Space next scene, Left previous, 1-9 jump, Shift+1-9 queue, B blackout, F freeze, H HUD, "
-        "F11 fullscreen, T tap tempo, D downbeat, L MIDI learn, Esc/Q quit (README: Keys)")
 
 
 class ShowClock:
@@ -79,7 +76,7 @@ def build(args, stack):
         f"  audio: {audio.description}",
         f"  OSC: {listening}",
         f"  MIDI: {args.midi or 'none (--midi NAME)'}",
-        f"  {KEYS}",
+        f"  {start_line()}",
     ]
     return show
 

@@ -99,16 +99,12 @@ def _use_pixel_settings(engine, settings):
 
 def pixel_settings(preset, settings):
     """The PixelEngine's settings: the frame's size and motion options from `settings`, the model's from the
-    preset."""
+    preset's `pixels` area (but its palette picture, which build_engines reads)."""
     from vj.engine.pixels.engine import PixelSettings
-    return PixelSettings(
-        model=preset.image_model, width=settings.width, height=settings.height, infill_mode=settings.infill_mode,
-        sampling_mode=settings.sampling_mode, steps_per_frame=preset.steps_per_frame,
-        learning_rate=preset.learning_rate, reset_lr_each_frame=preset.reset_lr_each_frame,
-        palette_size=preset.palette_size, palettes=preset.palettes, gamma=preset.gamma,
-        hdr_weight=preset.hdr_weight, palette_normalization_weight=preset.palette_normalization_weight,
-        random_initial_palette=preset.random_initial_palette, lock_palette=preset.lock_palette,
-        show_palette=preset.show_palette, seed=preset.seed)
+    pixels = preset.area("pixels")
+    del pixels["target_palette"]
+    return PixelSettings(**pixels, model=preset.image_model, seed=preset.seed, width=settings.width,
+                         height=settings.height, infill_mode=settings.infill_mode, sampling_mode=settings.sampling_mode)
 
 
 def load_perceptors(names, model, device, dtype=torch.float32):
