@@ -29,7 +29,7 @@ from vj.engine.diffusion.models import load_components
 from vj.engine.transitions.cache import TransitionCache
 from vj.engine.transitions.latent_blend import Trajectories, image_difference, smoothness
 from vj.show.director import Director
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.show.timeline import ScenePosition
 from vj.show.transitions import Transitions, TransitionWorker, tree_plan
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from vj.config.schema import PresetError, load_preset
+from vj.config.loading import PresetError, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, tone
 from test_live_show import FailingEngine
 from vj.audio.sources.files import ArraySource, AudioSource, FileSource, SilenceSource
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.engine.contract import Engine
 from vj.engine.errors import EngineError, OutOfMemory
 from vj.errors import AudioError, VjError

@@ -11,7 +11,7 @@ from vj.live.controls.actions import Blackout, JumpScene, QueueScene
 from vj.config.live_keys import ControlSpec
 from vj.live.controls.controls import Controls
 from vj.live.controls.midi.map import MidiMap
-from vj.config.schema import PresetError, load_preset
+from vj.config.loading import PresetError, load_preset
 from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
 from vj.config.reference import json_schema
 

@@ -9,7 +9,7 @@ from conftest import problems, run_vj, write
 from vj.engine.diffusion.frames import FrameRequest
 from vj.show.director import Director
 from vj.show.engines import build_engines
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.show.engines import engine_settings
 
 GUIDED = """

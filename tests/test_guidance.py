@@ -16,7 +16,7 @@ from vj.engine.pixels.engine import PixelEngine, PixelSettings
 from vj.engine.diffusion.sampler import denoise, txt2img_schedule, unet_model
 from vj.show.director import Director
 from vj.show.guidance_inputs import perceptor_names
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 
 SIZE = 64
 CUTS = CutoutSettings(count=8, augment=False)

@@ -16,7 +16,7 @@ from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
 from vj.engine.transitions.cache import TransitionCache
 from vj.engine.transitions.plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
 from vj.show.director import Director
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.show.timeline import ScenePosition
 from vj.show.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
 

@@ -20,7 +20,7 @@ from vj.live.audio_feed import SilentAudio
 from vj.live.loop import EngineLoop, smaller
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.show.engines import engine_settings
 
 PRESET = """\

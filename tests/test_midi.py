@@ -20,7 +20,7 @@ from vj.live.controls.midi.input import MidiInput
 from vj.live.controls.midi.learned import learned_path, load_learned, save_learned
 from vj.live.controls.midi.map import MidiMap
 from vj.live.controls.midi.ports import MidiError, midi_port_names, open_matching_input
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
 
 

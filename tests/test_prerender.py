@@ -5,7 +5,7 @@ from conftest import write
 from vj.engine.transitions.cache import TransitionCache
 from vj import cli
 from vj.show.engines import build_engines
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.show.transitions import Transitions, all_pairs
 
 PRESET = """\

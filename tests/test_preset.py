@@ -4,7 +4,7 @@ import pytest
 
 from conftest import ROOT, problems, run_vj, tone, write
 from vj.config.musical import MUSICAL_VARIABLES
-from vj.config.schema import PresetError, load_preset
+from vj.config.loading import PresetError, load_preset
 
 
 def test_every_shipped_preset_passes_vj_check():

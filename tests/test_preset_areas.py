@@ -11,7 +11,8 @@ from vj.audio.analysis import AudioAnalyzer
 from vj.audio.beats import BeatSettings
 from vj.audio.sources.files import SilenceSource
 from vj.config.reference import key_tables
-from vj.config.schema import AREA_KEYS, AREAS, FIELDS, load_preset
+from vj.config.schema import AREA_KEYS, AREAS, FIELDS
+from vj.config.loading import load_preset
 
 
 def test_every_key_is_in_exactly_one_known_area():

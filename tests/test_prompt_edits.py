@@ -11,7 +11,7 @@ from vj.engine.diffusion.prompt_edits import (EditSyntaxError, has_groups, parse
                                               split_groups, split_terms, substitute)
 from vj.show.director import Director
 from vj.show.guidance_inputs import guidance_request
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.language.scenes import SceneError, parse_scenes
 from vj.language.scenes.edits import parse_edits
 

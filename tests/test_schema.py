@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_vj
-from vj.config.schema import PresetError, load_preset
+from vj.config.loading import PresetError, load_preset
 from vj.config.reference import json_schema, json_schema_text, key_tables
 from vj.config.schema import FIELDS, FILTER_FIELDS, GUIDE_FIELDS
 

@@ -16,7 +16,7 @@ from vj.config.bands import Band
 from vj.audio.link import LinkClock
 from vj.audio.live_analysis import LiveAnalysis
 from vj.live.audio_feed import LiveAudio, SilentAudio
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 
 RATE = 48000
 WAIT = 10.0

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import problems, write
 from vj.show.director import Director
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.language.value_ranges import KEY_KINDS, RANGES, ValueGuard
 
 WILD = """

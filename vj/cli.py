@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vj.config.keys import NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, in_range
 from vj.show.guidance_inputs import perceptor_names
-from vj.config.schema import PresetError, load_preset
+from vj.config.loading import PresetError, load_preset
 from vj.config.schema import FIELDS as PRESET_KEYS
 from vj.errors import VjError
 

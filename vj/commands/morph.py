@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vj.engine.diffusion.prompt_edits import format_text, parse_text
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 from vj.errors import VjError
 
 

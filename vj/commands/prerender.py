@@ -4,7 +4,7 @@ import sys
 import time
 
 
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 
 
 def main(args):

@@ -5,8 +5,8 @@ and validates a raw YAML value (raising ValueError with a one-line message) and 
 and how README describes its valid values; `default` is written as in YAML (REQUIRED if the key must be
 given); `meaning` is one line of markdown; `area` names the group of keys it belongs to (a preset's areas:
 vj.config.schema.AREAS). Validation, the typed dataclass, README's key tables and the JSON Schema for editors
-all read this one definition, so they cannot drift apart. This module lives outside
-`vj.config` so that `vj.audio` can define its keys without depending on presets.
+all read this one definition, so they cannot drift apart. This module imports nothing of the preset schema, so
+the filter keys (vj.config.bands) and the live keys (vj.config.live_keys) are defined with it too.
 """
 
 import json

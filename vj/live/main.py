@@ -11,7 +11,7 @@ from vj.live.keys import start_line
 from vj.live.loop import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
-from vj.config.schema import load_preset
+from vj.config.loading import load_preset
 
 
 class ShowClock:

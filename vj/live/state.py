@@ -14,8 +14,8 @@ from pathlib import Path
 from vj.live.controls import actions as act
 from vj.show.director import Director
 from vj.live.scene_triggers import LiveScenes
-from vj.config.schema import PresetError, load_preset
-from vj.config.schema import prompt_file_problems
+from vj.config.loading import PresetError, load_preset
+from vj.config.loading import prompt_file_problems
 from vj.language.scenes import SceneError, parse_scenes, split_scenes
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from vj.show.guidance_inputs import cutout_settings, load_assets, perceptor_names, read_picture
-from vj.config.schema import PresetError
+from vj.config.loading import PresetError
 
 
 @dataclass

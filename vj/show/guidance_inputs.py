@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from vj.engine.vocabulary import PYTTI_FLAGS
-from vj.config.schema import PresetError
-from vj.config.schema import resolve_path
+from vj.config.loading import PresetError
+from vj.config.loading import resolve_path
 from vj.language.value_ranges import KEY_KINDS, UNREPORTED
 
 DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from vj.config.schema import PresetError
+from vj.config.loading import PresetError
 from vj.show.director import Director
 from vj.show.engines import build_engines, engine_settings
 

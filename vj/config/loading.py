@@ -1,0 +1,447 @@
+"""Loading a preset: YAML with lines, every key checked against its one definition (vj.config.schema), all
+problems collected and reported together, each as `file:line: key: message`, and the `Preset` made."""
+
+from pathlib import Path
+
+import yaml
+
+from vj.config.bands import Band, check_band
+from vj.config.musical import MUSICAL_VARIABLES, hit_name
+from vj.config.tracks import audio_info
+from vj.errors import AudioError, VjError
+from vj.config.live_keys import ControlSpec
+from vj.language.expressions import ExpressionError
+from vj.language.expressions.compiler import did_you_mean
+from vj.language.expressions.functions import BUILTIN_VARIABLES
+from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
+from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
+from vj.language.scenes import SceneError, parse_scenes
+from vj.config.schema import (CONTROL_FIELDS, EXPRESSION, FIELDS, FILTER_FIELDS, GUIDE_FIELDS, MIDI_FIELDS,
+                              NOTE_FIELDS, PYTTI_ONLY, GuideImage, Preset, constant_out_of_range, input_variables_of)
+
+
+class PresetError(VjError):
+    """A preset that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _own_variables(name, hit=False):
+    """The variables a filter or control named `name` makes: the name, its hit (with `hit`), and the _prev of
+    each."""
+    inputs = (name, hit_name(name)) if hit else (name,)
+    return inputs + tuple(f"{v}_prev" for v in inputs)
+
+
+class _Problems:
+    """The problems found in one preset, each `file:line: key: message`."""
+
+    def __init__(self, name):
+        self.name = name
+        self.items = []
+
+    def add(self, line, key, message):
+        where = f"{self.name}:{line}" if line else self.name
+        self.items.append((line or 0, f"{where}: {key}: {message}" if key else f"{where}: {message}"))
+
+    def error(self):
+        """A PresetError with the problems in file order."""
+        return PresetError(text for _, text in sorted(self.items, key=lambda item: item[0]))
+
+
+def _unknown_key(key, known, where):
+    if key in PYTTI_ONLY:
+        return f"pytti key '{key}' is not supported by vj; remove it"
+    return f"unknown key{did_you_mean(str(key), known) or ''}; valid {where} keys: {', '.join(known)}"
+
+
+def _line(mapping, key):
+    return getattr(mapping, "lines", {}).get(key, getattr(mapping, "line", None))
+
+
+def _check_fields(raw, specs, problems, prefix=""):
+    """Typed values for the keys `specs` from `raw`, with every problem recorded (a bad or missing value takes
+    the default, so that checking goes on); the values of late keys (expressions) stay raw."""
+    values = {}
+    for name in raw:
+        if name not in specs:
+            problems.add(_line(raw, name), f"{prefix}{name}",
+                         _unknown_key(name, list(specs), prefix.rstrip('.') or "preset"))
+    for name, spec in specs.items():
+        if name not in raw:
+            if spec.required:
+                problems.add(getattr(raw, "line", None), f"{prefix}{name}", "required key is missing")
+            values[name] = spec.typed_default()
+        elif spec.check.late:
+            values[name] = raw[name]
+        else:
+            try:
+                values[name] = spec.check.convert(raw[name])
+            except ValueError as exc:
+                problems.add(_line(raw, name), f"{prefix}{name}", str(exc))
+                values[name] = spec.typed_default()
+    return values
+
+
+def _clash(name, hit, taken):
+    """Why the variables of a filter or control named `name` clash with those `taken` ({variable: owner}), or
+    None."""
+    own = _own_variables(name, hit)
+    if name in taken:
+        return f"'{name}' is already used by {taken[name]}"
+    for variable in own[1:]:
+        if variable in taken:
+            why = " (hit: true)" if variable.startswith(hit_name(name)) else ""
+            return f"'{name}' makes the variable '{variable}'{why}, which is already used by {taken[variable]}"
+    return None
+
+
+def _items(raw_list, line, label, fields, problems, example):
+    """(label[i], item, its line, typed values, whether its keys are valid) for each mapping in a (list-checked)
+    list; its keys are checked against `fields` with their lines, and items that are not mappings are reported."""
+    for i, item in enumerate(raw_list):
+        where = f"{label}[{i}]"
+        item_line = raw_list.lines[i] if isinstance(raw_list, LineList) else line
+        if not isinstance(item, dict):
+            problems.add(item_line, where, f"expected a mapping like {example}")
+            continue
+        before = len(problems.items)
+        values = _check_fields(item, fields, problems, prefix=f"{where}.")
+        yield where, item, item_line, values, len(problems.items) == before
+
+
+def _claim(name, hit, item, label, taken, problems, key="variable_name"):
+    """Record the variables of a filter or control in `taken`; False (and a problem) if they clash."""
+    clash = _clash(name, hit, taken)
+    if clash:
+        problems.add(_line(item, key), f"{label}.{key}", clash)
+    for variable in _own_variables(name, hit):
+        taken.setdefault(variable, label)
+    return clash is None
+
+
+def _filters(raw_list, line, problems, audio_rate, taken):
+    """Bands from the (list-checked) filter items; each item's keys, name clashes and band edges are checked."""
+    bands = []
+    items = _items(raw_list, line, "input_audio_filters", FILTER_FIELDS, problems,
+                   "{variable_name: fLo, f_center: 105, f_width: 65}")
+    for label, item, item_line, values, ok in items:
+        if values["variable_name"] is not None:
+            ok = _claim(values["variable_name"], values["hit"], item, label, taken, problems) and ok
+        if not ok:
+            continue
+        band = Band(**values)
+        try:  # without a known track only the lower edge can be checked here; render checks the rest
+            check_band(band, audio_rate or None)
+        except AudioError as exc:
+            problems.add(item_line, label, str(exc))
+        bands.append(band)
+    return tuple(bands)
+
+
+def _controls(raw_list, line, problems, taken):
+    """(ControlSpecs, names) from the (list-checked) `controls` items: keys, name clashes, range and default
+    checked. `names` also has the names of items with other problems, so that expressions using them are not
+    reported too."""
+    specs, names = [], []
+    items = _items(raw_list, line, "controls", CONTROL_FIELDS, problems,
+                   "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
+    for label, item, _, values, ok in items:
+        if values["name"] is not None:
+            if _claim(values["name"], False, item, label, taken, problems, key="name"):
+                names.append(values["name"])
+            else:
+                ok = False
+        if not ok:
+            continue
+        (lo, hi), default, curve = values["range"], values["default"], values["curve"]
+        default = lo if default is None else default
+        if curve == "exponential" and lo <= 0:
+            problems.add(_line(item, "range"), f"{label}.range",
+                         f"an exponential curve needs 0 < lo < hi, got [{lo:g}, {hi:g}]")
+        elif not lo <= default <= hi:
+            problems.add(_line(item, "default"), f"{label}.default",
+                         f"{default:g} is outside the range [{lo:g}, {hi:g}]")
+        else:
+            specs.append(ControlSpec(values["name"], default, lo, hi, curve))
+    return tuple(specs), tuple(names)
+
+
+def _midi_cc(raw_list, line, problems, controls):
+    """CCBindings from the (list-checked) `midi.cc` items: declared controls, one binding per knob and control."""
+    bindings, by_knob, by_control = [], {}, {}
+    for label, item, _, b, ok in _items(raw_list, line, "midi.cc", CC_FIELDS, problems,
+                                        "{channel: 1, cc: 21, control: zoom}"):
+        if not ok:
+            continue
+        knob, control = (b["channel"], b["cc"]), b["control"]
+        if control not in controls:
+            declared = (f"declared: {', '.join(controls)}" if controls
+                        else "no controls are declared (add them under `controls:`)")
+            problems.add(_line(item, "control"), f"{label}.control", f"'{control}' is not a declared control"
+                         f"{did_you_mean(str(control), controls)}; {declared}")
+        elif knob in by_knob:
+            problems.add(_line(item, "cc"), label,
+                         f"channel {knob[0]} cc {knob[1]} is already bound by {by_knob[knob]}")
+        elif control in by_control:
+            problems.add(_line(item, "control"), f"{label}.control",
+                         f"'{control}' is already bound by {by_control[control]} (one knob per control)")
+        else:
+            by_knob[knob] = by_control[control] = label
+            bindings.append(CCBinding(**b))
+    return tuple(bindings)
+
+
+def _midi_notes(raw_list, line, problems, scene_count):
+    """NoteBindings from the (list-checked) `midi.notes` items: scenes that exist, one binding per note.
+    `scene_count` is None when the scenes did not parse (scene numbers are not checked then)."""
+    bindings, by_note = [], {}
+    for label, item, _, b, ok in _items(raw_list, line, "midi.notes", NOTE_FIELDS, problems,
+                                        "{channel: 1, note: 36, action: next_scene}"):
+        if not ok:
+            continue
+        note, action, scene = (b["channel"], b["note"]), b["action"], b["scene"]
+        if action in SCENE_ACTIONS and scene is None:
+            problems.add(_line(item, "action"), f"{label}.scene",
+                         f"action '{action}' needs `scene: N` (1 = the first scene)")
+        elif action not in SCENE_ACTIONS and scene is not None:
+            problems.add(_line(item, "scene"), f"{label}.scene",
+                         f"only the actions {' and '.join(SCENE_ACTIONS)} take a scene, not '{action}'")
+        elif scene is not None and scene_count is not None and scene > scene_count:
+            problems.add(_line(item, "scene"), f"{label}.scene",
+                         f"scene {scene} does not exist; the preset's scenes are 1..{scene_count}")
+        elif note in by_note:
+            problems.add(_line(item, "note"), label, f"channel {note[0]} note {note[1]} is already bound by "
+                                                     f"{by_note[note]}")
+        else:
+            by_note[note] = label
+            bindings.append(NoteBinding(**b))
+    return tuple(bindings)
+
+
+def _midi(raw, problems, controls, scene_count):
+    """The MidiSection from the (mapping-checked) `midi` value."""
+    section = _check_fields(raw, MIDI_FIELDS, problems, prefix="midi.")
+    return MidiSection(cc=_midi_cc(section["cc"], _line(raw, "cc"), problems, controls),
+                       notes=_midi_notes(section["notes"], _line(raw, "notes"), problems, scene_count))
+
+
+def resolve_path(path_text, base):
+    """A path from a preset: ~ expanded, relative ones relative to the preset's folder `base`."""
+    path = Path(path_text).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _transition_plan(raw, values, problems):
+    """The latent_blend keys that go together: explicit lists both or neither, of one length; lists or a budget."""
+    branches, injections = values["transition_branches"], values["transition_injections"]
+    if (branches is None) != (injections is None):
+        given = "transition_branches" if injections is None else "transition_injections"
+        problems.add(_line(raw, given), given, "give transition_branches and transition_injections together "
+                                               "(branches per level, injection strength per level)")
+    elif branches is not None:
+        if len(branches) != len(injections):
+            problems.add(_line(raw, "transition_injections"), "transition_injections",
+                         f"{len(injections)} injection strengths for {len(branches)} branch counts: one per level")
+        elif list(injections) != sorted(injections):
+            problems.add(_line(raw, "transition_injections"), "transition_injections",
+                         f"injection strengths must increase, got {list(injections)}")
+        if values["transition_budget"] is not None:
+            problems.add(_line(raw, "transition_budget"), "transition_budget",
+                         "give either transition_budget or the lists transition_branches/transition_injections")
+
+
+def prompt_file_problems(prompts, base):
+    """(is_warning, message) for labelled prompts [(label, Prompt)]: image prompts' and image masks' files must
+    exist (relative to `base`), masks vj cannot use are problems, cutoffs that do nothing are warnings."""
+    for label, prompt in prompts:
+        if prompt.is_image and not resolve_path(prompt.path, base).is_file():
+            yield False, f"{label}: image file '{prompt.path}' not found (relative to the preset)"
+        mask = prompt.mask
+        if mask is None:
+            continue
+        if mask.kind == "image" and not resolve_path(mask.value, base).is_file():
+            yield False, f"{label}: mask image '{mask.value}' not found (relative to the preset)"
+        elif mask.kind == "semantic":
+            yield False, (f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks are not); use "
+                          "an image mask like _[mask.png] or -[mask.png], or a direction a, r, l, u, d")
+        elif mask.kind == "direction" and mask.value in ("near", "far"):
+            yield False, (f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an image mask "
+                          "or a direction a, r, l, u, d")
+        elif mask.cutoff is not None:
+            yield True, f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks"
+
+
+def _prompt_files(prompts, key, line, base, problems, warnings):
+    for is_warning, message in prompt_file_problems(prompts, base):
+        if is_warning:
+            warnings.append(message)
+        else:
+            problems.add(line, key, message)
+
+
+def _guide_images(raw_list, line, problems, base, variables, image_model):
+    """GuideImages from the (list-checked) items: keys, files, expressions, a concept prompt where needed."""
+    guides = []
+    items = _items(raw_list, line, "guide_images", GUIDE_FIELDS, problems, "{image: ref.png, method: linear}")
+    for label, item, item_line, values, ok in items:
+        if image_model != "diffusion":
+            problems.add(item_line, label, f"guide images steer the diffusion conditioning; image_model is "
+                                           f"{image_model} (use an image prompt [path] there)")
+            continue
+        if not ok:
+            continue
+        values["image"] = resolve_path(values["image"], base)
+        if not values["image"].is_file():
+            problems.add(_line(item, "image"), f"{label}.image", f"image file '{values['image']}' not found")
+            continue
+        if "concept" in values["method"] and not values["concept"].strip():
+            problems.add(_line(item, "concept"), f"{label}.concept", "method concept needs a `concept` prompt")
+            continue
+        if "{" in values["concept"] or "}" in values["concept"]:
+            problems.add(_line(item, "concept"), f"{label}.concept", "a concept is plain text: no { } edits")
+            continue
+        try:
+            values["strength"] = EXPRESSION.convert(item.get("strength", 0.3), variables)
+        except ExpressionError as exc:
+            problems.add(_line(item, "strength"), f"{label}.strength", str(exc))
+            continue
+        guides.append(GuideImage(**values))
+    return tuple(guides)
+
+
+def _guidance(raw, values, scenes, variables, problems, base, warnings):
+    """CLIP guidance keys that go together and the files they name; returns the parsed direct image prompts."""
+    if values["image_model"] != "diffusion" and values["transition_mode"] == "latent_blend":
+        problems.add(_line(raw, "transition_mode"), "transition_mode",
+                     f"latent_blend needs image_model: diffusion (not {values['image_model']}); use slerp or linear")
+    if values["cutouts"] % values["gradient_accumulation_steps"]:
+        problems.add(_line(raw, "gradient_accumulation_steps"), "gradient_accumulation_steps",
+                     f"{values['gradient_accumulation_steps']} does not divide cutouts ({values['cutouts']})")
+    for name in values["perceptors"]:
+        # open_clip: only for presets naming one
+        from vj.engine.guidance.perceptors import PerceptorError, parse_perceptor
+        try:
+            parse_perceptor(name)
+        except PerceptorError as exc:
+            problems.add(_line(raw, "perceptors"), "perceptors", str(exc))
+    if values["init_image"] is None and raw.get("semantic_init_weight") not in (None, 0, "0"):
+        warnings.append("semantic_init_weight has no effect without init_image")
+    _prompt_files(((f"scene {s.index + 1}, prompt '{p.source}'", p) for s in scenes for p in s.prompts), "scenes",
+                  _line(raw, "scenes"), base, problems, warnings)
+    direct = ()
+    if values["direct_image_prompts"].strip():
+        line = _line(raw, "direct_image_prompts")
+        try:
+            parsed = parse_scenes(values["direct_image_prompts"], variables)
+        except SceneError as exc:
+            for problem in exc.problems:
+                problems.add(line, "direct_image_prompts", problem)
+            parsed = []
+        if len(parsed) > 1:
+            problems.add(line, "direct_image_prompts", "one set of prompts for every scene: no '||'")
+        direct = tuple(p for s in parsed for p in s.prompts)
+        for p in direct:
+            if not p.is_image:
+                problems.add(line, "direct_image_prompts", f"'{p.source}' is not an image: write [path]:WEIGHT")
+        _prompt_files(((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base,
+                      problems, warnings)
+    values["guide_images"] = _guide_images(values["guide_images"], _line(raw, "guide_images"), problems, base,
+                                           variables, values["image_model"])
+    if values["target_palette"]:
+        values["target_palette"] = resolve_path(values["target_palette"], base)
+        if not values["target_palette"].is_file():
+            problems.add(_line(raw, "target_palette"), "target_palette",
+                         f"image file '{values['target_palette']}' not found")
+    return direct
+
+
+def parse_preset(raw, name="<preset>", base=Path("."), path=None):
+    """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem."""
+    problems = _Problems(name)
+    if not isinstance(raw, dict):
+        raise PresetError([f"{name}: expected a mapping of keys (scenes: ..., width: ...), got {type(raw).__name__}"])
+    values = _check_fields(raw, FIELDS, problems)
+
+    audio_rate = None
+    if values["input_audio"]:
+        values["input_audio"] = resolve_path(values["input_audio"], base)
+        try:
+            audio_rate = audio_info(values["input_audio"]).samplerate
+        except AudioError as exc:
+            problems.add(_line(raw, "input_audio"), "input_audio", str(exc))
+    musical = f"the musical variables ({', '.join(MUSICAL_VARIABLES)} and their _prev)"
+    taken = {v: musical for m in MUSICAL_VARIABLES for v in (m, f"{m}_prev")}
+    bands = _filters(values["input_audio_filters"], _line(raw, "input_audio_filters"), problems, audio_rate, taken)
+    controls, control_names = _controls(values["controls"], _line(raw, "controls"), problems, taken)
+    names = input_variables_of(bands) + control_names
+    variables = BUILTIN_VARIABLES + names + tuple(f"{n}_prev" for n in names)
+
+    scenes, scene_count = [], None
+    if isinstance(values["scenes"], str):
+        try:
+            scenes = parse_scenes(values["scenes"], variables, values["scene_prefix"], values["scene_suffix"])
+            scene_count = len(scenes)
+        except SceneError as exc:
+            for problem in exc.problems:
+                problems.add(_line(raw, "scenes"), "scenes", problem)
+    if values["midi"] is not None:
+        values["midi"] = _midi(values["midi"], problems, control_names, scene_count)
+    warnings = []
+    direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
+    _transition_plan(raw, values, problems)
+    if len(values["scene_duration"]) > max(len(scenes), 1):
+        problems.add(_line(raw, "scene_duration"), "scene_duration",
+                     f"{len(values['scene_duration'])} durations for {len(scenes)} scenes")
+
+    for field_name, spec in FIELDS.items():
+        if spec.check.late and field_name in raw:
+            try:
+                values[field_name] = spec.check.convert(raw[field_name], variables)
+            except ExpressionError as exc:
+                problems.add(_line(raw, field_name), field_name, str(exc))
+                values[field_name] = spec.typed_default()
+                continue
+            reason = constant_out_of_range(field_name, values[field_name])
+            if reason:
+                problems.add(_line(raw, field_name), field_name, reason)
+    if values["init_image"]:
+        values["init_image"] = resolve_path(values["init_image"], base)
+        if not values["init_image"].is_file():
+            problems.add(_line(raw, "init_image"), "init_image", f"image file '{values['init_image']}' not found")
+
+    if problems.items:
+        raise problems.error()
+    scene_text = values["scenes"]
+    values.update(scenes=scenes, input_audio_filters=bands, controls=controls, direct_image_prompts=direct)
+    return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
+
+
+def load_preset(path, overrides=None):
+    """Load and validate a YAML preset file; `overrides` (e.g. from the command line) replace keys."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PresetError([f"{path}: preset file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError([f"{path}: cannot read preset ({exc})"]) from None
+    try:
+        raw = load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise PresetError([f"{path}:{exc.line}: {exc}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PresetError([f"{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]) from None
+    if raw is None:
+        raw = LineDict()
+        raw.lines, raw.line = {}, 1
+    if overrides and isinstance(raw, dict):
+        for name, value in overrides.items():
+            if value is not None:
+                raw[name] = value
+                raw.lines[name] = None
+    return parse_preset(raw, str(path), path.parent, path)
