@@ -31,7 +31,7 @@ from vj.engine.transitions.latent_blend import Trajectories, image_difference, s
 from vj.show.director import Director
 from vj.config.loading import load_preset
 from vj.show.timeline import ScenePosition
-from vj.show.transitions import Transitions, TransitionWorker, tree_plan
+from vj.show.blends import Transitions, TransitionWorker, tree_plan
 
 PRESET = """\
 scenes: a misty forest at dawn:1 || a neon city street at night:1

@@ -18,7 +18,7 @@ from vj.engine.transitions.plans import CROSSFEED, TURBO_CROSSFEED, Crossfeed
 from vj.show.director import Director
 from vj.config.loading import load_preset
 from vj.show.timeline import ScenePosition
-from vj.show.transitions import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
+from vj.show.blends import Transitions, TransitionWorker, all_pairs, guide_weight, scene_changes, tree_crossfeed
 
 PRESET = """\
 scenes: a red fox:1 | sparks:2*glow || a blue whale:1 || a green tree:2

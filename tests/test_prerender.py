@@ -6,7 +6,7 @@ from vj.engine.transitions.cache import TransitionCache
 from vj import cli
 from vj.show.engines import build_engines
 from vj.config.loading import load_preset
-from vj.show.transitions import Transitions, all_pairs
+from vj.show.blends import Transitions, all_pairs
 
 PRESET = """\
 scenes: a red fox:1 || a blue whale:1 || a green tree:2

@@ -56,7 +56,7 @@ def main(args):
     if preset.image_model != "diffusion":
         raise MorphError(f"vj morph edits the diffusion model's text embedding; the preset's image_model is "
                          f"{preset.image_model}")
-    from vj.show.transitions import rest_env, rest_prompts
+    from vj.show.blends import rest_env, rest_prompts
     prompts = list(rest_prompts(preset, 0, rest_env(preset)))  # as a scene's keyframe has them
     found = next(((i, texts) for i, (text, _) in enumerate(prompts)
                   if (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)

@@ -18,7 +18,7 @@ def main(args):
         print(f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
               "(they need image_model: diffusion)", file=sys.stderr)
         return 2
-    from vj.show.transitions import all_pairs, show_pairs
+    from vj.show.blends import all_pairs, show_pairs
     pairs = all_pairs(preset) if args.all_pairs else show_pairs(preset)
     if not pairs:
         print(f"{preset.path}: one scene, no transitions to compute")

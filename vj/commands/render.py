@@ -11,7 +11,7 @@ from vj.commands.analyze import frame_count, track_end
 from vj.audio import AudioAnalyzer, FileSource
 from vj.audio.sources.files import SilenceSource
 from vj.show.session import ShowSession
-from vj.show.transitions import scene_changes
+from vj.show.blends import scene_changes
 from vj.config.loading import load_preset
 from vj.video.mp4 import Mp4Writer, read_track
 from vj.errors import VjError

@@ -41,7 +41,7 @@ def build(args, stack):
     controls = Controls(preset.controls)
     audio = open_audio(args, preset, clock)
     stack.callback(audio.close)
-    from vj.show.transitions import TransitionWorker
+    from vj.show.blends import TransitionWorker
     transitions = session.transitions
     state = ShowState(preset, controls, overrides, transitions=transitions)
     loop = EngineLoop(state, make_engine, session.settings, audio, FrameSlot(), clock)

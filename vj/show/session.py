@@ -62,7 +62,7 @@ class ShowSession:
         models). Live shows keep one whatever the mode, so a reload to latent_blend finds it."""
         if self._transitions is None and self.components is not None:
             from vj.engine.transitions.cache import TransitionCache
-            from vj.show.transitions import Transitions
+            from vj.show.blends import Transitions
             self._transitions = Transitions(self.components, self.preset, TransitionCache())
         return self._transitions
 
@@ -75,7 +75,7 @@ class ShowSession:
         returns how many were already cached."""
         from tqdm import tqdm
 
-        from vj.show.transitions import prepare
+        from vj.show.blends import prepare
         with tqdm(total=len(pairs), unit="transition", desc=desc, file=sys.stderr, dynamic_ncols=True) as progress:
             return prepare(self.transitions, pairs, progress)
 
