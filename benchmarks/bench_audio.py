@@ -51,7 +51,7 @@ def best_time(make_feed, x, block, repeat):
         feed = make_feed()
         start, start_cpu = time.perf_counter(), time.thread_time()
         for pos in range(0, len(x), block):
-            feed(x[pos:pos + block])
+            feed(x[pos : pos + block])
         cpu, wall = min(cpu, time.thread_time() - start_cpu), min(wall, time.perf_counter() - start)
     return cpu, wall
 
@@ -67,22 +67,30 @@ def main():
     x = (np.random.default_rng(0).standard_normal(int(args.seconds * SR)) * 0.1).astype(np.float32)
 
     start = time.perf_counter()
-    bank_feed()(x[:args.block])
+    bank_feed()(x[: args.block])
     first = time.perf_counter() - start
-    compiled = sum(sum(k.stats.cache_misses.values()) for k in (kernels.cascade(5), kernels.cascade(3),
-                                                                kernels.envelopes))
-    print(f"first block: {first:.2f} s ({'compiled' if compiled else 'loaded from the numba cache'}; "
-          f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', 'unset')})")
-    print(f"8 bands, order 5, {SR // 1000} kHz; decimation per band "
-          f"{[2 ** k for k in FilterBank(BANDS, SR).levels]}; best of {args.repeat}, one core")
+    compiled = sum(
+        sum(k.stats.cache_misses.values()) for k in (kernels.cascade(5), kernels.cascade(3), kernels.envelopes)
+    )
+    print(
+        f"first block: {first:.2f} s ({'compiled' if compiled else 'loaded from the numba cache'}; "
+        f"NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR', 'unset')})"
+    )
+    print(
+        f"8 bands, order 5, {SR // 1000} kHz; decimation per band "
+        f"{[2**k for k in FilterBank(BANDS, SR).levels]}; best of {args.repeat}, one core"
+    )
     for name, make_feed in (("bank + envelopes", bank_feed), ("AudioAnalyzer.feed", analyzer_feed)):
         big, big_wall = best_time(make_feed, x, args.block, args.repeat)
         live, live_wall = best_time(make_feed, x, args.live, args.repeat)
         blocks = -(-len(x) // args.live)
-        print(f"{name}: block {args.block}: {args.seconds / big:.0f}x real time ({big / args.seconds * 1e3:.2f} ms "
-              f"per second of audio; wall {args.seconds / big_wall:.0f}x); block {args.live}: "
-              f"{live / args.seconds * 100:.2f}% of a core ({live / blocks * 1e3:.3f} ms per block; wall "
-              f"{live_wall / args.seconds * 100:.2f}%)")
+        print(
+            f"{name}: block {args.block}: {args.seconds / big:.0f}x real time ({big / args.seconds * 1e3:.2f} ms "
+            f"per second of audio; wall {args.seconds / big_wall:.0f}x); block {args.live}: "
+            f"{live / args.seconds * 100:.2f}% of a core ({live / blocks * 1e3:.3f} ms per block; wall "
+            f"{live_wall / args.seconds * 100:.2f}%)"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -97,12 +97,12 @@ BASE = {"envelope": "peak", "attack": 0.005, "release": "0.15", "normalize": "au
 
 CONFIGS = {
     # the report's comparison
-    "old": "",                                      # the defaults before the change
-    "auto": "envelope=rms,release=auto",            # the recommendation
-    "peak-auto": "envelope=peak,release=auto",      # alternative: keep the peak detector, band release
-    "rms0.04": "envelope=rms,release=0.04",         # alternative: one release for every band
-    "ref": "proto=ref",                             # the band RMS itself, auto-gained (ceiling)
-    "vj": "vj",                                     # vj's Band defaults as they are now
+    "old": "",  # the defaults before the change
+    "auto": "envelope=rms,release=auto",  # the recommendation
+    "peak-auto": "envelope=peak,release=auto",  # alternative: keep the peak detector, band release
+    "rms0.04": "envelope=rms,release=0.04",  # alternative: one release for every band
+    "ref": "proto=ref",  # the band RMS itself, auto-gained (ceiling)
+    "vj": "vj",  # vj's Band defaults as they are now
     # explored and set aside (see the report)
     "peak-flo3": "release=flo:3:0.03:0.15",
     "peak0.05": "release=0.05",
@@ -163,9 +163,17 @@ def make_band(name, low, high, config):
     """The vj Band for one (band, configuration); prototypes read vj's unnormalized level."""
     if config["vj"]:
         return Band(name, (low + high) / 2, high - low)
-    return Band(name, (low + high) / 2, high - low, order=5, envelope=config["envelope"],
-                attack=config["attack"], release=release_for(config["release"], low, high),
-                normalize="none" if config["proto"] else config["normalize"], agc_time=config["agc_time"])
+    return Band(
+        name,
+        (low + high) / 2,
+        high - low,
+        order=5,
+        envelope=config["envelope"],
+        attack=config["attack"],
+        release=release_for(config["release"], low, high),
+        normalize="none" if config["proto"] else config["normalize"],
+        agc_time=config["agc_time"],
+    )
 
 
 def describe(config):
@@ -173,14 +181,20 @@ def describe(config):
     if config["proto"] == "ref":
         return "band RMS per frame / its peak over agc_time"
     bands = [make_band(n, lo, hi, config) for n, lo, hi in BANDS]
-    rel = ", ".join(f"{b.variable_name} {b.release * 1000:.0f}" if isinstance(b.release, (int, float))
-                    else f"{b.variable_name} {b.release}" for b in bands)
-    return (f"envelope {bands[0].envelope}, attack {bands[0].attack}, release (ms) {rel}"
-            + (f"; prototype {config['proto']}" if config["proto"] else ""))
+    rel = ", ".join(
+        f"{b.variable_name} {b.release * 1000:.0f}"
+        if isinstance(b.release, (int, float))
+        else f"{b.variable_name} {b.release}"
+        for b in bands
+    )
+    return f"envelope {bands[0].envelope}, attack {bands[0].attack}, release (ms) {rel}" + (
+        f"; prototype {config['proto']}" if config["proto"] else ""
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Prototype detectors: numpy on the control-rate level of vj (normalize=none), causal, not in vj yet.
+
 
 def decaying_max(x, time_constant, rate):
     """e[n] = max(x[n], e[n-1] * exp(-1/(time_constant*rate))), via a running max in the log domain."""
@@ -188,12 +202,12 @@ def decaying_max(x, time_constant, rate):
     out = np.empty(len(x))
     state = -np.inf
     for start in range(0, len(x), 1 << 15):
-        part = x[start:start + (1 << 15)]
+        part = x[start : start + (1 << 15)]
         ramp = np.arange(len(part)) * log_p
         with np.errstate(divide="ignore"):
             run = np.maximum.accumulate(np.log(part) - ramp) + ramp
         run = np.maximum(run, state + ramp + log_p)
-        out[start:start + len(part)] = np.exp(run)
+        out[start : start + len(part)] = np.exp(run)
         state = run[-1]
     return out
 
@@ -244,6 +258,7 @@ PROTOS = {"floor": proto_floor, "flux": proto_flux}
 # ---------------------------------------------------------------------------------------------------
 # Analysis and metric.
 
+
 def read_track(path, max_seconds, offset):
     """Mono float32 samples of a file (vj's FileSource: same mixdown as a render) and its rate."""
     source = FileSource(path, offset=offset)
@@ -270,7 +285,7 @@ def vj_frame_values(x, sr, bands, bounds):
     """
     analyzer = AudioAnalyzer(ArraySource(x, sr), bands)
     rows = [analyzer.names.index(b.variable_name) for b in bands]  # feed() may add other variables
-    blocks = [analyzer.feed(x[p:p + (1 << 18)])[rows] for p in range(0, len(x), 1 << 18)]
+    blocks = [analyzer.feed(x[p : p + (1 << 18)])[rows] for p in range(0, len(x), 1 << 18)]
     ticks = np.concatenate(blocks, axis=1)
     rate = analyzer.bank.control_rate
     hop = int(round(sr / rate))
@@ -307,7 +322,7 @@ def window_metrics(v, ref):
     v, ref = v[1:], ref[1:]
     n = (len(ref) // WINDOW) * WINDOW
     v, ref = v[:n].reshape(-1, WINDOW), ref[:n].reshape(-1, WINDOW)
-    level = np.sqrt(np.mean(ref ** 2, axis=1))
+    level = np.sqrt(np.mean(ref**2, axis=1))
     keep = (level > SILENT_ABS) & (level > level.max(initial=0) * 10 ** (-SILENT_DB / 20))
     if not keep.any():
         return None
@@ -316,9 +331,15 @@ def window_metrics(v, ref):
     dv, dref = np.diff(v, axis=1), np.diff(ref, axis=1)
     r_d = _rowwise_corr(stats.rankdata(dv, axis=1), stats.rankdata(dref, axis=1))
     p10, p90 = np.percentile(v, [10, 90], axis=1)
-    return {"r": r.mean(), "r_d": r_d.mean(), "range": (p90 - p10).mean(), "floor": p10.mean(),
-            "flick": np.abs(dv).mean(),
-            "windows": int(keep.sum()), "of": len(keep)}
+    return {
+        "r": r.mean(),
+        "r_d": r_d.mean(),
+        "range": (p90 - p10).mean(),
+        "floor": p10.mean(),
+        "flick": np.abs(dv).mean(),
+        "windows": int(keep.sum()),
+        "of": len(keep),
+    }
 
 
 def hit_rate(ref):
@@ -387,7 +408,7 @@ def steady(configs, sr=48000, seconds=12.0, settle=4.0):
                 x = 0.5 * np.sin(2 * np.pi * f * t)
             series, _, _ = all_series(x.astype(np.float32), sr, configs, bands=[(name, lo, hi)])
             for (band, cname), v in series.items():
-                v = v[int(settle * FPS):-1]
+                v = v[int(settle * FPS) : -1]
                 p10, p90 = np.percentile(v, [10, 90])
                 out[(signal_name, band, cname)] = (np.abs(np.diff(v)).mean(), p90 - p10)
     return out
@@ -419,6 +440,7 @@ def self_check(path, config):
 # ---------------------------------------------------------------------------------------------------
 # Reports.
 
+
 def table(results, tracks, configs, metric, hits=None):
     """Markdown table: one row per track (plus the mean), one column per band, cells 'cfg1 / cfg2 ...'."""
     names = [b[0] for b in BANDS]
@@ -445,16 +467,34 @@ def table(results, tracks, configs, metric, hits=None):
 
 def summary(results, tracks, configs, hits, dense_hits):
     """Per configuration: each metric averaged over all (track, band) cells, the dense and the sparse ones."""
-    columns = (("r", "all"), ("r", "dense"), ("r", "sparse"), ("r", "worst"), ("r_d", "all"), ("range", "all"),
-               ("floor", "dense"), ("floor", "sparse"), ("flick", "dense"), ("flick", "sparse"))
+    columns = (
+        ("r", "all"),
+        ("r", "dense"),
+        ("r", "sparse"),
+        ("r", "worst"),
+        ("r_d", "all"),
+        ("range", "all"),
+        ("floor", "dense"),
+        ("floor", "sparse"),
+        ("flick", "dense"),
+        ("flick", "sparse"),
+    )
     lines = ["| config | " + " | ".join(f"{m} {g}" for m, g in columns) + " |", "| --- |" + " --- |" * len(columns)]
-    groups = {"all": lambda h: True, "worst": lambda h: True,
-              "dense": lambda h: h >= dense_hits, "sparse": lambda h: h < dense_hits}
+    groups = {
+        "all": lambda h: True,
+        "worst": lambda h: True,
+        "dense": lambda h: h >= dense_hits,
+        "sparse": lambda h: h < dense_hits,
+    }
     for c in configs:
         cells = []
         for metric, group in columns:
-            vals = [results[t][(n, c)][metric] for t in tracks for n, *_ in BANDS
-                    if results[t].get((n, c)) and groups[group](hits[t][n])]
+            vals = [
+                results[t][(n, c)][metric]
+                for t in tracks
+                for n, *_ in BANDS
+                if results[t].get((n, c)) and groups[group](hits[t][n])
+            ]
             cells.append(f"{(min(vals) if group == 'worst' else np.mean(vals)):.3f}" if vals else "-")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -463,6 +503,7 @@ def summary(results, tracks, configs, hits, dense_hits):
 def plot(path, data, configs, band_names, start, seconds):
     """Band RMS (scaled to its max in view) and each configuration's variable over a few seconds."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -486,18 +527,28 @@ def plot(path, data, configs, band_names, start, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="folder of audio files (searched recursively)")
-    parser.add_argument("--configs", default="old,auto,peak-auto,rms0.04,ref",
-                        help=f"comma-separated names from: {', '.join(CONFIGS)}")
-    parser.add_argument("--config", action="append", default=[], metavar="NAME=SPEC",
-                        help="an extra configuration, e.g. 'mine=envelope=rms,release=fc:60:0.03:0.15' "
-                             "(the first '=' separates the name)")
+    parser.add_argument(
+        "--configs", default="old,auto,peak-auto,rms0.04,ref", help=f"comma-separated names from: {', '.join(CONFIGS)}"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="an extra configuration, e.g. 'mine=envelope=rms,release=fc:60:0.03:0.15' "
+        "(the first '=' separates the name)",
+    )
     parser.add_argument("--envelope", help="shortcut: one more configuration 'cli' with this envelope")
     parser.add_argument("--release", help="shortcut: ... with this release (seconds, auto, fc:K:LO:HI, ...)")
     parser.add_argument("--attack", help="shortcut: ... with this attack (s)")
     parser.add_argument("--max-seconds", type=float, default=0, help="analyse at most this much of each track")
     parser.add_argument("--offset", type=float, default=0.0)
-    parser.add_argument("--dense-hits", type=float, default=4.0,
-                        help="a track x band counts as dense from this many band onsets per second")
+    parser.add_argument(
+        "--dense-hits",
+        type=float,
+        default=4.0,
+        help="a track x band counts as dense from this many band onsets per second",
+    )
     parser.add_argument("--csv", type=Path, help="write every metric per track x band x config")
     parser.add_argument("--metrics", default="r,flick", help="per-track tables to print: r, r_d, range, floor, flick")
     parser.add_argument("--plot", type=Path, help="PNG of a few seconds of one track")
@@ -506,8 +557,11 @@ def main():
     parser.add_argument("--plot-seconds", type=float, default=4.0)
     parser.add_argument("--plot-bands", default="hats,air,bass,sub")
     parser.add_argument("--self-check", action="store_true", help="check the fast frame indexing first")
-    parser.add_argument("--steady", action="store_true",
-                        help="also measure flicker on steady synthetic tones and noise (ideal: 0 for tones)")
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="also measure flicker on steady synthetic tones and noise (ideal: 0 for tones)",
+    )
     args = parser.parse_args()
 
     names = list(filter(None, args.configs.split(",")))
@@ -519,8 +573,11 @@ def main():
         name, _, spec = extra.partition("=")
         specs[name] = spec
     if args.envelope or args.release or args.attack:
-        specs["cli"] = ",".join(f"{k}={v}" for k, v in (("envelope", args.envelope), ("release", args.release),
-                                                        ("attack", args.attack)) if v)
+        specs["cli"] = ",".join(
+            f"{k}={v}"
+            for k, v in (("envelope", args.envelope), ("release", args.release), ("attack", args.attack))
+            if v
+        )
     configs = {name: parse_config(spec) for name, spec in specs.items()}
 
     files = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in AUDIO_EXT and p.is_file())
@@ -558,14 +615,22 @@ def main():
             for t in tracks:
                 for (n, c), m in results[t].items():
                     if m:
-                        f.write(f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},"
-                                f"{m['floor']:.4f},{m['flick']:.4f},{m['windows']},{m['of']}\n")
+                        f.write(
+                            f"{t},{n},{c},{hits[t][n]:.3f},{m['r']:.4f},{m['r_d']:.4f},{m['range']:.4f},"
+                            f"{m['floor']:.4f},{m['flick']:.4f},{m['windows']},{m['of']}\n"
+                        )
         print(f"wrote {args.csv}")
     if args.plot and plot_data is None:
         print(f"no track matches --plot-track {args.plot_track}: no plot")
     if args.plot and plot_data is not None:
-        plot(args.plot, plot_data, cnames, [b for b in args.plot_bands.split(",") if b in plot_data["refs"]],
-             args.plot_start, args.plot_seconds)
+        plot(
+            args.plot,
+            plot_data,
+            cnames,
+            [b for b in args.plot_bands.split(",") if b in plot_data["refs"]],
+            args.plot_start,
+            args.plot_seconds,
+        )
 
 
 if __name__ == "__main__":

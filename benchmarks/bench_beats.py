@@ -37,7 +37,7 @@ def _best_of(make, feed_block, x, repeats=3):
         obj = make()
         start = time.perf_counter()
         for pos in range(0, len(x), LIVE_BLOCK):
-            feed_block(obj, x[pos:pos + LIVE_BLOCK])
+            feed_block(obj, x[pos : pos + LIVE_BLOCK])
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -66,8 +66,10 @@ def cost(seconds=60.0):
     rows.append((f"=> {len(HIT_CENTERS)} hit detectors (difference)", t_hits - t_nohits))
     rows.append(("=> analyzer without BeatTracker (estimate: no-hit minus BeatTracker)", t_nohits - t_beats))
 
-    print(f"Cost at {SR} Hz, {LIVE_BLOCK}-sample blocks, {audio_s:.0f} s of drum_pattern 124 BPM, "
-          f"best of 3, OMP/NUMBA threads = 1, control hop {hop}\n")
+    print(
+        f"Cost at {SR} Hz, {LIVE_BLOCK}-sample blocks, {audio_s:.0f} s of drum_pattern 124 BPM, "
+        f"best of 3, OMP/NUMBA threads = 1, control hop {hop}\n"
+    )
     print("| what | time (s) | % of one core |")
     print("|---|---:|---:|")
     for name, t in rows:
@@ -161,10 +163,14 @@ def compare(dirs, max_tracks, seconds, cache=None):
             seen.add(p.name)
             tracks.append(p)
     tracks = tracks[:max_tracks]
-    print(f"librosa {librosa.__version__}; {len(tracks)} tracks, first {seconds:g} s; beat F at +-70 ms "
-          f"(after 5 s), onset F at +-50 ms; vj tempo = median bpm while locked after 10 s\n")
-    print("| track | librosa BPM | vj BPM | tempo agrees (4%) | beat F | onset F | vj locked | "
-          "n beats lr/vj | n onsets lr/vj |")
+    print(
+        f"librosa {librosa.__version__}; {len(tracks)} tracks, first {seconds:g} s; beat F at +-70 ms "
+        f"(after 5 s), onset F at +-50 ms; vj tempo = median bpm while locked after 10 s\n"
+    )
+    print(
+        "| track | librosa BPM | vj BPM | tempo agrees (4%) | beat F | onset F | vj locked | "
+        "n beats lr/vj | n onsets lr/vj |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
     stats = []
     for p in tracks:
@@ -174,15 +180,19 @@ def compare(dirs, max_tracks, seconds, cache=None):
         fb = f_measure(vj_beats[vj_beats >= 5.0], lr_beats[lr_beats >= 5.0], 0.070)
         fo = f_measure(vj_onsets, lr_onsets, 0.050)
         stats.append((rel, fb, fo, locked))
-        print(f"| {p.name} | {lr_tempo:.1f} | {vj_tempo:.1f} | {rel} | {fb:.3f} | {fo:.3f} | {locked:.0%} | "
-              f"{len(lr_beats)}/{len(vj_beats)} | {len(lr_onsets)}/{len(vj_onsets)} |")
+        print(
+            f"| {p.name} | {lr_tempo:.1f} | {vj_tempo:.1f} | {rel} | {fb:.3f} | {fo:.3f} | {locked:.0%} | "
+            f"{len(lr_beats)}/{len(vj_beats)} | {len(lr_onsets)}/{len(vj_onsets)} |"
+        )
     n = len(stats)
     if n:
         agree = sum(s[0] == "yes" for s in stats)
         octave = sum(s[0].startswith("octave") for s in stats)
-        print(f"\nSummary: {n} tracks; tempo agrees within 4%: {agree}/{n}, octave (2x or 1/2x): {octave}/{n}; "
-              f"mean beat F {np.mean([s[1] for s in stats]):.3f}; mean onset F {np.mean([s[2] for s in stats]):.3f}; "
-              f"mean locked {np.mean([s[3] for s in stats]):.0%}")
+        print(
+            f"\nSummary: {n} tracks; tempo agrees within 4%: {agree}/{n}, octave (2x or 1/2x): {octave}/{n}; "
+            f"mean beat F {np.mean([s[1] for s in stats]):.3f}; mean onset F {np.mean([s[2] for s in stats]):.3f}; "
+            f"mean locked {np.mean([s[3] for s in stats]):.0%}"
+        )
 
 
 def main():

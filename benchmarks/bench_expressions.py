@@ -8,8 +8,12 @@ import timeit
 from vj.language.expressions import compile_expression
 
 VARS = ["t", "frame", "fLo", "fHi", "fLo_prev", "fHi_prev"]
-CASES = ["10*fHi", "fLo/(fLo + fHi)", "0.5 + 0.3*sin(t*2*pi) * fLo",
-         "clamp(1 - fLo_prev) if fHi > 0.2 else smoothstep(0, 1, fLo)"]
+CASES = [
+    "10*fHi",
+    "fLo/(fLo + fHi)",
+    "0.5 + 0.3*sin(t*2*pi) * fLo",
+    "clamp(1 - fLo_prev) if fHi > 0.2 else smoothstep(0, 1, fLo)",
+]
 
 
 def main():

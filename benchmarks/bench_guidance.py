@@ -26,8 +26,12 @@ from vj.show.engines import load_perceptors  # noqa: E402
 
 
 def frames_per_second(engine, guidance, frames):
-    requests = [FrameRequest(index=i, prompts=(("a forest at dawn", 1.0),), strength=0.5, motion=Motion(zoom_x=2),
-                             guidance=guidance) for i in range(frames + 2)]
+    requests = [
+        FrameRequest(
+            index=i, prompts=(("a forest at dawn", 1.0),), strength=0.5, motion=Motion(zoom_x=2), guidance=guidance
+        )
+        for i in range(frames + 2)
+    ]
     for request in requests[:2]:
         engine.render(request)
     start = time.perf_counter()
@@ -51,13 +55,20 @@ def main(argv=None):
     perceptors = load_perceptors(["ViT-B-32/openai"], args.model, device)
     objective = Objective(perceptors, cutouts=CutoutSettings(count=args.cutouts))
     guidance = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0),), steps=args.guidance_steps)
-    result = {"model": args.model, "device": str(device), "size": args.size, "cutouts": args.cutouts,
-              "perceptor_input": perceptors[0].input_size}
+    result = {
+        "model": args.model,
+        "device": str(device),
+        "size": args.size,
+        "cutouts": args.cutouts,
+        "perceptor_input": perceptors[0].input_size,
+    }
     if args.pixels:
         from vj.engine.pixels.engine import PixelEngine, PixelSettings
+
         for model in ("unlimited_palette", "limited_palette"):
-            settings = PixelSettings(model=model, width=args.size, height=args.size,
-                                     steps_per_frame=args.steps_per_frame)
+            settings = PixelSettings(
+                model=model, width=args.size, height=args.size, steps_per_frame=args.steps_per_frame
+            )
             engine = PixelEngine(settings, objective, device=device)
             result[f"{model}_fps"] = round(frames_per_second(engine, guidance, args.frames), 2)
         result["steps_per_frame"] = args.steps_per_frame
@@ -66,8 +77,12 @@ def main(argv=None):
         settings = EngineSettings(width=args.size, height=args.size, steps=1)
         plain = frames_per_second(FrameEngine(c, settings), None, args.frames)
         guided = frames_per_second(FrameEngine(c, settings, objective=objective), guidance, args.frames)
-        result.update(guidance_steps=args.guidance_steps, plain_fps=round(plain, 2), guided_fps=round(guided, 2),
-                      guided_step_ms=round(1000 * (1 / guided - 1 / plain), 1))
+        result.update(
+            guidance_steps=args.guidance_steps,
+            plain_fps=round(plain, 2),
+            guided_fps=round(guided, 2),
+            guided_step_ms=round(1000 * (1 / guided - 1 / plain), 1),
+        )
     print(json.dumps(result))
     return 0
 

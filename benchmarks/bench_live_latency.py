@@ -34,14 +34,14 @@ width: SIZE
 height: SIZE
 frames_per_second: FPS
 """
-REFRESH_HZ = 60   # the display's refresh: Xvfb's mode (pygame's vsync there paces flips at 60 Hz)
-ONSET = 0.2       # input samples above this start a click
-RESPONDS = 0.1    # fClick above this: the frame reflects the click
+REFRESH_HZ = 60  # the display's refresh: Xvfb's mode (pygame's vsync there paces flips at 60 Hz)
+ONSET = 0.2  # input samples above this start a click
+RESPONDS = 0.1  # fClick above this: the frame reflects the click
 
 
 class LatencyProbes(Probes):
     def __init__(self, show):
-        self.frames = []   # (flip time, heard_at, made_at, fClick)
+        self.frames = []  # (flip time, heard_at, made_at, fClick)
         self.flips = []
         self.onsets = []
         super().__init__(show, onset_threshold=ONSET)
@@ -60,8 +60,12 @@ def stats(values_ms):
     a = np.asarray(values_ms, float)
     if not len(a):
         return {"n": 0}
-    return {"n": int(len(a)), "median": round(float(np.median(a)), 1), "p95": round(float(np.percentile(a, 95)), 1),
-            "max": round(float(a.max()), 1)}
+    return {
+        "n": int(len(a)),
+        "median": round(float(np.median(a)), 1),
+        "p95": round(float(np.percentile(a, 95)), 1),
+        "max": round(float(a.max()), 1),
+    }
 
 
 def measure(seconds, fps, size, blocksize, latency, hud, warmup):
@@ -76,8 +80,18 @@ def measure(seconds, fps, size, blocksize, latency, hud, warmup):
     with tempfile.TemporaryDirectory() as folder, sound_server_and_screen(size, size):
         preset = Path(folder) / "clicks.yaml"
         preset.write_text(PRESET.replace("SIZE", str(size)).replace("FPS", str(fps)))
-        extra = ["--model", "tiny", "--audio-device", "pulse", "--blocksize", str(blocksize), "--latency", latency,
-                 "--duration", str(seconds)] + ([] if hud else ["--no-hud"])
+        extra = [
+            "--model",
+            "tiny",
+            "--audio-device",
+            "pulse",
+            "--blocksize",
+            str(blocksize),
+            "--latency",
+            latency,
+            "--duration",
+            str(seconds),
+        ] + ([] if hud else ["--no-hud"])
         probes = run_show(live_args(preset, *extra), LatencyProbes, start)
     player = players[0]
     handed = [player.handed(start + first_loud) for start in clicks.starts]
@@ -109,15 +123,25 @@ def measure(seconds, fps, size, blocksize, latency, hud, warmup):
             missed += 1
     shown_gaps = np.diff([f[0] for f in frames]) * 1000
     return {
-        "seconds": seconds, "warmup": warmup, "fps_cap": fps, "size": size, "blocksize": blocksize, "latency": latency,
+        "seconds": seconds,
+        "warmup": warmup,
+        "fps_cap": fps,
+        "size": size,
+        "blocksize": blocksize,
+        "latency": latency,
         "hud": hud,
-        "clicks": len(handed), "clicks_missed": missed,
-        "engine_frame_ms": round(engine_frame * 1000, 1), "audio_block_ms": round(block * 1000, 1),
-        "display_refresh_ms": round(refresh * 1000, 1), "target_ms": round(target * 1000, 1),
-        "sound_server_ms": stats(server), "vj_ms": stats(vj),
+        "clicks": len(handed),
+        "clicks_missed": missed,
+        "engine_frame_ms": round(engine_frame * 1000, 1),
+        "audio_block_ms": round(block * 1000, 1),
+        "display_refresh_ms": round(refresh * 1000, 1),
+        "target_ms": round(target * 1000, 1),
+        "sound_server_ms": stats(server),
+        "vj_ms": stats(vj),
         "vj_parts_median_ms": {name: round(float(np.median(v)), 1) if v else None for name, v in parts.items()},
         "within_target": f"{sum(v <= target * 1000 for v in vj)}/{len(vj)}",
-        "new_frame_interval_ms": stats(shown_gaps), "flip_interval_ms": stats(np.diff(flips) * 1000),
+        "new_frame_interval_ms": stats(shown_gaps),
+        "flip_interval_ms": stats(np.diff(flips) * 1000),
         "engine_fps": round(1 / engine_frame, 1) if engine_frame > 0 else 0.0,
     }
 

@@ -30,14 +30,15 @@ from vj.audio.testsignals import drum_pattern  # noqa: E402
 
 SR = 48000
 BLOCK = 4096
-TRACK_SECONDS = 24.0   # of drums per segment
+TRACK_SECONDS = 24.0  # of drums per segment
 
 
 def run(track):
     """(tick times, {variable: values}) of a fresh tracker fed the track in blocks."""
     tracker = BeatTracker(SR, control_hop(SR))
-    out = np.concatenate([tracker.process(track.samples[i:i + BLOCK])
-                          for i in range(0, len(track.samples), BLOCK)], axis=1)
+    out = np.concatenate(
+        [tracker.process(track.samples[i : i + BLOCK]) for i in range(0, len(track.samples), BLOCK)], axis=1
+    )
     return (np.arange(out.shape[1]) + 1) * control_hop(SR) / SR, dict(zip(MUSICAL_VARIABLES, out))
 
 
@@ -65,16 +66,18 @@ def beat_settle_time(pulses, beats, event, end, tolerance=0.03):
 
 def case(segments, intro, hats):
     """(bpm settle, beat settle, bpm read at the end) after the last event of the track."""
-    track = drum_pattern(segments, sample_rate=SR, intro=intro, intro_gain=0.0, pad=0.1 if intro else 0.0,
-                         hats=hats)
+    track = drum_pattern(segments, sample_rate=SR, intro=intro, intro_gain=0.0, pad=0.1 if intro else 0.0, hats=hats)
     times, v = run(track)
     event = track.beats[sum(n for _, n in segments[:-1])]
     end = track.beats[-1]
     bpm = segments[-1][0]
     pulses = times[np.diff(v["beat_count"], prepend=0.0) > 0]
     read = float(np.median(v["bpm"][times >= end - 4]))
-    return (settle_time(times, np.abs(v["bpm"] / bpm - 1) <= 0.01, event, end),
-            beat_settle_time(pulses, track.beats, event, end), read)
+    return (
+        settle_time(times, np.abs(v["bpm"] / bpm - 1) <= 0.01, event, end),
+        beat_settle_time(pulses, track.beats, event, end),
+        read,
+    )
 
 
 def cases(quick):
@@ -84,11 +87,18 @@ def cases(quick):
     for hats in (True, False):
         drums = "drums" if hats else "kick/snare"
         for bpm in tempos:
-            for intro in ((4.0,) if quick else (2.0, 4.0, 8.0)):
-                out.append((f"pad intro, then {drums}", f"pad {intro:g} s, then {drums} at {bpm} BPM",
-                            [(bpm, int(bpm * TRACK_SECONDS / 60))], intro, hats))
+            for intro in (4.0,) if quick else (2.0, 4.0, 8.0):
+                out.append(
+                    (
+                        f"pad intro, then {drums}",
+                        f"pad {intro:g} s, then {drums} at {bpm} BPM",
+                        [(bpm, int(bpm * TRACK_SECONDS / 60))],
+                        intro,
+                        hats,
+                    )
+                )
         for bpm in tempos:
-            for change in ((0.05, -0.05) if quick else (0.03, -0.03, 0.05, -0.05, 0.08, -0.08)):
+            for change in (0.05, -0.05) if quick else (0.03, -0.03, 0.05, -0.05, 0.08, -0.08):
                 new = round(bpm * (1 + change), 1)
                 segments = [(bpm, int(bpm * 20 / 60)), (new, int(new * TRACK_SECONDS / 60))]
                 group = f"tempo change {'+' if change > 0 else '-'}3..8%, {drums}"

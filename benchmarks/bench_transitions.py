@@ -79,10 +79,14 @@ def stream_frames(c, preset, director, frames, lead=6, strength=0.5):
 
 def seams(frames, lead, count):
     changes = [image_difference(a, b) for a, b in zip(frames, frames[1:])]
-    inside = changes[lead:lead + count - 1]
-    return {"start_seam": round(changes[lead - 1], 4), "end_seam": round(changes[lead + count - 1], 4),
-            "inside_mean": round(float(np.mean(inside)), 4), "inside_max": round(float(np.max(inside)), 4),
-            "outside_mean": round(float(np.mean(changes[:lead - 1] + changes[lead + count:])), 4)}
+    inside = changes[lead : lead + count - 1]
+    return {
+        "start_seam": round(changes[lead - 1], 4),
+        "end_seam": round(changes[lead + count - 1], 4),
+        "inside_mean": round(float(np.mean(inside)), 4),
+        "inside_max": round(float(np.max(inside)), 4),
+        "outside_mean": round(float(np.mean(changes[: lead - 1] + changes[lead + count :])), 4),
+    }
 
 
 def main(argv=None):
@@ -95,12 +99,19 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=30)
     args = parser.parse_args(argv)
     c = load_components(args.model, device=args.device)
-    result = {"model": args.model, "device": args.device, "size": args.size, "quality": args.quality,
-              "steps": args.steps, "frames": args.frames}
+    result = {
+        "model": args.model,
+        "device": args.device,
+        "size": args.size,
+        "quality": args.quality,
+        "steps": args.steps,
+        "frames": args.frames,
+    }
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.yaml"
-        path.write_text(PRESET.replace("QUALITY", args.quality).replace("STEPS", str(args.steps))
-                        .replace("SIZE", str(args.size)))
+        path.write_text(
+            PRESET.replace("QUALITY", args.quality).replace("STEPS", str(args.steps)).replace("SIZE", str(args.size))
+        )
         preset = load_preset(path)
         cache_dir = Path(folder) / "cache"
         transitions = Transitions(c, preset, TransitionCache(cache_dir))
@@ -108,8 +119,12 @@ def main(argv=None):
         leaves, cold = timed(lambda: transitions.compute(0, 1))
         fresh = Transitions(c, preset, TransitionCache(cache_dir))
         _, disk = timed(lambda: fresh.compute(0, 1))
-        result["compute_s"] = {"cold": round(cold, 3), "from_disk": round(disk, 4), "leaves": len(leaves),
-                               "unet_calls": tree_plan(preset).unet_calls()}
+        result["compute_s"] = {
+            "cold": round(cold, 3),
+            "from_disk": round(disk, 4),
+            "leaves": len(leaves),
+            "unet_calls": tree_plan(preset).unet_calls(),
+        }
 
         # smoothness of the transition's own frames: the tree vs a crossfade of txt2img frames, same seed
         played = [transitions.guide(0, 1, k / (args.frames - 1))[0] for k in range(args.frames)]
@@ -117,21 +132,30 @@ def main(argv=None):
         conds = ConditioningCache(c.text_encoder, c.tokenizer, c.device)
         cond_a, cond_b = (prompt_conditioning(conds, transitions._setup.rest_prompts(s)) for s in (0, 1))
         trajectories = Trajectories(c, preset.width, preset.height)
-        fade_frames = [trajectories.endpoint(crossfade(cond_a, cond_b, k / (args.frames - 1), "slerp"), preset.seed,
-                                             args.steps).image for k in range(args.frames)]
-        result["smoothness_max_over_mean"] = {"latent_blend_tree": round(smoothness(tree_frames)[0], 2),
-                                              "conditioning_crossfade": round(smoothness(fade_frames)[0], 2)}
+        fade_frames = [
+            trajectories.endpoint(
+                crossfade(cond_a, cond_b, k / (args.frames - 1), "slerp"), preset.seed, args.steps
+            ).image
+            for k in range(args.frames)
+        ]
+        result["smoothness_max_over_mean"] = {
+            "latent_blend_tree": round(smoothness(tree_frames)[0], 2),
+            "conditioning_crossfade": round(smoothness(fade_frames)[0], 2),
+        }
 
         # the same scene change through the stream: seams against the inside
         lead = 6
         result["stream"] = {}
-        for name, director in (("latent_blend", Director(preset, transitions=transitions)),
-                               ("crossfade", Director(preset))):
+        for name, director in (
+            ("latent_blend", Director(preset, transitions=transitions)),
+            ("crossfade", Director(preset)),
+        ):
             out, inputs = stream_frames(c, preset, director, args.frames, lead)
             window = slice(lead - 1, lead + args.frames + 1)
             result["stream"][name] = {
                 "frames": {**seams(out, lead, args.frames), "smoothness": round(smoothness(out[window])[0], 2)},
-                "inputs": {**seams(inputs, lead, args.frames), "smoothness": round(smoothness(inputs[window])[0], 2)}}
+                "inputs": {**seams(inputs, lead, args.frames), "smoothness": round(smoothness(inputs[window])[0], 2)},
+            }
 
         # trigger latency: the first frame of a scene change, cached in memory, on disk only, not computed
         def first_frame(t):
@@ -150,13 +174,14 @@ def main(argv=None):
         _, ready_after = timed(lambda: (worker.want([(0, 1)]), worker.wait_idle(600)))
         worker.close()
         result["trigger_to_first_frame_ms"] = {
-            "memory_cache": [round(memory * 1000, 1), how_memory], "disk_cache": [round(on_disk * 1000, 1), how_disk],
+            "memory_cache": [round(memory * 1000, 1), how_memory],
+            "disk_cache": [round(on_disk * 1000, 1), how_disk],
             "not_computed": [round(uncached * 1000, 1), how_uncached],
-            "worker_ready_after_s": round(ready_after, 2)}
+            "worker_ready_after_s": round(ready_after, 2),
+        }
     print(json.dumps(result, indent=1))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

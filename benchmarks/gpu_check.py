@@ -91,8 +91,16 @@ def run_process(argv, limit, env=None, cwd=ROOT):
     """Run `argv` in its own process group for at most `limit` seconds (then the whole group is killed:
     inductor's compile workers too). A Finished, returncode None when killed."""
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            errors="replace", start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=limit)
         code = proc.returncode
@@ -116,7 +124,7 @@ def json_from(text):
     start = text.rfind("\n{")
     if start < 0:
         raise ValueError("no JSON in its output")
-    return json.loads(text[start + 1:])
+    return json.loads(text[start + 1 :])
 
 
 class Runner:
@@ -144,11 +152,13 @@ class Runner:
     def run_all(self, steps, jobs=1, report=None):
         """Run `steps`, `jobs` at a time (their order kept for starting), calling `report(step, record)` as each
         ends; the records by name."""
+
         def one(step):
             record = self.run(step)
             if report is not None:
                 report(step, record)
             return record
+
         if jobs <= 1:
             for step in steps:
                 one(step)
@@ -162,22 +172,29 @@ class Runner:
         'timed out' or 'skipped: over budget'), ok, seconds, the error's last line, and the check's figures."""
         limit = min(step.limit, self.left())
         if limit < self.min_seconds:
-            record = {"ok": False, "status": "skipped: over budget", "seconds": 0.0,
-                      "error": f"{max(0.0, self.left()):.0f} s of the budget left"}
+            record = {
+                "ok": False,
+                "status": "skipped: over budget",
+                "seconds": 0.0,
+                "error": f"{max(0.0, self.left()):.0f} s of the budget left",
+            }
             self._log(f"\n=== {step.name}: skipped, {max(0.0, self.left()):.0f} s of the budget left\n")
             with self._lock:
                 self.records[step.name] = record
             return record
         env = {**self.env, **step.env}
         done = run_process(step.argv, limit, env)
-        self._log(f"\n=== {step.name} (limit {limit:.0f} s): {' '.join(step.argv)}\n--- stdout\n{done.stdout}\n"
-                  f"--- stderr\n{done.stderr}\n--- {step.name}: returncode {done.returncode}, {done.seconds:.1f} s\n")
+        self._log(
+            f"\n=== {step.name} (limit {limit:.0f} s): {' '.join(step.argv)}\n--- stdout\n{done.stdout}\n"
+            f"--- stderr\n{done.stderr}\n--- {step.name}: returncode {done.returncode}, {done.seconds:.1f} s\n"
+        )
         record = {"ok": False, "seconds": round(done.seconds, 1)}
         if done.returncode is None:
             over = step.over_budget_is_skip and limit < step.limit
             record["status"] = "skipped: over budget" if over else "timed out"
-            record["error"] = f"killed after {limit:.0f} s" + (f": {last_line(done.stderr, done.stdout)}"
-                                                                  if not over else " (the budget left)")
+            record["error"] = f"killed after {limit:.0f} s" + (
+                f": {last_line(done.stderr, done.stdout)}" if not over else " (the budget left)"
+            )
         elif done.returncode != 0:
             record["status"] = "failed"
             record["error"] = f"exit {done.returncode}: {last_line(done.stderr, done.stdout)}"
@@ -207,6 +224,7 @@ def check_render(output):
         if not said:
             raise ValueError("no 'wrote N frames' line")
         return {"frames": int(said.group(1)), "frames_per_s": float(said.group(2)), "bytes": size}
+
     return check
 
 
@@ -224,11 +242,17 @@ def check_live(stats):
             raise ValueError(f"no engine frame shown in {len(records)} stats records ({records[-1].get('t')} s)")
         if last.get("engine_errors"):
             raise ValueError(f"{last['engine_errors']} engine errors")
-        display = next((line.strip() for line in done.stdout.splitlines() if line.strip().startswith("display:")),
-                       "")
-        return {"stats_records": len(records), "first_frame_by_s": shown[0].get("t"), "engine_fps": round(best, 2),
-                "display_fps": round(last.get("display_fps", 0), 2), "latency_ms": last.get("latency_ms"),
-                "dropped_frames": last.get("dropped_frames"), "display": display[len("display:"):].strip()}
+        display = next((line.strip() for line in done.stdout.splitlines() if line.strip().startswith("display:")), "")
+        return {
+            "stats_records": len(records),
+            "first_frame_by_s": shown[0].get("t"),
+            "engine_fps": round(best, 2),
+            "display_fps": round(last.get("display_fps", 0), 2),
+            "latency_ms": last.get("latency_ms"),
+            "dropped_frames": last.get("dropped_frames"),
+            "display": display[len("display:") :].strip(),
+        }
+
     return check
 
 
@@ -242,22 +266,31 @@ def check_prerender(done):
 def check_morph(output):
     def check(done):
         return {"bytes": _wrote(output)}
+
     return check
 
 
 def check_bench(done):
     result = json_from(done.stdout)
-    return {"fps": round(result["fps"], 2), "frame_ms": round(result["frame_ms"], 2),
-            "stage_ms": {k: round(v, 2) for k, v in result["stage_ms"].items()},
-            "bare_unet_vae_ms": round(result["bare_unet_vae_ms"], 2),
-            "overhead_ratio": round(result["overhead_ratio"], 3), "vae": result["vae"], "frames": result["frames"],
-            "dtype": result["dtype"], "compiled": result["compiled"]}
+    return {
+        "fps": round(result["fps"], 2),
+        "frame_ms": round(result["frame_ms"], 2),
+        "stage_ms": {k: round(v, 2) for k, v in result["stage_ms"].items()},
+        "bare_unet_vae_ms": round(result["bare_unet_vae_ms"], 2),
+        "overhead_ratio": round(result["overhead_ratio"], 3),
+        "vae": result["vae"],
+        "frames": result["frames"],
+        "dtype": result["dtype"],
+        "compiled": result["compiled"],
+    }
 
 
 def check_bench_transitions(done):
     result = json_from(done.stdout)
-    return {key: result[key] for key in ("quality", "frames", "compute_s", "smoothness_max_over_mean",
-                                         "trigger_to_first_frame_ms")}
+    return {
+        key: result[key]
+        for key in ("quality", "frames", "compute_s", "smoothness_max_over_mean", "trigger_to_first_frame_ms")
+    }
 
 
 def check_bench_guidance(done):
@@ -277,30 +310,125 @@ def steps(args, work):
     transition.write_text(TRANSITION_PRESET.format(size=args.size))
     guided = work / "guided.yaml"
     guided.write_text(GUIDED_PRESET.format(size=args.size, cutouts=args.smoke_cutouts))
-    render_out, guided_out, morph_out, stats = (work / "render.mp4", work / "guided.mp4", work / "morph.png",
-                                                work / "live.jsonl")
+    render_out, guided_out, morph_out, stats = (
+        work / "render.mp4",
+        work / "guided.mp4",
+        work / "morph.png",
+        work / "live.jsonl",
+    )
     limit = args.step_limit
     headless = {"SDL_VIDEODRIVER": args.sdl_driver, "SDL_AUDIODRIVER": "dummy"}
     bench = [*vj, "bench", *engine, "--vae", "taesd", *sized, "--frames", args.bench_frames, "--json"]
     return [
-        Step("render", [*vj, "render", ROOT / "presets" / "demo.yaml", "-o", render_out, *engine, *sized,
-                        "--start", "3", "--duration", args.render_seconds, "--fps", "6", "--overwrite"],
-             limit, check=check_render(render_out)),
-        Step("live", [*vj, "live", ROOT / "presets" / "live.yaml", *engine, *sized, "--windowed",
-                      "--audio-device", "none", "--osc", "off", "--duration", args.live_seconds, "--stats", stats],
-             limit, env=headless, check=check_live(stats)),
+        Step(
+            "render",
+            [
+                *vj,
+                "render",
+                ROOT / "presets" / "demo.yaml",
+                "-o",
+                render_out,
+                *engine,
+                *sized,
+                "--start",
+                "3",
+                "--duration",
+                args.render_seconds,
+                "--fps",
+                "6",
+                "--overwrite",
+            ],
+            limit,
+            check=check_render(render_out),
+        ),
+        Step(
+            "live",
+            [
+                *vj,
+                "live",
+                ROOT / "presets" / "live.yaml",
+                *engine,
+                *sized,
+                "--windowed",
+                "--audio-device",
+                "none",
+                "--osc",
+                "off",
+                "--duration",
+                args.live_seconds,
+                "--stats",
+                stats,
+            ],
+            limit,
+            env=headless,
+            check=check_live(stats),
+        ),
         Step("prerender", [*vj, "prerender", transition, *engine], limit, check=check_prerender),
-        Step("guided", [*vj, "render", guided, "-o", guided_out, *engine, "--duration", "0.25", "--overwrite"],
-             limit, check=check_render(guided_out)),
-        Step("morph", [*vj, "morph", transition, "--from", "forest", "--to", "city", "--steps", "3", "-o",
-                       morph_out, "--overwrite", *engine], limit, check=check_morph(morph_out)),
+        Step(
+            "guided",
+            [*vj, "render", guided, "-o", guided_out, *engine, "--duration", "0.25", "--overwrite"],
+            limit,
+            check=check_render(guided_out),
+        ),
+        Step(
+            "morph",
+            [
+                *vj,
+                "morph",
+                transition,
+                "--from",
+                "forest",
+                "--to",
+                "city",
+                "--steps",
+                "3",
+                "-o",
+                morph_out,
+                "--overwrite",
+                *engine,
+            ],
+            limit,
+            check=check_morph(morph_out),
+        ),
         Step("bench", bench, limit, check=check_bench),
-        Step("bench_transitions", [python, ROOT / "benchmarks" / "bench_transitions.py", "--model", args.model,
-                                   "--device", args.device, "--size", size, "--quality", "medium",
-                                   "--frames", args.transition_frames], limit, check=check_bench_transitions),
-        Step("bench_guidance", [python, ROOT / "benchmarks" / "bench_guidance.py", "--model", args.model,
-                                "--device", args.device, "--size", size, "--cutouts", args.cutouts,
-                                "--frames", args.guidance_frames], limit, check=check_bench_guidance),
+        Step(
+            "bench_transitions",
+            [
+                python,
+                ROOT / "benchmarks" / "bench_transitions.py",
+                "--model",
+                args.model,
+                "--device",
+                args.device,
+                "--size",
+                size,
+                "--quality",
+                "medium",
+                "--frames",
+                args.transition_frames,
+            ],
+            limit,
+            check=check_bench_transitions,
+        ),
+        Step(
+            "bench_guidance",
+            [
+                python,
+                ROOT / "benchmarks" / "bench_guidance.py",
+                "--model",
+                args.model,
+                "--device",
+                args.device,
+                "--size",
+                size,
+                "--cutouts",
+                args.cutouts,
+                "--frames",
+                args.guidance_frames,
+            ],
+            limit,
+            check=check_bench_guidance,
+        ),
         Step("bench_compile", [*bench, "--compile"], args.compile_limit, check=check_bench, over_budget_is_skip=True),
     ]
 
@@ -310,21 +438,36 @@ def machine(device):
     import importlib.metadata
 
     import torch
-    info = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda}
+
+    info = {
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+    }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
         if shutil.which("nvidia-smi"):
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True)
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+            )
             info["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 and smi.stdout.strip() else None
     else:
         info["cpu"] = platform.processor() or platform.machine()
         info["cpu_count"] = os.cpu_count()
     versions = {}
-    for name in ("diffusers", "transformers", "huggingface_hub", "open_clip_torch", "numba", "numpy", "pygame", "av",
-                 "soundfile"):
+    for name in (
+        "diffusers",
+        "transformers",
+        "huggingface_hub",
+        "open_clip_torch",
+        "numba",
+        "numpy",
+        "pygame",
+        "av",
+        "soundfile",
+    ):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -335,16 +478,28 @@ def machine(device):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default=os.environ.get("VJ_GPU_CHECK_DEVICE", "cuda"), choices=["cuda", "cpu"],
-                   help="cuda (default; $VJ_GPU_CHECK_DEVICE=cpu tries the plumbing on a CPU)")
+    p.add_argument(
+        "--device",
+        default=os.environ.get("VJ_GPU_CHECK_DEVICE", "cuda"),
+        choices=["cuda", "cpu"],
+        help="cuda (default; $VJ_GPU_CHECK_DEVICE=cpu tries the plumbing on a CPU)",
+    )
     p.add_argument("--model", default="arch:sd-turbo", help="arch:sd-turbo (random weights) or tiny")
     p.add_argument("--dtype", default="float16")
     p.add_argument("--size", type=int, default=512, help="frame width and height")
-    p.add_argument("--budget", type=float, default=400.0,
-                   help="seconds for all steps together (default 400: with the wheels' install, under 8 minutes)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=400.0,
+        help="seconds for all steps together (default 400: with the wheels' install, under 8 minutes)",
+    )
     p.add_argument("--step-limit", type=float, default=120.0, help="seconds each step may take at most")
-    p.add_argument("--compile-limit", type=float, default=600.0,
-                   help="seconds for `vj bench --compile` (it runs last and gets at most what the budget has left)")
+    p.add_argument(
+        "--compile-limit",
+        type=float,
+        default=600.0,
+        help="seconds for `vj bench --compile` (it runs last and gets at most what the budget has left)",
+    )
     p.add_argument("--render-seconds", default="2", help="seconds of presets/demo.yaml to render at 6 fps")
     p.add_argument("--live-seconds", default="15", help="seconds of the headless live show")
     p.add_argument("--bench-frames", default="100", help="vj bench --frames")
@@ -352,12 +507,18 @@ def parse_args(argv=None):
     p.add_argument("--guidance-frames", default="10", help="bench_guidance.py --frames")
     p.add_argument("--cutouts", default="32", help="bench_guidance.py --cutouts")
     p.add_argument("--smoke-cutouts", type=int, default=16, help="cutouts of the guided render")
-    p.add_argument("--jobs", type=int, help="smoke steps run at once (default 3 on cuda, 1 on cpu); the figures "
-                                            "always run one at a time")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="smoke steps run at once (default 3 on cuda, 1 on cpu); the figures always run one at a time",
+    )
     p.add_argument("--sdl-driver", default="dummy", help="SDL_VIDEODRIVER of the live show (dummy or offscreen)")
     p.add_argument("--only", help="comma-separated step names to run (default all): " + ",".join(SMOKE + FIGURES))
-    p.add_argument("--out", default=os.environ.get("OUT"), help="folder for gpu_check.json and gpu_check.log "
-                                                                 "(default $OUT; none: only the JSON line)")
+    p.add_argument(
+        "--out",
+        default=os.environ.get("OUT"),
+        help="folder for gpu_check.json and gpu_check.log (default $OUT; none: only the JSON line)",
+    )
     p.add_argument("--work", help="folder for the steps' files (default: a new temporary folder)")
     return p.parse_args(argv)
 
@@ -367,10 +528,18 @@ def assemble(info, records, seconds, settings):
     passed and every figure passed or was skipped for the budget)."""
     smoke = {name: records[name] for name in SMOKE if name in records}
     figures = {name: records[name] for name in FIGURES if name in records}
-    ok = (all(r["ok"] for r in smoke.values())
-          and all(r["ok"] or r["status"] == "skipped: over budget" for r in figures.values()))
-    return {"check": "vj gpu_check", "ok": ok, **info, **settings, "seconds": round(seconds, 1),
-            "smoke": smoke, "figures": figures}
+    ok = all(r["ok"] for r in smoke.values()) and all(
+        r["ok"] or r["status"] == "skipped: over budget" for r in figures.values()
+    )
+    return {
+        "check": "vj gpu_check",
+        "ok": ok,
+        **info,
+        **settings,
+        "seconds": round(seconds, 1),
+        "smoke": smoke,
+        "figures": figures,
+    }
 
 
 def main(argv=None):
@@ -382,8 +551,11 @@ def main(argv=None):
         print(f"gpu_check: torch cannot be imported ({exc}); nothing was run", file=sys.stderr)
         return 3
     if args.device == "cuda" and not torch.cuda.is_available():
-        print(f"gpu_check: torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False); "
-              "nothing was run (VJ_GPU_CHECK_DEVICE=cpu tries the plumbing on a CPU)", file=sys.stderr)
+        print(
+            f"gpu_check: torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False); "
+            "nothing was run (VJ_GPU_CHECK_DEVICE=cpu tries the plumbing on a CPU)",
+            file=sys.stderr,
+        )
         return 3
     names = SMOKE + FIGURES
     if args.only:
@@ -399,8 +571,13 @@ def main(argv=None):
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vj-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     # Nothing is downloaded: the hub is off, and caches (transitions) go to the work folder.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CACHE_HOME=str(work / "cache"), PYTHONUNBUFFERED="1",
-               PYGAME_HIDE_SUPPORT_PROMPT="1")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        XDG_CACHE_HOME=str(work / "cache"),
+        PYTHONUNBUFFERED="1",
+        PYGAME_HIDE_SUPPORT_PROMPT="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     info = machine(args.device)
     log = open(out / "gpu_check.log", "a") if out is not None else None
@@ -410,8 +587,13 @@ def main(argv=None):
         runner = Runner(args.budget, log, env)
 
         def report(step, record):
-            print(f"gpu_check: {step.name}: {record['status']} in {record['seconds']:.1f} s"
-                  + (f": {record['error']}" if not record["ok"] else ""), file=sys.stderr, flush=True)
+            print(
+                f"gpu_check: {step.name}: {record['status']} in {record['seconds']:.1f} s"
+                + (f": {record['error']}" if not record["ok"] else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+
         planned = [step for step in steps(args, work) if step.name in names]
         jobs = args.jobs or (3 if args.device == "cuda" else 1)
         runner.run_all([s for s in planned if s.name in SMOKE], jobs, report)  # side by side: no figure among them

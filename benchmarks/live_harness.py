@@ -38,6 +38,7 @@ def sound_server_and_screen(width, height):
         daemon.start()
         try:
             from vj.audio.sources.devices import rescan_devices
+
             rescan_devices()  # PortAudio listed the devices before the daemon ran
             with xvfb(width, height) as display:
                 os.environ.update(DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")
@@ -61,11 +62,19 @@ class Player:
 
     def __init__(self, next_block, blocksize=256, latency="low", stamps=True):
         import sounddevice as sd
+
         self._next = next_block
         self._stamps = [] if stamps else None  # (first sample of the block, time.monotonic() of its callback)
         self._written = 0
-        self._stream = sd.OutputStream(device="pulse", samplerate=RATE, channels=2, dtype="float32",
-                                       blocksize=blocksize, latency=latency, callback=self._callback)
+        self._stream = sd.OutputStream(
+            device="pulse",
+            samplerate=RATE,
+            channels=2,
+            dtype="float32",
+            blocksize=blocksize,
+            latency=latency,
+            callback=self._callback,
+        )
         self._stream.start()
 
     def _callback(self, outdata, frames, time_info, status):
@@ -100,7 +109,7 @@ class Clicks:
         self.burst = (0.8 * np.sin(2 * np.pi * 3000 * t) * np.hanning(self.LENGTH)).astype(np.float32)
         self.position = 0
         self.next_click = int(first * RATE)
-        self.starts = []        # sample numbers of the clicks played
+        self.starts = []  # sample numbers of the clicks played
 
     def __call__(self, frames):
         out = np.zeros(frames, np.float32)
@@ -111,7 +120,7 @@ class Clicks:
         for start in self.starts[-2:]:  # clicks are >= 0.5 s apart: only the last two can reach this block
             lo, hi = max(start, self.position), min(start + self.LENGTH, end)
             if lo < hi:
-                out[lo - self.position:hi - self.position] += self.burst[lo - start:hi - start]
+                out[lo - self.position : hi - self.position] += self.burst[lo - start : hi - start]
         self.position = end
         return out
 
@@ -136,7 +145,7 @@ class Probes:
 
     def __init__(self, show, onset_threshold=None):
         self.show = show
-        made = {}               # id(frame) -> values the engine made it from (only frames not yet shown)
+        made = {}  # id(frame) -> values the engine made it from (only frames not yet shown)
         loop = show.loop
         real_put = loop.slot.put
 
@@ -145,6 +154,7 @@ class Probes:
             if len(made) > 16:  # frames the display never showed
                 made.pop(next(iter(made)))
             real_put(frame)
+
         loop.slot.put = put
         display = show.display
         real_present = display.present
@@ -154,6 +164,7 @@ class Probes:
             self.flipped(display.flipped_at)
             if frame is not None:
                 self.shown(display.flipped_at, frame, made.pop(id(frame), None))
+
         display.present = present
         if onset_threshold is not None:
             self._watch_input(loop.audio.source, onset_threshold)
@@ -181,12 +192,14 @@ class Probes:
                         self.onset(at)
                     quiet_until[0] = at + 0.2
             return block
+
         source.read = read
 
 
 def live_args(preset, *extra):
     """The parsed `vj live PRESET ...` command line (every default as the CLI gives it)."""
     from vj.cli import build_parser
+
     return build_parser().parse_args(["live", str(preset), "--windowed", "--osc", "off", *extra])
 
 
@@ -194,10 +207,11 @@ def run_show(args, make_probes, start=None):
     """Build the show as `vj live` does, attach `make_probes(show)`, call `start(show)` (which returns the things
     it started, each with a close(), e.g. a Player), run the show for `args.duration` s; returns the probes."""
     from vj.live.main import build
+
     with contextlib.ExitStack() as stack:
         show = build(args, stack)
         probes = make_probes(show)
-        for part in (start(show) if start is not None else ()):
+        for part in start(show) if start is not None else ():
             stack.callback(part.close)
         show.run()
     return probes
@@ -216,6 +230,7 @@ class OscDriver:
 
     def __init__(self, port, name, scene_every=20.0):
         from pythonosc.udp_client import SimpleUDPClient
+
         self._client = SimpleUDPClient("127.0.0.1", port)
         self._name, self._scene_every = name, scene_every
         self._stop = threading.Event()
@@ -238,4 +253,3 @@ class OscDriver:
     def close(self):
         self._stop.set()
         self._thread.join(2.0)
-

@@ -22,8 +22,18 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from live_harness import (RATE, Loop, OscDriver, Player, Probes, free_udp_port, live_args, rss_bytes, run_show,
-                          sound_server_and_screen)
+from live_harness import (
+    RATE,
+    Loop,
+    OscDriver,
+    Player,
+    Probes,
+    free_udp_port,
+    live_args,
+    rss_bytes,
+    run_show,
+    sound_server_and_screen,
+)
 
 PRESET = """\
 scenes: a forest at night:1 | sparks:4*fHi | drums:fLo || neon city:1 | rain:2*fMid | glow:glow
@@ -42,7 +52,7 @@ width: SIZE
 height: SIZE
 frames_per_second: FPS
 """
-SAMPLE_SECONDS = 10.0   # memory is read this often
+SAMPLE_SECONDS = 10.0  # memory is read this often
 
 
 class SoakProbes(Probes):
@@ -50,12 +60,12 @@ class SoakProbes(Probes):
 
     def __init__(self, show, warmup, trace=False):
         self.warmup = warmup
-        self.trace = trace      # tracemalloc from the end of the warm-up: what is still allocated at the end grew
+        self.trace = trace  # tracemalloc from the end of the warm-up: what is still allocated at the end grew
         self.start = None
         self.last_flip = self.last_frame = None
         self.flip_gap = self.frame_gap = 0.0
         self.frames = 0
-        self.memory = []        # (seconds since the first flip, VmRSS bytes)
+        self.memory = []  # (seconds since the first flip, VmRSS bytes)
         self._next_sample = 0.0
         super().__init__(show)
 
@@ -87,14 +97,16 @@ def music(path, seconds=60.0):
             raise SystemExit(f"{path}: {rate} Hz; the soak plays 48 kHz files")
         return samples.mean(axis=1)
     from vj.audio.testsignals import drum_pattern
+
     return drum_pattern([(124.0, int(seconds * 124 / 60))], sample_rate=RATE).samples
 
 
 def growth_by_line(count):
     """The `count` source lines holding the most memory allocated since tracing started (and not freed)."""
     stats = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-    return [f"{s.size / 2**20:.2f} MB in {s.count} blocks: {s.traceback[-1]}"
-            for s in stats.statistics("lineno")[:count]]
+    return [
+        f"{s.size / 2**20:.2f} MB in {s.count} blocks: {s.traceback[-1]}" for s in stats.statistics("lineno")[:count]
+    ]
 
 
 def soak(minutes, size, fps, warmup, music_path, hud, stats, trace=0):
@@ -104,8 +116,9 @@ def soak(minutes, size, fps, warmup, music_path, hud, stats, trace=0):
     port = free_udp_port()
 
     def start(show):
-        players.append(Player(Loop(0.5 * samples / max(1e-9, float(np.abs(samples).max()))), latency="high",
-                              stamps=False))
+        players.append(
+            Player(Loop(0.5 * samples / max(1e-9, float(np.abs(samples).max()))), latency="high", stamps=False)
+        )
         players.append(OscDriver(port, "glow"))
         return players
 
@@ -124,17 +137,25 @@ def soak(minutes, size, fps, warmup, music_path, hud, stats, trace=0):
     base, end = (settled[0], settled[-1]) if settled else (0, 0)
     kept = getattr(getattr(show.loop.audio, "source", None), "_kept", None)
     return {
-        "minutes": minutes, "wall_seconds": round(wall, 1), "size": size, "fps_cap": fps, "hud": hud,
-        "warmup_seconds": warmup, "frames_shown": probes.frames,
+        "minutes": minutes,
+        "wall_seconds": round(wall, 1),
+        "size": size,
+        "fps_cap": fps,
+        "hud": hud,
+        "warmup_seconds": warmup,
+        "frames_shown": probes.frames,
         "engine_fps_mean": round(probes.frames / max(1e-9, wall), 2),
-        "rss_after_warmup_mb": round(base / 2**20, 1), "rss_end_mb": round(end / 2**20, 1),
+        "rss_after_warmup_mb": round(base / 2**20, 1),
+        "rss_end_mb": round(end / 2**20, 1),
         "rss_peak_mb": round(max((r for _, r in probes.memory), default=0) / 2**20, 1),
         "memory_growth_percent": round(100.0 * (end - base) / base, 2) if base else None,
         "longest_flip_gap_ms": round(probes.flip_gap * 1000, 1),
         "longest_new_frame_gap_ms": round(probes.frame_gap * 1000, 1),
-        "dropped_frames": show.loop.slot.dropped, "engine_errors": show.loop.errors,
+        "dropped_frames": show.loop.slot.dropped,
+        "engine_errors": show.loop.errors,
         "audio_frames_lost": None if kept is None else kept.ring.dropped,
-        "osc_messages_sent": players[1].sent, "scene_at_end": show.loop.state.scenes.current + 1,
+        "osc_messages_sent": players[1].sent,
+        "scene_at_end": show.loop.state.scenes.current + 1,
         "memory_mb_every_minute": [round(r / 2**20, 1) for t, r in probes.memory[::6]],
         **({"python_growth_by_line": traced} if traced is not None else {}),
     }
@@ -149,12 +170,16 @@ def main(argv=None):
     parser.add_argument("--music", help="a 48 kHz audio file to loop (default: a synthesized drum loop)")
     parser.add_argument("--no-hud", action="store_true")
     parser.add_argument("--stats", help="also write the show's --stats JSON lines here")
-    parser.add_argument("--trace", type=int, default=0, metavar="N",
-                        help="diagnose growth: trace Python allocations after the warm-up (slower) and report the "
-                             "N source lines holding the most at the end")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="diagnose growth: trace Python allocations after the warm-up (slower) and report the "
+        "N source lines holding the most at the end",
+    )
     args = parser.parse_args(argv)
-    result = soak(args.minutes, args.size, args.fps, args.warmup, args.music, not args.no_hud, args.stats,
-                  args.trace)
+    result = soak(args.minutes, args.size, args.fps, args.warmup, args.music, not args.no_hud, args.stats, args.trace)
     print(json.dumps(result, indent=1))
     return 0
 

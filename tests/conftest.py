@@ -34,10 +34,12 @@ def tone(freq, seconds, sr=48000, amp=0.5, start=0.0):
 @pytest.fixture
 def write_audio(tmp_path):
     """Write a signal to an audio file and return its path."""
+
     def write(signal, sr=48000, name="track.wav", **kw):
         path = tmp_path / name
         soundfile.write(str(path), signal, sr, **kw)
         return path
+
     return write
 
 
@@ -57,6 +59,7 @@ def closed_port():
 def hub(monkeypatch, tmp_path):
     """An empty hub cache in tmp_path, online mode, and the hub's endpoint at a closed loopback port."""
     import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
@@ -69,16 +72,25 @@ def tiny_autoencoder_kl():
     with it."""
     import torch
     from diffusers import AutoencoderKL
+
     torch.manual_seed(0)
-    return AutoencoderKL(block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8,
-                         in_channels=3, out_channels=3, latent_channels=4,
-                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+    return AutoencoderKL(
+        block_out_channels=[8, 16, 16, 16],
+        layers_per_block=1,
+        norm_num_groups=8,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """The tiny diffusion model's components on the CPU (one load per test module)."""
     from vj.engine.diffusion.models import load_components
+
     return load_components("tiny", device="cpu")
 
 
@@ -90,5 +102,6 @@ def model(request, tiny):
     import dataclasses
 
     import torch
+
     kl = tiny_autoencoder_kl().eval().requires_grad_(False).to(memory_format=torch.channels_last)
     return dataclasses.replace(tiny, vae=kl)

@@ -44,11 +44,19 @@ class PulseDaemon:
         self.paused = False
         self._recorder = None
         # clients (this process' ALSA plugin too) would otherwise write a cookie and a link into ~/.config/pulse
-        self.client_env = {"PULSE_SERVER": f"unix:{self.socket}", "PULSE_CLIENTCONFIG": str(self.client_config),
-                           "PULSE_COOKIE": str(self.folder / "cookie"),
-                           "PULSE_RUNTIME_PATH": str(self.folder / "run/pulse")}
-        dirs = {"HOME": "home", "XDG_CONFIG_HOME": "home/.config", "XDG_RUNTIME_DIR": "run",
-                "PULSE_RUNTIME_PATH": "run/pulse", "PULSE_STATE_PATH": "state"}
+        self.client_env = {
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_CLIENTCONFIG": str(self.client_config),
+            "PULSE_COOKIE": str(self.folder / "cookie"),
+            "PULSE_RUNTIME_PATH": str(self.folder / "run/pulse"),
+        }
+        dirs = {
+            "HOME": "home",
+            "XDG_CONFIG_HOME": "home/.config",
+            "XDG_RUNTIME_DIR": "run",
+            "PULSE_RUNTIME_PATH": "run/pulse",
+            "PULSE_STATE_PATH": "state",
+        }
         self.env = {**os.environ, **self.client_env, **{k: str(self.folder / v) for k, v in dirs.items()}}
         for sub in dirs.values():
             (self.folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -61,12 +69,22 @@ class PulseDaemon:
     def start(self):
         missing = [tool for tool in ("pulseaudio", "pactl", "parec", "paplay") if shutil.which(tool) is None]
         if missing:
-            raise PulseError(f"{' and '.join(missing)} not found: these tests record real audio through a "
-                             f"PulseAudio null sink; install the Debian packages {PACKAGES}")
-        command = ["pulseaudio", "--daemonize=yes", "--system=false", "--disallow-exit", "--exit-idle-time=-1",
-                   "-n", "--use-pid-file=yes", f"--log-target=file:{self.log}",
-                   f"--load=module-null-sink sink_name={SINK} rate=48000",
-                   f"--load=module-native-protocol-unix auth-anonymous=1 socket={self.socket}"]
+            raise PulseError(
+                f"{' and '.join(missing)} not found: these tests record real audio through a "
+                f"PulseAudio null sink; install the Debian packages {PACKAGES}"
+            )
+        command = [
+            "pulseaudio",
+            "--daemonize=yes",
+            "--system=false",
+            "--disallow-exit",
+            "--exit-idle-time=-1",
+            "-n",
+            "--use-pid-file=yes",
+            f"--log-target=file:{self.log}",
+            f"--load=module-null-sink sink_name={SINK} rate=48000",
+            f"--load=module-native-protocol-unix auth-anonymous=1 socket={self.socket}",
+        ]
         done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=20)
         pid_file = Path(self.env["PULSE_RUNTIME_PATH"]) / "pid"
         if done.returncode != 0 or not pid_file.is_file():
@@ -79,8 +97,9 @@ class PulseDaemon:
 
     def _keep_latency_low(self):
         """Start the 20 ms recorder (see the module's docstring) and wait for its first audio."""
-        self._recorder = subprocess.Popen(["parec", "--raw", "--latency-msec=20", f"--device={SINK}.monitor"],
-                                          stdout=subprocess.PIPE, env=self.env)
+        self._recorder = subprocess.Popen(
+            ["parec", "--raw", "--latency-msec=20", f"--device={SINK}.monitor"], stdout=subprocess.PIPE, env=self.env
+        )
         if not select.select([self._recorder.stdout], [], [], 20)[0]:
             raise PulseError("no audio from the null sink's monitor within 20 s (parec)")
         self._drainer = threading.Thread(target=self._drain, args=(self._recorder.stdout,), daemon=True)

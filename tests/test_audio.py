@@ -11,8 +11,12 @@ from vj.show.variables import FrameVariables
 
 SR = 48000
 PYTTI = [Band("fLo", 105, 65), Band("fHi", 900, 600)]
-BANK = [Band("sub", 50, 40, envelope="rms"), Band("fLo", 105, 65), Band("mid", 1000, 800, order=3),
-        Band("air", 9000, 6000, order=6)]
+BANK = [
+    Band("sub", 50, 40, envelope="rms"),
+    Band("fLo", 105, 65),
+    Band("mid", 1000, 800, order=3),
+    Band("air", 9000, 6000, order=6),
+]
 
 
 def feed_in_blocks(bands, x, sizes):
@@ -20,7 +24,7 @@ def feed_in_blocks(bands, x, sizes):
     outputs, pos, i = [], 0, 0
     while pos < len(x):
         n = sizes[i % len(sizes)]
-        outputs.append(analyzer.feed(x[pos:pos + n]))
+        outputs.append(analyzer.feed(x[pos : pos + n]))
         pos, i = pos + n, i + 1
     return np.concatenate(outputs, axis=1)
 
@@ -82,6 +86,7 @@ def test_values_are_causal():
 
 # pytti's audio defects, one test each (see README "Audio variables").
 
+
 def test_defect1_low_band_does_not_depend_on_fps():
     # pytti filtered each frame's window from zero state: an 80 Hz tone in a 70-90 Hz order-6 band
     # read 7734 at 12 fps and 15 at 60 fps. Here state carries over, so both rates agree.
@@ -123,12 +128,15 @@ def test_defect5_variables_exist_before_the_first_frame():
     assert env == {"t": 0.0, "frame": 0.0, "fLo": 0.0, "fLo_prev": 0.0, "fHi": 0.0, "fHi_prev": 0.0}
 
 
-@pytest.mark.parametrize("band, fragment", [
-    (Band("f", 20, 60), "filter 'f': band -10..50 Hz"),
-    (Band("f", 23000, 4000), "24000 Hz"),
-    (Band("f", 100, 0), "f_width 0 Hz must be > 0"),
-    (Band("f", 100, 50, order=11), "order 11 is outside 1..10"),
-])
+@pytest.mark.parametrize(
+    "band, fragment",
+    [
+        (Band("f", 20, 60), "filter 'f': band -10..50 Hz"),
+        (Band("f", 23000, 4000), "24000 Hz"),
+        (Band("f", 100, 0), "f_width 0 Hz must be > 0"),
+        (Band("f", 100, 50, order=11), "order 11 is outside 1..10"),
+    ],
+)
 def test_defect6_band_edges_are_validated(band, fragment):
     with pytest.raises(AudioError, match=fragment):
         FilterBank([band], SR)
@@ -174,20 +182,28 @@ def _dense_hats(seconds=20.0, bpm=130.0):
     burst = np.exp(-np.arange(int(0.1 * SR)) / (0.03 * SR))
     for k, at in enumerate(np.arange(0.0, seconds - 0.2, 60.0 / bpm / 4)):
         start = int(at * SR)
-        x[start:start + len(burst)] += (0.4 + 0.6 * rng.random()) * burst * rng.standard_normal(len(burst))
+        x[start : start + len(burst)] += (0.4 + 0.6 * rng.random()) * burst * rng.standard_normal(len(burst))
     return (0.4 * x / np.abs(x).max()).astype(np.float32)
 
 
 def _window_rank_correlation(values, reference, window=150):
     from scipy.stats import spearmanr
-    return np.mean([spearmanr(values[i:i + window], reference[i:i + window])[0]
-                    for i in range(0, len(values) - window + 1, window)])
+
+    return np.mean(
+        [
+            spearmanr(values[i : i + window], reference[i : i + window])[0]
+            for i in range(0, len(values) - window + 1, window)
+        ]
+    )
 
 
-@pytest.mark.parametrize("band, at_least, at_most", [
-    (Band("hats", 4000, 4000), 0.9, 1.0),                                   # the defaults: rms, release auto
-    (Band("hats", 4000, 4000, envelope="peak", release=0.15), 0.0, 0.8),    # the old defaults blur dense hits
-])
+@pytest.mark.parametrize(
+    "band, at_least, at_most",
+    [
+        (Band("hats", 4000, 4000), 0.9, 1.0),  # the defaults: rms, release auto
+        (Band("hats", 4000, 4000, envelope="peak", release=0.15), 0.0, 0.8),  # the old defaults blur dense hits
+    ],
+)
 def test_dense_hats_keep_contrast(band, at_least, at_most):
     x = _dense_hats()
     fps = 30
@@ -195,5 +211,5 @@ def test_dense_hats_keep_contrast(band, at_least, at_most):
     values = AudioAnalyzer(ArraySource(x, SR), [band]).values_at(times)[0]
     y = signal.sosfilt(signal.butter(5, [band.low, band.high], "bandpass", fs=SR, output="sos"), x.astype(np.float64))
     frame = SR // fps
-    rms = np.array([np.sqrt(np.mean(y[int(t * SR) - frame:int(t * SR)] ** 2)) for t in times])
+    rms = np.array([np.sqrt(np.mean(y[int(t * SR) - frame : int(t * SR)] ** 2)) for t in times])
     assert at_least <= _window_rank_correlation(values, rms) <= at_most

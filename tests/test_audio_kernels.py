@@ -19,9 +19,15 @@ from vj.audio.filters import LOWPASS_ORDER, control_hop, decimation_for
 
 # Every decimation level 0..4, orders 1..10 (cascades of 1..10 sections, so one or two compiled passes),
 # both detectors.
-BANDS = [Band("sub", 50, 40, order=2, envelope="rms"), Band("lo", 105, 65, order=10), Band("low_mid", 300, 200,
-         order=7), Band("mid", 1000, 800, order=3, envelope="rms"), Band("hi_mid", 1800, 1000, order=1),
-         Band("air", 9000, 6000, order=6), Band("top", 15000, 4000)]
+BANDS = [
+    Band("sub", 50, 40, order=2, envelope="rms"),
+    Band("lo", 105, 65, order=10),
+    Band("low_mid", 300, 200, order=7),
+    Band("mid", 1000, 800, order=3, envelope="rms"),
+    Band("hi_mid", 1800, 1000, order=1),
+    Band("air", 9000, 6000, order=6),
+    Band("top", 15000, 4000),
+]
 
 
 def reference_detectors(bands, sr, x):
@@ -32,21 +38,23 @@ def reference_detectors(bands, sr, x):
     levels = [int(math.log2(decimation_for(b, sr))) for b in bands]
     pyramid = [np.asarray(x, np.float64)]
     for k in range(max(levels)):
-        lowpass = signal.butter(LOWPASS_ORDER, sr / 2 ** (k + 2), "lowpass", fs=sr / 2 ** k, output="sos")
+        lowpass = signal.butter(LOWPASS_ORDER, sr / 2 ** (k + 2), "lowpass", fs=sr / 2**k, output="sos")
         pyramid.append(signal.sosfilt(lowpass, pyramid[k])[::2])
     n_ticks = len(x) // hop
     out = np.empty((len(bands), n_ticks))
     for i, (band, k) in enumerate(zip(bands, levels)):
-        sos = signal.butter(band.order, [band.low, band.high], "bandpass", fs=sr / 2 ** k, output="sos")
-        ticks = signal.sosfilt(sos, pyramid[k])[:n_ticks * (hop >> k)].reshape(n_ticks, hop >> k)
-        out[i] = (np.cumsum(ticks ** 2, axis=1)[:, -1] / (hop >> k) if band.envelope == "rms"
-                  else np.abs(ticks).max(axis=1))
+        sos = signal.butter(band.order, [band.low, band.high], "bandpass", fs=sr / 2**k, output="sos")
+        ticks = signal.sosfilt(sos, pyramid[k])[: n_ticks * (hop >> k)].reshape(n_ticks, hop >> k)
+        out[i] = (
+            np.cumsum(ticks**2, axis=1)[:, -1] / (hop >> k) if band.envelope == "rms" else np.abs(ticks).max(axis=1)
+        )
     return out
 
 
 def reference_envelope(band, rate, x):
     """README steps 2-4 for one band on the whole detector row, as numpy/scipy expressions: lfilter one-poles
     and the hold-and-release recursion evaluated in the log domain (a running maximum)."""
+
     def one_pole(seconds, v):
         p = math.exp(-1.0 / (seconds * rate))
         return signal.lfilter([1.0 - p], [1.0, -p], v)
@@ -94,11 +102,30 @@ def test_band_signal_is_bit_identical_to_sosfilt():
     np.testing.assert_array_equal(state, zf)
 
 
-ENVELOPE_CASES = [Band(f"v{i}", 100, 50, envelope=envelope, normalize=normalize, attack=attack, gain=gain,
-                       release=0.08, agc_time=2.0, floor=0.05)
-                  for i, (envelope, normalize, attack, gain) in enumerate(
-                      [("peak", "auto", 0.005, 1.0), ("rms", "auto", 0.0, 2.0), ("peak", "fixed", 0.0, 3.0),
-                       ("rms", "fixed", 0.01, 1.0), ("peak", "none", 0.005, 4.0), ("rms", "none", 0.0, 0.5)])]
+ENVELOPE_CASES = [
+    Band(
+        f"v{i}",
+        100,
+        50,
+        envelope=envelope,
+        normalize=normalize,
+        attack=attack,
+        gain=gain,
+        release=0.08,
+        agc_time=2.0,
+        floor=0.05,
+    )
+    for i, (envelope, normalize, attack, gain) in enumerate(
+        [
+            ("peak", "auto", 0.005, 1.0),
+            ("rms", "auto", 0.0, 2.0),
+            ("peak", "fixed", 0.0, 3.0),
+            ("rms", "fixed", 0.01, 1.0),
+            ("peak", "none", 0.005, 4.0),
+            ("rms", "none", 0.0, 0.5),
+        ]
+    )
+]
 
 
 def test_envelopes_follow_the_reference_equations():
@@ -113,8 +140,12 @@ def test_envelopes_follow_the_reference_equations():
         # |ramp| = 3000 / (0.08 s * 1000/s) = 37.5, i.e. a relative error of ~40 * 2^-52 ~ 1e-14.
         np.testing.assert_allclose(got[i], reference_envelope(band, rate, detectors[i]), rtol=1e-12, atol=1e-300)
         single = EnvelopeBank([band], rate)  # a band alone gives the same values as in the bank
-        np.testing.assert_array_equal(np.concatenate([single.process(detectors[i:i + 1, :1234]),
-                                                      single.process(detectors[i:i + 1, 1234:])], axis=1)[0], got[i])
+        np.testing.assert_array_equal(
+            np.concatenate(
+                [single.process(detectors[i : i + 1, :1234]), single.process(detectors[i : i + 1, 1234:])], axis=1
+            )[0],
+            got[i],
+        )
     assert np.all(got[:4] >= 0) and np.all(got[:4] <= 1)
 
 
@@ -130,13 +161,13 @@ def feed(x, sizes):
     envelopes = EnvelopeBank(BANDS, bank.control_rate)
     out, pos, i = [], 0, 0
     while pos < len(x):
-        out.append(envelopes.process(bank.process(x[pos:pos + sizes[i % len(sizes)]])))
+        out.append(envelopes.process(bank.process(x[pos : pos + sizes[i % len(sizes)]])))
         pos, i = pos + sizes[i % len(sizes)], i + 1
     return np.concatenate(out, axis=1)
 
 
 @settings(max_examples=20, deadline=None)
-@given(sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=6), seed=st.integers(0, 2 ** 16))
+@given(sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=6), seed=st.integers(0, 2**16))
 def test_any_block_split_gives_bit_identical_values(sizes, seed):
     x = noise(12000, seed)
     whole = feed(x, [len(x)])
@@ -144,8 +175,10 @@ def test_any_block_split_gives_bit_identical_values(sizes, seed):
     np.testing.assert_array_equal(feed(x, sizes), whole)
 
 
-KERNEL_CALL = ("import numpy as np, kernels; out = np.empty(3); "
-               "kernels.decaying_max(np.array([1.0, 0.0, 0.0]), 0.5, 0.0, out); print(out.tolist())")
+KERNEL_CALL = (
+    "import numpy as np, kernels; out = np.empty(3); "
+    "kernels.decaying_max(np.array([1.0, 0.0, 0.0]), 0.5, 0.0, out); print(out.tolist())"
+)
 
 
 def run_kernels_copy(tmp_path, **env):
@@ -153,8 +186,9 @@ def run_kernels_copy(tmp_path, **env):
     shutil.copy(Path(kernels.__file__), tmp_path / "kernels.py")
     environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     environ.update(PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1", **env)
-    done = subprocess.run([sys.executable, "-c", KERNEL_CALL], env=environ, cwd=tmp_path, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_CALL], env=environ, cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -164,8 +198,10 @@ def test_no_writable_cache_folder_compiles_without_cache(tmp_path):
     # which a plain njit(cache=True) turns into an error at import.
     (tmp_path / "__pycache__").write_text("")
     (tmp_path / "blocker").write_text("")
-    assert run_kernels_copy(tmp_path, XDG_CACHE_HOME=str(tmp_path / "blocker" / "cache"),
-                            HOME=str(tmp_path / "blocker")) == "[1.0, 0.5, 0.25]"
+    assert (
+        run_kernels_copy(tmp_path, XDG_CACHE_HOME=str(tmp_path / "blocker" / "cache"), HOME=str(tmp_path / "blocker"))
+        == "[1.0, 0.5, 0.25]"
+    )
 
 
 def test_numba_cache_dir_is_honoured(tmp_path):

@@ -46,24 +46,37 @@ def test_analyze_writes_csv_and_plot(tmp_path, write_audio):
     assert rows[0] == ["frame", "t", "fLo", "fHi", "beat", "beat_phase", "bar_phase", "bpm", "beat_count"]
     assert len(rows) == 1 + 20
     values = np.array([[float(v) for v in r] for r in rows[1:]])
-    assert values[9, 2] > 0.9 and values[9, 3] < 0.1      # 100 Hz tone: fLo high, fHi low
-    assert values[19, 3] > 0.9 and values[19, 2] < 0.1    # 900 Hz tone: fHi high, fLo low
+    assert values[9, 2] > 0.9 and values[9, 3] < 0.1  # 100 Hz tone: fLo high, fHi low
+    assert values[19, 3] > 0.9 and values[19, 2] < 0.1  # 900 Hz tone: fHi high, fLo low
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_analyze_start_and_duration(tmp_path, write_audio):
     audio = write_audio(tone(100, 2.0))
     out = tmp_path / "v.csv"
-    result = run_vj("analyze", audio, "--preset", ROOT / "presets" / "pytti_audio_example.yaml",
-                    "--fps", 10, "--start", 0.5, "--duration", 1, "-o", out)
+    result = run_vj(
+        "analyze",
+        audio,
+        "--preset",
+        ROOT / "presets" / "pytti_audio_example.yaml",
+        "--fps",
+        10,
+        "--start",
+        0.5,
+        "--duration",
+        1,
+        "-o",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.reader(out.open()))[1:]
     assert len(rows) == 10 and rows[0][:2] == ["5", "0.500000"]
 
 
 def test_analyze_missing_audio_is_one_clear_line(tmp_path):
-    result = run_vj("analyze", tmp_path / "nope.wav", "--preset", ROOT / "presets" / "demo.yaml",
-                    "-o", tmp_path / "x.csv")
+    result = run_vj(
+        "analyze", tmp_path / "nope.wav", "--preset", ROOT / "presets" / "demo.yaml", "-o", tmp_path / "x.csv"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "nope.wav' not found" in result.stderr
 

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from vj.engine.guidance.losses import (
-    direction_mask, edge_loss, mask_coverage, pixel_loss, prompt_loss, spherical_distance, stop_gated, tv_loss,
+    direction_mask,
+    edge_loss,
+    mask_coverage,
+    pixel_loss,
+    prompt_loss,
+    spherical_distance,
+    stop_gated,
+    tv_loss,
 )
 from vj.engine.guidance.cutouts import cut_like, make_cutouts
 
@@ -41,11 +48,11 @@ def test_spherical_distance_values():
     assert d.shape == (3, 3)
     torch.testing.assert_close(d.diagonal(), torch.zeros(3))
     off_diagonal = d[~torch.eye(3, dtype=torch.bool)]
-    torch.testing.assert_close(off_diagonal, torch.full((6,), math.pi ** 2 / 8))  # orthogonal: half of (pi/2)^2
+    torch.testing.assert_close(off_diagonal, torch.full((6,), math.pi**2 / 8))  # orthogonal: half of (pi/2)^2
     sixty = spherical_distance(at_angles(math.pi / 3).detach(), TARGET)
-    torch.testing.assert_close(sixty, torch.tensor([math.pi ** 2 / 18]))
+    torch.testing.assert_close(sixty, torch.tensor([math.pi**2 / 18]))
     opposite = spherical_distance(torch.tensor([[-2.0, 0.0, 0.0]]), TARGET)
-    torch.testing.assert_close(opposite, torch.tensor([math.pi ** 2 / 2]))
+    torch.testing.assert_close(opposite, torch.tensor([math.pi**2 / 2]))
     x, y = torch.randn(5, 8, generator=seeded(0)), torch.randn(8, generator=seeded(1))
     assert spherical_distance(x, y).shape == (5,)
     torch.testing.assert_close(spherical_distance(3 * x, 0.5 * y), spherical_distance(x, y))  # normalised
@@ -69,7 +76,7 @@ def test_positive_prompt_stops_pulling_below_its_stop():
     embeds = at_angles(0.3, 1.2)  # d = 0.045 and 0.72
     stop = 0.3
     loss = prompt_loss(embeds, TARGET, 2.0, stop=stop)
-    assert loss.item() == pytest.approx(2.0 * (0.3 ** 2 + 1.2 ** 2) / 4, rel=1e-5)  # the value ignores the stop
+    assert loss.item() == pytest.approx(2.0 * (0.3**2 + 1.2**2) / 4, rel=1e-5)  # the value ignores the stop
     loss.backward()
     assert embeds.grad[0].abs().max() == 0  # already closer than the stop
     assert embeds.grad[1].abs().max() > 0
@@ -81,7 +88,7 @@ def test_positive_prompt_stops_pulling_below_its_stop():
 def test_negative_prompt_stops_pushing_beyond_its_stop():
     embeds = at_angles(0.3, 1.2)
     loss = prompt_loss(embeds, TARGET, -1.0, stop=-0.3)
-    assert loss.item() == pytest.approx(-(0.3 ** 2 + 1.2 ** 2) / 4, rel=1e-5)
+    assert loss.item() == pytest.approx(-(0.3**2 + 1.2**2) / 4, rel=1e-5)
     loss.backward()
     assert embeds.grad[0].abs().max() > 0  # still close: pushed
     assert embeds.grad[1].abs().max() == 0  # d = 0.72 > 0.3: far enough
@@ -127,8 +134,9 @@ def test_mask_weights_keep_the_gradient_in_the_masked_region():
 
     def gradient(cut_weights):
         embeds = cuts.images.flatten(1) @ projection
-        (grad,) = torch.autograd.grad(prompt_loss(embeds, target, 1.0, cut_weights=cut_weights), image,
-                                      retain_graph=True)
+        (grad,) = torch.autograd.grad(
+            prompt_loss(embeds, target, 1.0, cut_weights=cut_weights), image, retain_graph=True
+        )
         return grad.abs().sum(1)[0]
 
     ones = torch.ones(1, 1, height, width, requires_grad=True)
@@ -159,8 +167,12 @@ def test_pixel_loss_stops():
     target = torch.rand(1, 3, 8, 8, generator=seeded(12))
     start = torch.rand(1, 3, 8, 8, generator=seeded(13))
     mse = (start - target).square().mean().item()
-    for weight, stop, moves in ((1.0, 2 * mse, False), (1.0, mse / 2, True), (-1.0, -mse / 2, False),
-                                (-1.0, -2 * mse, True)):
+    for weight, stop, moves in (
+        (1.0, 2 * mse, False),
+        (1.0, mse / 2, True),
+        (-1.0, -mse / 2, False),
+        (-1.0, -2 * mse, True),
+    ):
         x = start.clone().requires_grad_()
         loss = pixel_loss(x, target, weight, stop=stop)
         assert loss.item() == pytest.approx(weight * mse, rel=1e-6)

@@ -47,6 +47,7 @@ def test_the_command_line_prints_any_vj_error_as_one_line(monkeypatch, capsys):
 
     def report():
         raise AudioError("no sound card here; plug one in")
+
     monkeypatch.setattr(devices, "report", report)
     assert cli.main(["devices"]) == 2
     assert capsys.readouterr().err == "vj devices: error: no sound card here; plug one in\n"
@@ -57,10 +58,13 @@ def test_the_engines_and_the_fake_satisfy_the_engine_interface(tiny):
     from vj.engine.guidance.objective import CutoutSettings, Objective
     from vj.engine.guidance.perceptors import tiny_perceptor
     from vj.engine.pixels.engine import PixelEngine, PixelSettings
+
     objective = Objective([tiny_perceptor("cpu")], None, CutoutSettings())
-    engines = [FrameEngine(tiny, EngineSettings(width=64, height=64)),
-               PixelEngine(PixelSettings(width=64, height=64), objective),
-               FailingEngine(RuntimeError("boom"))]
+    engines = [
+        FrameEngine(tiny, EngineSettings(width=64, height=64)),
+        PixelEngine(PixelSettings(width=64, height=64), objective),
+        FailingEngine(RuntimeError("boom")),
+    ]
     assert all(isinstance(engine, Engine) for engine in engines)
     assert not isinstance(object(), Engine)
 

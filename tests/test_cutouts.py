@@ -80,8 +80,9 @@ def test_border_modes_fill_what_sticks_out(mode):
 def test_clamp_keeps_crops_inside_and_piles_them_at_the_edges():
     """pytti's clamp: positions drawn over the widened range are clamped, so no crop sticks out, many touch an edge."""
     height, width, size = 24, 32, 16
-    cuts = make_cutouts(ramps(height, width), 40, size, cut_pow=1.0, border=0.5, border_mode="clamp",
-                        generator=seeded(3), augment=False)
+    cuts = make_cutouts(
+        ramps(height, width), 40, size, cut_pow=1.0, border=0.5, border_mode="clamp", generator=seeded(3), augment=False
+    )
     x, _ = pixel_units(cuts.grid, height, width)
     half_step = (x[:, 0, 1] - x[:, 0, 0]) / 2
     left, right = x[:, 0, 0] - half_step + 0.5, x[:, 0, -1] + half_step + 0.5  # crop edges, pixel-edge units

@@ -32,6 +32,7 @@ from vj.cli import build_parser
 @pytest.fixture
 def machine(monkeypatch):
     """machine(cuda=N GPUs, mps=bool): torch's CUDA and MPS availability checks patched to say so."""
+
     def says(value):  # cached like torch's own checks (torch._dynamo reads their __wrapped__)
         return functools.lru_cache()(lambda: value)
 
@@ -40,11 +41,13 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "device_count", says(cuda))
         monkeypatch.setattr(torch.backends.mps, "is_available", says(mps))
         monkeypatch.setattr(torch.backends.mps, "is_built", says(mps if mps_built is None else mps_built))
+
     return patch
 
 
-@pytest.mark.parametrize("cuda, mps, picked", [(1, True, "cuda"), (2, False, "cuda"), (0, True, "mps"),
-                                               (0, False, "cpu")])
+@pytest.mark.parametrize(
+    "cuda, mps, picked", [(1, True, "cuda"), (2, False, "cuda"), (0, True, "mps"), (0, False, "cpu")]
+)
 def test_auto_picks_cuda_then_mps_then_the_cpu(machine, cuda, mps, picked):
     machine(cuda=cuda, mps=mps)
     assert pick_device("auto") == torch.device(picked)
@@ -69,37 +72,89 @@ def test_vj_devices_lists_the_engine_devices_best_first(machine, monkeypatch):
     from types import SimpleNamespace
 
     from vj.commands import devices as command
+
     machine(cuda=2, mps=False)
     cards = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA L4"}
     memory = {0: 80 * 2**30, 1: 24 * 2**30}
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda d: SimpleNamespace(name=cards[d.index], total_memory=memory[d.index]))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda d: SimpleNamespace(name=cards[d.index], total_memory=memory[d.index]),
+    )
     lines = command._engine()
-    assert lines[:3] == ["engine devices (--device; auto picks cuda:0):", "  cuda:0: NVIDIA H100 80GB HBM3, 80 GiB",
-                         "  cuda:1: NVIDIA L4, 24 GiB"]
+    assert lines[:3] == [
+        "engine devices (--device; auto picks cuda:0):",
+        "  cuda:0: NVIDIA H100 80GB HBM3, 80 GiB",
+        "  cuda:1: NVIDIA L4, 24 GiB",
+    ]
     assert lines[3].startswith("  cpu: ") and len(lines) == 4
     machine(cuda=0, mps=True)
-    assert command._engine()[:2] == ["engine devices (--device; auto picks mps):",
-                                     "  mps: Apple GPU (Metal), memory shared with the CPU"]
+    assert command._engine()[:2] == [
+        "engine devices (--device; auto picks mps):",
+        "  mps: Apple GPU (Metal), memory shared with the CPU",
+    ]
 
 
-@pytest.mark.parametrize("cuda, mps, mps_built, name, message", [
-    (0, False, False, "cuda", "--device cuda was asked for, but torch sees no CUDA GPU; available here: cpu "
-                              "(--device auto picks cpu)"),
-    (0, True, True, "cuda", "--device cuda was asked for, but torch sees no CUDA GPU; available here: mps, cpu "
-                            "(--device auto picks mps)"),
-    (0, False, True, "cuda:0", "--device cuda:0 was asked for, but torch sees no CUDA GPU; available here: cpu "
-                               "(--device auto picks cpu)"),
-    (1, False, False, "cuda:1", "--device cuda:1 was asked for, but torch sees 1 CUDA GPU (cuda:0); available "
-                                "here: cuda, cpu (--device auto picks cuda)"),
-    (2, False, False, "cuda:2", "--device cuda:2 was asked for, but torch sees 2 CUDA GPUs (cuda:0 to cuda:1); "
-                                "available here: cuda:0, cuda:1, cpu (--device auto picks cuda:0)"),
-    (1, False, False, "mps", "--device mps was asked for, but torch sees no Apple GPU (MPS): this torch build has no "
-                             "MPS support (it needs an arm64 macOS build); available here: cuda, cpu (--device auto "
-                             "picks cuda)"),
-    (0, False, True, "mps", "--device mps was asked for, but torch sees no Apple GPU (MPS): this machine is no Apple "
-                            "silicon Mac with macOS 12.3 or later; available here: cpu (--device auto picks cpu)"),
-])
+@pytest.mark.parametrize(
+    "cuda, mps, mps_built, name, message",
+    [
+        (
+            0,
+            False,
+            False,
+            "cuda",
+            "--device cuda was asked for, but torch sees no CUDA GPU; available here: cpu (--device auto picks cpu)",
+        ),
+        (
+            0,
+            True,
+            True,
+            "cuda",
+            "--device cuda was asked for, but torch sees no CUDA GPU; available here: mps, cpu "
+            "(--device auto picks mps)",
+        ),
+        (
+            0,
+            False,
+            True,
+            "cuda:0",
+            "--device cuda:0 was asked for, but torch sees no CUDA GPU; available here: cpu (--device auto picks cpu)",
+        ),
+        (
+            1,
+            False,
+            False,
+            "cuda:1",
+            "--device cuda:1 was asked for, but torch sees 1 CUDA GPU (cuda:0); available "
+            "here: cuda, cpu (--device auto picks cuda)",
+        ),
+        (
+            2,
+            False,
+            False,
+            "cuda:2",
+            "--device cuda:2 was asked for, but torch sees 2 CUDA GPUs (cuda:0 to cuda:1); "
+            "available here: cuda:0, cuda:1, cpu (--device auto picks cuda:0)",
+        ),
+        (
+            1,
+            False,
+            False,
+            "mps",
+            "--device mps was asked for, but torch sees no Apple GPU (MPS): this torch build has no "
+            "MPS support (it needs an arm64 macOS build); available here: cuda, cpu (--device auto "
+            "picks cuda)",
+        ),
+        (
+            0,
+            False,
+            True,
+            "mps",
+            "--device mps was asked for, but torch sees no Apple GPU (MPS): this machine is no Apple "
+            "silicon Mac with macOS 12.3 or later; available here: cpu (--device auto picks cpu)",
+        ),
+    ],
+)
 def test_a_device_that_is_not_here_is_one_line_naming_those_that_are(machine, cuda, mps, mps_built, name, message):
     machine(cuda=cuda, mps=mps, mps_built=mps_built)
     with pytest.raises(DeviceUnavailable) as info:
@@ -159,6 +214,7 @@ def test_synchronize_and_host_copies_use_only_the_devices_own_calls(monkeypatch,
         def to(self, *args, **kwargs):
             calls.append(("to", str(args[0]), kwargs.get("non_blocking", False)))
             return self
+
     calls.clear()
     host = torch.zeros(2).as_subclass(Host)
     devices.to_device(host, torch.device(kind))
@@ -176,15 +232,21 @@ def test_the_stage_timer_synchronizes_through_the_device_helper(monkeypatch):
 
 def test_the_cli_takes_every_device_name_and_refuses_others(capsys):
     parser = build_parser()
-    for command in (["render", "p.yaml", "-o", "x.mp4"], ["live", "p.yaml"], ["prerender", "p.yaml"],
-                    ["morph", "p.yaml", "--from", "a", "--to", "b", "-o", "x.png"], ["bench"]):
+    for command in (
+        ["render", "p.yaml", "-o", "x.mp4"],
+        ["live", "p.yaml"],
+        ["prerender", "p.yaml"],
+        ["morph", "p.yaml", "--from", "a", "--to", "b", "-o", "x.png"],
+        ["bench"],
+    ):
         for name in ("auto", "cpu", "cuda", "cuda:1", "mps"):
             assert parser.parse_args(command + ["--device", name]).device == name
         assert parser.parse_args(command).device == "auto" and parser.parse_args(command).dtype == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--device", "gpu"])
-    assert ("argument --device: invalid choice: 'gpu' (choose from auto, cpu, cuda, cuda:N, mps)"
-            in capsys.readouterr().err)
+    assert (
+        "argument --device: invalid choice: 'gpu' (choose from auto, cpu, cuda, cuda:N, mps)" in capsys.readouterr().err
+    )
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an Apple GPU")
@@ -201,8 +263,11 @@ OURS = tuple(str(ROOT / folder) + "/" for folder in ("engine", "vj"))
 # Tensors made on the host on purpose, then copied over: the motion matrix (through pinned memory on CUDA), the
 # two noising numbers read on the host before a frame's work is queued, and the pixel models' seeded start (drawn
 # on the host so that it is the same on every device).
-HOST_SITES = {("vj/engine/motion.py", "affine_theta"), ("vj/engine/diffusion/sampler.py", "noise_scales"),
-              ("vj/engine/pixels/models.py", "__init__")}
+HOST_SITES = {
+    ("vj/engine/motion.py", "affine_theta"),
+    ("vj/engine/diffusion/sampler.py", "noise_scales"),
+    ("vj/engine/pixels/models.py", "__init__"),
+}
 
 
 class FactoryRecorder(TorchFunctionMode):
@@ -235,34 +300,75 @@ def _render_everything(c, perceptor, picture, guide_embedding):
     crossfade, the init image, a guide pull, image conditioning, CLIP guidance with a mask, a latent-blend tree,
     and both pixel models (with a target palette). Returns the uint8 frames."""
     objective = Objective([perceptor], cutouts=CutoutSettings(count=4))
-    guides = {"0": GuideEmbedding(guide_embedding, ("linear", "threshold", "clustered")),
-              "1": GuideEmbedding(guide_embedding, ("concept",), (), "a fox")}
-    engine = FrameEngine(c, EngineSettings(width=64, height=64, steps=2), picture, objective=objective,
-                         guide_images=guides)
+    guides = {
+        "0": GuideEmbedding(guide_embedding, ("linear", "threshold", "clustered")),
+        "1": GuideEmbedding(guide_embedding, ("concept",), (), "a fox"),
+    }
+    engine = FrameEngine(
+        c, EngineSettings(width=64, height=64, steps=2), picture, objective=objective, guide_images=guides
+    )
     guidance = GuidanceRequest(targets=(Target("text", "a red balloon", 1.0, mask="dir:l"),), steps=1)
     frames = []
     for i, infill in enumerate(["mirror", "wrap", "black"]):
         engine.settings = dataclasses.replace(engine.settings, infill_mode=infill)
-        frames.append(engine.render(FrameRequest(
-            i, (("a red fox", 1.0), ("rain", -0.5)), strength=0.6, seed=3, motion=Motion(1.0, 2.0, 3.0, 4.0, 4.0),
-            previous_prompts=(("a cat", 1.0),), mix=0.4, init_weight=0.5, guide=picture[:32, :32], guide_weight=0.3,
-            guidance=guidance, image_conditioning=(("0", 0.5), ("1", 0.5)))))
+        frames.append(
+            engine.render(
+                FrameRequest(
+                    i,
+                    (("a red fox", 1.0), ("rain", -0.5)),
+                    strength=0.6,
+                    seed=3,
+                    motion=Motion(1.0, 2.0, 3.0, 4.0, 4.0),
+                    previous_prompts=(("a cat", 1.0),),
+                    mix=0.4,
+                    init_weight=0.5,
+                    guide=picture[:32, :32],
+                    guide_weight=0.3,
+                    guidance=guidance,
+                    image_conditioning=(("0", 0.5), ("1", 0.5)),
+                )
+            )
+        )
     a, b = (engine.conditioning(FrameRequest(0, ((text, 1.0),))) for text in ("a forest", "the sea"))
-    paths = blend_tree(Trajectories(c, 64, 64), a, b, 1, TreePlan(steps=2, branches=(2,), injections=(1,)),
-                       crossfeed=Crossfeed(0.5, 1.0, 0.5))
+    paths = blend_tree(
+        Trajectories(c, 64, 64),
+        a,
+        b,
+        1,
+        TreePlan(steps=2, branches=(2,), injections=(1,)),
+        crossfeed=Crossfeed(0.5, 1.0, 0.5),
+    )
     frames += [((p.image[0] / 2 + 0.5).clamp(0, 1) * 255).round().byte().cpu().numpy() for p in paths]
     for model in ("unlimited_palette", "limited_palette"):
-        pixels = PixelEngine(PixelSettings(model=model, width=32, height=32, steps_per_frame=2), objective, picture,
-                             c.device, target_palette=picture if model == "limited_palette" else None)
+        pixels = PixelEngine(
+            PixelSettings(model=model, width=32, height=32, steps_per_frame=2),
+            objective,
+            picture,
+            c.device,
+            target_palette=picture if model == "limited_palette" else None,
+        )
         for i in range(2):
-            frames.append(pixels.render(FrameRequest(i, (("a", 1.0),), motion=Motion(1.0, 1.0, 1.0, 1.0, 1.0),
-                                                     guidance=GuidanceRequest(targets=(Target("text", "x", 1.0),)))))
+            frames.append(
+                pixels.render(
+                    FrameRequest(
+                        i,
+                        (("a", 1.0),),
+                        motion=Motion(1.0, 1.0, 1.0, 1.0, 1.0),
+                        guidance=GuidanceRequest(targets=(Target("text", "x", 1.0),)),
+                    )
+                )
+            )
     return frames
 
 
-ENGINE_DEVICES = [pytest.param(name, marks=pytest.mark.skipif(not available, reason=f"no {name} here"))
-                  for name, available in (("cpu", True), ("cuda", torch.cuda.is_available()),
-                                          ("mps", torch.backends.mps.is_available()))]
+ENGINE_DEVICES = [
+    pytest.param(name, marks=pytest.mark.skipif(not available, reason=f"no {name} here"))
+    for name, available in (
+        ("cpu", True),
+        ("cuda", torch.cuda.is_available()),
+        ("mps", torch.backends.mps.is_available()),
+    )
+]
 
 
 @pytest.mark.parametrize("device", ENGINE_DEVICES)
@@ -278,7 +384,8 @@ def test_the_engines_make_every_tensor_on_the_components_device(device, vae):
     perceptor = tiny_perceptor(c.device)
     picture = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     guide_embedding = tiny_perceptor(c.device, embed_dim=c.text_encoder.config.hidden_size).encode_picture_tokens(
-        picture)
+        picture
+    )
     recorder = FactoryRecorder()
     with recorder:
         frames = _render_everything(c, perceptor, picture, guide_embedding)
@@ -286,8 +393,9 @@ def test_the_engines_make_every_tensor_on_the_components_device(device, vae):
     assert recorder.explicit  # the recorder saw the engines' factories
     elsewhere = {site for site, on in recorder.explicit if on != c.device and site[:2] not in HOST_SITES}
     assert not elsewhere, f"tensors made off the components' device ({c.device}) at {sorted(elsewhere)}"
-    literal_cpu = {site[:2] for site, _ in recorder.explicit if '"cpu"' in linecache.getline(str(ROOT / site[0]),
-                                                                                                site[2])}
+    literal_cpu = {
+        site[:2] for site, _ in recorder.explicit if '"cpu"' in linecache.getline(str(ROOT / site[0]), site[2])
+    }
     assert literal_cpu <= HOST_SITES, f"host tensors outside HOST_SITES: {sorted(literal_cpu - HOST_SITES)}"
     assert len(frames) == 3 + 4 + 4 and all(frame.dtype == np.uint8 and frame.std() > 0 for frame in frames)
 
@@ -295,10 +403,12 @@ def test_the_engines_make_every_tensor_on_the_components_device(device, vae):
 def test_the_recorder_catches_a_tensor_made_without_a_device(monkeypatch):
     """The check above would fail: a warp whose matrix is made on the default device is caught."""
     import vj.engine.motion as motion
+
     original = motion.affine_theta
 
     def careless(*args):
         return torch.zeros(1, 2, 3) + original(*args)  # no device: torch's default one
+
     monkeypatch.setattr(motion, "affine_theta", careless)
     image = torch.zeros(1, 3, 8, 8)
     recorder = FactoryRecorder(folders=(str(ROOT / "tests") + "/",))

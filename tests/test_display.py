@@ -67,7 +67,7 @@ def sdl_window():
 def window_pixels(xserver, size):
     """The window's area of a real screenshot of the X server."""
     x, y = sdl_window().position
-    return screenshot(xserver)[y:y + size[1], x:x + size[0]]
+    return screenshot(xserver)[y : y + size[1], x : x + size[0]]
 
 
 def assert_region(img, rect, colour, name):
@@ -106,11 +106,14 @@ def test_window_opens_at_requested_size(display, xserver):
     print(f"\nvsync {display.vsync}")
 
 
-@pytest.mark.parametrize("frame_hw, rect", [
-    ((200, 400), (0, 20, 640, 320)),      # 2:1 in 16:9: bars above and below
-    ((300, 300), (140, 0, 360, 360)),     # square: bars left and right
-    ((720, 1280), (0, 0, 640, 360)),      # same aspect, larger: fills the window
-])
+@pytest.mark.parametrize(
+    "frame_hw, rect",
+    [
+        ((200, 400), (0, 20, 640, 320)),  # 2:1 in 16:9: bars above and below
+        ((300, 300), (140, 0, 360, 360)),  # square: bars left and right
+        ((720, 1280), (0, 0, 640, 360)),  # same aspect, larger: fills the window
+    ],
+)
 def test_frame_is_letterboxed_with_aspect_kept(display, xserver, frame_hw, rect):
     assert tuple(fit_rect(frame_hw[::-1], (640, 360))) == rect
     rgb = quadrants(*frame_hw)
@@ -126,14 +129,14 @@ def test_frame_is_letterboxed_with_aspect_kept(display, xserver, frame_hw, rect)
 
 def test_frame_none_repeats_the_last_frame_and_blackout_is_black(display, xserver):
     display.present(None)
-    assert not surface_pixels().any()            # nothing shown yet: black
+    assert not surface_pixels().any()  # nothing shown yet: black
     display.present(frame(quadrants(360, 640)))
-    display.present(None)                        # no new frame: the last one again
+    display.present(None)  # no new frame: the last one again
     assert_letterboxed(window_pixels(xserver, (640, 360)), (0, 0, 640, 360))
     display.present(frame(quadrants(360, 640)), blackout=True)
     assert not surface_pixels().any()
     assert not window_pixels(xserver, (640, 360)).any()
-    display.present(None)                        # blackout off: the frame is back
+    display.present(None)  # blackout off: the frame is back
     assert_letterboxed(surface_pixels(), (0, 0, 640, 360))
 
 
@@ -141,9 +144,20 @@ def test_hud_draws_in_its_corner_and_leaves_the_frame(display, xserver):
     f = frame(np.full((360, 640, 3), 90, np.uint8))
     display.present(f)
     plain = window_pixels(xserver, (640, 360))
-    lines = hud.hud_lines(engine_fps=12.5, display_fps=60, latency_ms=80, vsync=True, scene=1, scene_count=4,
-                          queued=2, bpm=120, bar_phase=0.3, activity={"MIDI": True, "OSC": False},
-                          controls=[hud.ControlView("zoom", 0.5, knob=0.2)], warnings=["reload refused"])
+    lines = hud.hud_lines(
+        engine_fps=12.5,
+        display_fps=60,
+        latency_ms=80,
+        vsync=True,
+        scene=1,
+        scene_count=4,
+        queued=2,
+        bpm=120,
+        bar_phase=0.3,
+        activity={"MIDI": True, "OSC": False},
+        controls=[hud.ControlView("zoom", 0.5, knob=0.2)],
+        warnings=["reload refused"],
+    )
     levels = hud.hud_levels({"bass": 0.7, "hats": 0.1, "beat": 1.0})
     display.present(f, hud_lines=lines, hud_levels=levels)
     shown = window_pixels(xserver, (640, 360))
@@ -151,8 +165,8 @@ def test_hud_draws_in_its_corner_and_leaves_the_frame(display, xserver):
     ys, xs = np.nonzero(changed)
     assert changed[:60, :200].sum() > 500, "no HUD text in the top left corner"
     assert xs.min() >= 8 and ys.min() >= 8 and xs.max() < 640 - 8, "the HUD left its panel at the top left"
-    assert np.array_equal(shown[ys.max() + 1:], plain[ys.max() + 1:]), "the frame below the HUD changed"
-    assert np.array_equal(shown[:, xs.max() + 1:], plain[:, xs.max() + 1:]), "the frame beside the HUD changed"
+    assert np.array_equal(shown[ys.max() + 1 :], plain[ys.max() + 1 :]), "the frame below the HUD changed"
+    assert np.array_equal(shown[:, xs.max() + 1 :], plain[:, xs.max() + 1 :]), "the frame beside the HUD changed"
     warning = np.all(np.abs(shown.astype(int) - hud.WARNING) < 40, axis=-1)
     assert warning.any(), "warnings are not drawn in the warning colour"
 
@@ -166,10 +180,18 @@ def test_hud_cost_at_1280x720():
     try:
         times = []
         for i in range(300):
-            lines = hud.hud_lines(engine_fps=10 + i % 7 * 0.3, display_fps=59 + i % 3, latency_ms=70 + i % 11,
-                                  vsync=True, scene=i // 100, scene_count=3, bpm=128.0, bar_phase=(i % 60) / 60,
-                                  activity={"MIDI": i % 2 == 0, "OSC": False},
-                                  controls=[hud.ControlView("zoom", i / 300)])
+            lines = hud.hud_lines(
+                engine_fps=10 + i % 7 * 0.3,
+                display_fps=59 + i % 3,
+                latency_ms=70 + i % 11,
+                vsync=True,
+                scene=i // 100,
+                scene_count=3,
+                bpm=128.0,
+                bar_phase=(i % 60) / 60,
+                activity={"MIDI": i % 2 == 0, "OSC": False},
+                controls=[hud.ControlView("zoom", i / 300)],
+            )
             levels = hud.hud_levels({k: (i * (j + 1) % 50) / 50 for j, k in enumerate(names)})
             started = time.perf_counter()
             h.draw(target, lines, levels)
@@ -181,17 +203,45 @@ def test_hud_cost_at_1280x720():
 
 
 def test_keys_become_actions(display):
-    presses = [(pygame.K_RIGHT, 0), (pygame.K_SPACE, 0), (pygame.K_LEFT, 0), (pygame.K_1, 0), (pygame.K_9, 0),
-               (pygame.K_KP3, 0), (pygame.K_4, pygame.KMOD_LSHIFT), (pygame.K_b, 0), (pygame.K_f, 0),
-               (pygame.K_h, 0), (pygame.K_F11, 0), (pygame.K_t, 0), (pygame.K_d, 0), (pygame.K_z, 0),
-               (pygame.K_ESCAPE, 0), (pygame.K_q, 0)]
+    presses = [
+        (pygame.K_RIGHT, 0),
+        (pygame.K_SPACE, 0),
+        (pygame.K_LEFT, 0),
+        (pygame.K_1, 0),
+        (pygame.K_9, 0),
+        (pygame.K_KP3, 0),
+        (pygame.K_4, pygame.KMOD_LSHIFT),
+        (pygame.K_b, 0),
+        (pygame.K_f, 0),
+        (pygame.K_h, 0),
+        (pygame.K_F11, 0),
+        (pygame.K_t, 0),
+        (pygame.K_d, 0),
+        (pygame.K_z, 0),
+        (pygame.K_ESCAPE, 0),
+        (pygame.K_q, 0),
+    ]
     for key, mod in presses:
         pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=mod, unicode="", scancode=0))
     pygame.event.post(pygame.event.Event(pygame.QUIT))
     assert display.poll() == [
-        act.NextScene(), act.NextScene(), act.PreviousScene(), act.JumpScene(0), act.JumpScene(8), act.JumpScene(2),
-        act.QueueScene(3), act.Blackout(), act.Freeze(), act.ToggleHud(), act.ToggleFullscreen(), act.TapTempo(),
-        act.Downbeat(), act.Quit(), act.Quit(), act.Quit()]
+        act.NextScene(),
+        act.NextScene(),
+        act.PreviousScene(),
+        act.JumpScene(0),
+        act.JumpScene(8),
+        act.JumpScene(2),
+        act.QueueScene(3),
+        act.Blackout(),
+        act.Freeze(),
+        act.ToggleHud(),
+        act.ToggleFullscreen(),
+        act.TapTempo(),
+        act.Downbeat(),
+        act.Quit(),
+        act.Quit(),
+        act.Quit(),
+    ]
     assert display.poll() == []
 
 
@@ -216,7 +266,7 @@ def test_window_resize_draws_at_the_new_size(display, xserver):
     sdl_window().size = (800, 450)
     deadline = time.monotonic() + 5
     while display.size != (800, 450) and time.monotonic() < deadline:
-        display.poll()                            # the resize event arrives from the X server
+        display.poll()  # the resize event arrives from the X server
     assert display.size == (800, 450)
     display.present(frame(quadrants(200, 400)))
     assert_letterboxed(window_pixels(xserver, (800, 450)), (0, 25, 800, 400))
@@ -234,20 +284,24 @@ def test_fullscreen_fills_the_monitor_and_toggles_back(display, xserver):
 
 def x_geometry(xserver):
     """(x, y, width, height) of the window as the X server has it (xwininfo), not as SDL believes it is."""
-    out = subprocess.run(["xwininfo", "-id", str(pygame.display.get_wm_info()["window"]), "-display", xserver],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["xwininfo", "-id", str(pygame.display.get_wm_info()["window"]), "-display", xserver],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     field = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line and "xwininfo" not in line)
     return tuple(int(field[name]) for name in ("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height"))
 
 
 def test_fullscreen_without_a_window_manager_covers_the_screen_and_goes_back(display, xserver):
     """Xvfb has no window manager: nothing but vj moves the window to the monitor's origin for fullscreen."""
-    sdl_window().position = (300, 200)            # where a performer left the window
+    sdl_window().position = (300, 200)  # where a performer left the window
     assert x_geometry(xserver) == (300, 200, 640, 360)
     assert display.toggle_fullscreen()
     assert x_geometry(xserver) == (0, 0) + DESKTOP
     display.present(frame(quadrants(300, 300)), hud_lines=[hud.HudLine("hud")])
-    assert_letterboxed(screenshot(xserver)[:, 200:], (80, 0, 720, 720))   # right of the HUD: the whole frame
+    assert_letterboxed(screenshot(xserver)[:, 200:], (80, 0, 720, 720))  # right of the HUD: the whole frame
     assert display.toggle_fullscreen()
     assert x_geometry(xserver) == (300, 200, 640, 360)
 
@@ -263,11 +317,11 @@ def test_blend_fades_from_the_previous_frame_over_the_engine_interval(xserver):
     with Display((640, 360), blend=True, timer=lambda: now[0]) as d:
         red = frame(np.full((90, 160, 3), RED, np.uint8), 0, made_at=10.0)
         blue = frame(np.full((90, 160, 3), BLUE, np.uint8), 1, made_at=10.5)
-        for i in range(30):                       # a 60 Hz display showing the red frame
+        for i in range(30):  # a 60 Hz display showing the red frame
             now[0] = i / 60
             d.present(red)
         now[0] = 0.5
-        d.present(blue)                           # the engine's next frame, 0.5 s after the red one
+        d.present(blue)  # the engine's next frame, 0.5 s after the red one
         assert d.engine_interval == pytest.approx(0.5)
         assert tuple(surface_pixels()[180, 320]) == RED
         now[0] = 0.75
@@ -341,29 +395,55 @@ def test_close_quits_pygame_display(xserver):
     d.close()
     assert not pygame.display.get_init()
     assert not pygame.font.get_init()
-    d.close()                                     # twice is fine
+    d.close()  # twice is fine
     assert d.poll() == []
 
 
 # -- HUD content (no display needed) ---------------------------------------------------------------------------
 def test_hud_lines_content():
-    lines = hud.hud_lines(engine_fps=12.34, display_fps=59.7, latency_ms=83.2, vsync=False, scene=0, scene_count=3,
-                          queued=2, bpm=128, bar_phase=0.55, beats_per_bar=4, activity={"MIDI": True, "OSC": False},
-                          controls=[hud.ControlView("zoom", 0.5), hud.ControlView("hue", 0.3, knob=0.8)],
-                          warnings=["reload refused: x"], blackout=True, notes=["reloaded show.yaml"])
+    lines = hud.hud_lines(
+        engine_fps=12.34,
+        display_fps=59.7,
+        latency_ms=83.2,
+        vsync=False,
+        scene=0,
+        scene_count=3,
+        queued=2,
+        bpm=128,
+        bar_phase=0.55,
+        beats_per_bar=4,
+        activity={"MIDI": True, "OSC": False},
+        controls=[hud.ControlView("zoom", 0.5), hud.ControlView("hue", 0.3, knob=0.8)],
+        warnings=["reload refused: x"],
+        blackout=True,
+        notes=["reloaded show.yaml"],
+    )
     texts = [line.text for line in lines]
-    assert texts == ["engine 12.3 fps  display 60 fps no vsync  latency 83 ms", "scene 1/3  next 3",
-                     "128.0 BPM  [. . X .]", "MIDI [*]  OSC [ ]", "BLACKOUT", "zoom 0.5", "hue 0.3  knob 0.8 down",
-                     "reloaded show.yaml", "! reload refused: x"]
+    assert texts == [
+        "engine 12.3 fps  display 60 fps no vsync  latency 83 ms",
+        "scene 1/3  next 3",
+        "128.0 BPM  [. . X .]",
+        "MIDI [*]  OSC [ ]",
+        "BLACKOUT",
+        "zoom 0.5",
+        "hue 0.3  knob 0.8 down",
+        "reloaded show.yaml",
+        "! reload refused: x",
+    ]
     assert [line.warning for line in lines] == [False, False, False, False, True, False, True, False, True]
     assert hud.hud_lines()[0].text == "engine - fps  display - fps  latency - ms"
 
 
 def test_hud_levels_clamp_and_skip():
-    levels = hud.hud_levels({"bass": 1.7, "hats": -0.2, "mid": 0.25, "bass_prev": 0.3, "bpm": 120, "beat_count": 7,
-                             "odd": float("nan")})
-    assert levels == [hud.HudLevel("bass", 1.0), hud.HudLevel("hats", 0.0), hud.HudLevel("mid", 0.25),
-                      hud.HudLevel("odd", 0.0)]
+    levels = hud.hud_levels(
+        {"bass": 1.7, "hats": -0.2, "mid": 0.25, "bass_prev": 0.3, "bpm": 120, "beat_count": 7, "odd": float("nan")}
+    )
+    assert levels == [
+        hud.HudLevel("bass", 1.0),
+        hud.HudLevel("hats", 0.0),
+        hud.HudLevel("mid", 0.25),
+        hud.HudLevel("odd", 0.0),
+    ]
 
 
 def test_hud_refreshes_text_a_few_times_a_second():
@@ -375,7 +455,7 @@ def test_hud_refreshes_text_a_few_times_a_second():
         first = pygame.surfarray.array3d(target)
         target.fill(BLACK)
         now[0] = 0.1
-        h.draw(target, [hud.HudLine("a 2")])     # within the refresh interval: the old text stays
+        h.draw(target, [hud.HudLine("a 2")])  # within the refresh interval: the old text stays
         assert np.array_equal(pygame.surfarray.array3d(target), first)
         target.fill(BLACK)
         now[0] = 0.25
@@ -388,8 +468,9 @@ def test_hud_refreshes_text_a_few_times_a_second():
 def test_readmes_keys_table_is_the_one_the_show_prints():
     from conftest import ROOT
     from vj.live.keys import KEY_HELP, start_line
+
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("### Keys"):].split("\n\n")[1].splitlines()[2:]
+    table = readme[readme.index("### Keys") :].split("\n\n")[1].splitlines()[2:]
     rows = [tuple(cell.strip() for cell in line.strip("|").split(" | ")) for line in table]
     assert rows == [(keys, long) for keys, _, long in KEY_HELP]
     assert all(f"{keys} {short}" in start_line() for keys, short, _ in KEY_HELP)

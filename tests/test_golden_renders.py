@@ -23,8 +23,10 @@ COMMON = ["--model", "tiny", "--width", "64", "--height", "64", "--fps", "8", "-
 
 # name -> (preset file, extra render options)
 CASES = {
-    "pytti_example": ("presets/pytti_audio_example.yaml",
-                      ["--audio", str(ROOT / "presets/audio/demo_beat.flac"), "--duration", "0.5"]),
+    "pytti_example": (
+        "presets/pytti_audio_example.yaml",
+        ["--audio", str(ROOT / "presets/audio/demo_beat.flac"), "--duration", "0.5"],
+    ),
     "guidance": ("presets/everything.yaml", ["--duration", "0.5"]),
     "pixel_model": ("presets/palette.yaml", ["--duration", "0.5"]),
     "latent_blend": ("presets/demo.yaml", ["--start", "3.5", "--duration", "1"]),
@@ -44,8 +46,9 @@ def render(name, work):
         text = (ROOT / source).read_text().replace("input_audio: audio/", f"input_audio: {ROOT}/presets/audio/")
         preset.write_text(text + "transition_mode: latent_blend\ntransition_quality: lowest\n")
     frames = work / name
-    status = cli.main(["render", str(preset), "-o", str(work / f"{name}.mp4"), "--frames", str(frames),
-                       *COMMON, *options])
+    status = cli.main(
+        ["render", str(preset), "-o", str(work / f"{name}.mp4"), "--frames", str(frames), *COMMON, *options]
+    )
     assert status == 0
     return np.stack([np.asarray(Image.open(p)) for p in sorted(frames.glob("frame_*.png"))])
 
@@ -82,6 +85,7 @@ def record(work):
 if __name__ == "__main__":
     import os
     import tempfile
+
     with tempfile.TemporaryDirectory() as work:
         os.environ["XDG_CACHE_HOME"] = str(Path(work) / "cache")
         record(Path(work))

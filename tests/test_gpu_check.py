@@ -28,12 +28,24 @@ def test_each_step_is_recorded_and_a_failing_or_hanging_step_does_not_stop_the_o
     runner = Runner(60, log, min_seconds=0)
     steps = [
         Step("good", python("print('{\"fps\": 12.5}')"), 30, check=lambda done: gpu_check.json_from(done.stdout)),
-        Step("bad", python("import sys; print('render:  50%|###  | 3/6 [00:01<00:01]', file=sys.stderr); "
-                           "sys.exit('vj render: error: out of GPU memory')"), 30),
+        Step(
+            "bad",
+            python(
+                "import sys; print('render:  50%|###  | 3/6 [00:01<00:01]', file=sys.stderr); "
+                "sys.exit('vj render: error: out of GPU memory')"
+            ),
+            30,
+        ),
         # a hanging step and the process it started: the whole group is killed at the limit
-        Step("hangs", python("import subprocess, sys, time; "
-                             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-                             "print('still working', flush=True); time.sleep(60)"), 1),
+        Step(
+            "hangs",
+            python(
+                "import subprocess, sys, time; "
+                "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                "print('still working', flush=True); time.sleep(60)"
+            ),
+            1,
+        ),
         Step("unreadable", python("print('no figures here')"), 30, check=lambda done: gpu_check.json_from(done.stdout)),
     ]
     started = time.monotonic()
@@ -42,8 +54,12 @@ def test_each_step_is_recorded_and_a_failing_or_hanging_step_does_not_stop_the_o
     assert time.monotonic() - started < 20
     assert list(records) == ["good", "bad", "hangs", "unreadable"]
     assert records["good"]["ok"] and records["good"]["status"] == "passed" and records["good"]["fps"] == 12.5
-    assert records["bad"] == {"ok": False, "status": "failed", "seconds": records["bad"]["seconds"],
-                              "error": "exit 1: vj render: error: out of GPU memory"}
+    assert records["bad"] == {
+        "ok": False,
+        "status": "failed",
+        "seconds": records["bad"]["seconds"],
+        "error": "exit 1: vj render: error: out of GPU memory",
+    }
     assert records["hangs"]["status"] == "timed out" and not records["hangs"]["ok"]
     assert records["hangs"]["error"] == "killed after 1 s: still working"
     assert records["unreadable"]["status"] == "failed" and "no JSON" in records["unreadable"]["error"]
@@ -79,23 +95,56 @@ def test_json_from_reads_the_last_object_printed():
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA GPU is here")
 def test_without_a_gpu_it_says_so_in_one_line():
-    run = subprocess.run([PY, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cuda"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [PY, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cuda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 3 and run.stdout == ""
     assert len(run.stderr.splitlines()) == 1 and "sees no CUDA GPU" in run.stderr
 
 
 def test_the_script_end_to_end_on_a_cpu(tmp_path):
     env = dict(os.environ, VJ_GPU_CHECK_DEVICE="cpu", VJ_GPU_CHECK_WHEELS="none", PYTHON=PY, OUT=str(tmp_path))
-    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--model", "tiny", "--dtype", "float32",
-                          "--size", "64", "--only", "morph"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=240)
+    run = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu_check.sh"),
+            "--model",
+            "tiny",
+            "--dtype",
+            "float32",
+            "--size",
+            "64",
+            "--only",
+            "morph",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    assert {"check", "ok", "device", "python", "torch", "packages", "model", "dtype", "size", "seconds", "smoke",
-            "figures"} <= set(result)
+    assert {
+        "check",
+        "ok",
+        "device",
+        "python",
+        "torch",
+        "packages",
+        "model",
+        "dtype",
+        "size",
+        "seconds",
+        "smoke",
+        "figures",
+    } <= set(result)
     assert result["ok"] and result["device"] == "cpu" and result["model"] == "tiny" and result["figures"] == {}
     assert result["smoke"]["morph"]["status"] == "passed" and result["smoke"]["morph"]["bytes"] > 0
     assert json.loads((tmp_path / "gpu_check.json").read_text()) == result

@@ -8,8 +8,18 @@ import torch
 
 from conftest import problems, run_vj, write
 from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest, decode
-from vj.engine.guidance.objective import (Assets, CutoutSettings, GuidanceRequest, Objective, PixelTarget, Target,
-                                          alpha_bar, clip_guided, normalized_step, steer)
+from vj.engine.guidance.objective import (
+    Assets,
+    CutoutSettings,
+    GuidanceRequest,
+    Objective,
+    PixelTarget,
+    Target,
+    alpha_bar,
+    clip_guided,
+    normalized_step,
+    steer,
+)
 from vj.engine.motion import Motion
 from vj.engine.guidance.perceptors import tiny_perceptor
 from vj.engine.pixels.engine import PixelEngine, PixelSettings
@@ -38,16 +48,18 @@ def as_image(rgb):
 def objective_value(objective, image, request, reference=None, seed=0):
     with torch.no_grad():
         g = torch.Generator().manual_seed(seed)
-        return float(objective.semantic_loss(image, request, reference, g) + objective.pixel_loss(image, request,
-                                                                                                   reference))
+        return float(
+            objective.semantic_loss(image, request, reference, g) + objective.pixel_loss(image, request, reference)
+        )
 
 
 def steered(objective, request, start, steps, reference=None, scale=1.0):
     """`steps` guidance steps straight on an image's pixels (the identity as decoder), as the engine does on
     latents; the same seeded cutouts each step so that values compare."""
     request = GuidanceRequest(**{**request.__dict__, "scale": scale, "steps": steps})
-    return steer(start.clone(), lambda x: x.clamp(0, 1), objective, request, reference,
-                 torch.Generator().manual_seed(0))
+    return steer(
+        start.clone(), lambda x: x.clamp(0, 1), objective, request, reference, torch.Generator().manual_seed(0)
+    )
 
 
 def test_a_few_guided_steps_reduce_the_weighted_loss(perceptor):
@@ -81,7 +93,7 @@ def test_mask_restricts_the_gradient_to_its_region(perceptor):
     objective.semantic_loss(image, request, generator=torch.Generator().manual_seed(0)).backward()
     grad = image.grad.abs().sum(dim=(0, 1))
     assert grad[:, : SIZE // 2 - 2].sum() > 0
-    assert grad[:, SIZE // 2 + 2:].sum() == 0
+    assert grad[:, SIZE // 2 + 2 :].sum() == 0
 
 
 @pytest.mark.parametrize("kind", ["direct_stabilization", "edge_stabilization", "direct_init"])
@@ -95,6 +107,7 @@ def test_pixel_terms_pull_toward_their_target(perceptor, kind):
     def loss(image):
         with torch.no_grad():
             return float(objective.pixel_loss(image, request, reference, init))
+
     image = start.clone()
     for _ in range(5):
         x = image.clone().requires_grad_(True)
@@ -137,8 +150,9 @@ def test_wrapper_with_nothing_to_refine_predicts_what_the_model_predicts(tiny):
     with torch.no_grad():
         plain = denoise(model, c.scheduler, noise * c.scheduler.init_noise_sigma, timesteps)
         txt2img_schedule(c.scheduler, 1, "cpu")
-        wrapped = denoise(clip_guided(model, c.scheduler, lambda x0: x0), c.scheduler,
-                          noise * c.scheduler.init_noise_sigma, timesteps)
+        wrapped = denoise(
+            clip_guided(model, c.scheduler, lambda x0: x0), c.scheduler, noise * c.scheduler.init_noise_sigma, timesteps
+        )
     assert torch.allclose(plain, wrapped, atol=1e-4)
 
 
@@ -153,6 +167,7 @@ def test_normalized_step_works_with_float16_gradients():
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_wrapper_points_the_prediction_at_the_refined_clean_latent(tiny, prediction):
     from diffusers import EulerDiscreteScheduler
+
     scheduler = EulerDiscreteScheduler.from_config({**tiny.scheduler.config, "prediction_type": prediction})
     scheduler.set_timesteps(1)
     t = scheduler.timesteps[0]
@@ -162,15 +177,23 @@ def test_wrapper_points_the_prediction_at_the_refined_clean_latent(tiny, predict
     a = alpha_bar(scheduler, t)
 
     def x0_of(prediction_out):
-        return ((x - (1 - a) ** 0.5 * prediction_out) / a ** 0.5 if prediction == "epsilon"
-                else a ** 0.5 * x - (1 - a) ** 0.5 * prediction_out)
+        return (
+            (x - (1 - a) ** 0.5 * prediction_out) / a**0.5
+            if prediction == "epsilon"
+            else a**0.5 * x - (1 - a) ** 0.5 * prediction_out
+        )
+
     wrapped = clip_guided(lambda x_, t_: out, scheduler, lambda x0: x0 + shift)(x, t)
     assert torch.allclose(x0_of(wrapped), x0_of(out) + shift, atol=1e-4)
 
 
 def _requests(guidance, frames=3):
-    return [FrameRequest(index=i, prompts=(("a forest", 1.0),), strength=0.6, motion=Motion(zoom_x=2.0), seed=1,
-                         guidance=guidance) for i in range(frames)]
+    return [
+        FrameRequest(
+            index=i, prompts=(("a forest", 1.0),), strength=0.6, motion=Motion(zoom_x=2.0), seed=1, guidance=guidance
+        )
+        for i in range(frames)
+    ]
 
 
 def test_guided_frames_differ_and_scale_zero_is_unguided(tiny, perceptor):
@@ -179,8 +202,12 @@ def test_guided_frames_differ_and_scale_zero_is_unguided(tiny, perceptor):
     guidance = GuidanceRequest(targets=(Target("text", "a red sun", 1.0),), scale=4.0)
     runs = {}
     inactive = GuidanceRequest(targets=(Target("text", "a red sun", 0.0),), scale=4.0)  # e.g. audio weights, silent
-    for name, engine_objective, g in [("plain", None, None), ("zero", objective, GuidanceRequest(scale=0.0)),
-                                      ("inactive", objective, inactive), ("guided", objective, guidance)]:
+    for name, engine_objective, g in [
+        ("plain", None, None),
+        ("zero", objective, GuidanceRequest(scale=0.0)),
+        ("inactive", objective, inactive),
+        ("guided", objective, guidance),
+    ]:
         engine = FrameEngine(tiny, settings, objective=engine_objective)
         runs[name] = [engine.render(r) for r in _requests(g)]
     assert all(np.array_equal(a, b) for a, b in zip(runs["plain"], runs["zero"]))
@@ -196,6 +223,7 @@ def test_guidance_through_the_decoder_lowers_the_loss_of_the_decoded_frame(tiny,
 
     def decode01(z):
         return decode(c, z) / 2 + 0.5
+
     after = steer(x0, decode01, objective, request, generator=torch.Generator().manual_seed(0))
     assert objective_value(objective, decode01(after), request) < objective_value(objective, decode01(x0), request)
 
@@ -232,14 +260,17 @@ input_audio_filters:
 
 def test_director_evaluates_the_guidance_per_frame(tmp_path):
     from PIL import Image
+
     Image.fromarray(picture(11)).save(tmp_path / "pic.png")
     preset = load_preset(write(tmp_path, PRESET))
     assert perceptor_names(preset) == ["ViT-B-32/openai"]
     director = Director(preset)
     g = director.request(0, 0.0, {"fLo": 0.25}).guidance
     assert [(t.kind, t.key, t.weight, t.stop, t.mask) for t in g.targets] == [
-        ("text", "a forest", 1.0, -math.inf, None), ("picture", "pic.png", 0.5, -math.inf, None),
-        ("text", "rain", 0.25, 0.2, "dir:l")]
+        ("text", "a forest", 1.0, -math.inf, None),
+        ("picture", "pic.png", 0.5, -math.inf, None),
+        ("text", "rain", 0.25, 0.2, "dir:l"),
+    ]
     assert g.semantic_stabilization == 0.75 and g.smoothing == -0.1 and g.steps == 1 and g.scale == 1.0
     assert g.pixel_targets == (PixelTarget("pic.png", 2.0),)
     # in the middle of the scene change both scenes' prompts guide, weighted by the mix
@@ -255,17 +286,20 @@ def test_text_only_presets_load_no_perceptor(tmp_path):
     assert perceptor_names(preset) == ["RN50/openai", "ViT-B-16/openai"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("scenes: a forest\nimage_model: VQGAN\n", "VQGAN is not supported"),
-    ("scenes: a forest\ncutouts: 10\ngradient_accumulation_steps: 3\n", "does not divide cutouts"),
-    ("scenes: a forest:1_sky\n", "semantic text masks"),
-    ("scenes: a forest:1_n\n", "needs 3D depth"),
-    ("scenes: '[missing.png]:1'\n", "image file 'missing.png' not found"),
-    ("scenes: a forest:1_[nomask.png]\n", "mask image 'nomask.png' not found"),
-    ("scenes: a forest\ndirect_image_prompts: 'a cat:1'\n", "is not an image"),
-    ("scenes: a forest\nimage_model: limited_palette\ntransition_mode: latent_blend\n", "latent_blend needs"),
-    ("scenes: a forest\nperceptors: [ViT-B-33/openai]\n", "ViT-B-33"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("scenes: a forest\nimage_model: VQGAN\n", "VQGAN is not supported"),
+        ("scenes: a forest\ncutouts: 10\ngradient_accumulation_steps: 3\n", "does not divide cutouts"),
+        ("scenes: a forest:1_sky\n", "semantic text masks"),
+        ("scenes: a forest:1_n\n", "needs 3D depth"),
+        ("scenes: '[missing.png]:1'\n", "image file 'missing.png' not found"),
+        ("scenes: a forest:1_[nomask.png]\n", "mask image 'nomask.png' not found"),
+        ("scenes: a forest\ndirect_image_prompts: 'a cat:1'\n", "is not an image"),
+        ("scenes: a forest\nimage_model: limited_palette\ntransition_mode: latent_blend\n", "latent_blend needs"),
+        ("scenes: a forest\nperceptors: [ViT-B-33/openai]\n", "ViT-B-33"),
+    ],
+)
 def test_bad_guidance_keys_are_clear_errors(tmp_path, text, message):
     found = problems(write(tmp_path, text))
     assert any(message in p for p in found), found
@@ -278,9 +312,13 @@ def test_pytti_spellings_of_image_models(tmp_path):
 
 def test_render_limited_palette_preset_writes_a_playable_mp4(tmp_path):
     from test_render import probe
-    preset = write(tmp_path, "scenes: a red sun:1 || a blue sea:1\nimage_model: limited_palette\nscene_duration: 0.5\n"
-                             "frames_per_second: 4\nwidth: 64\nheight: 64\nsteps_per_frame: 2\ncutouts: 4\n"
-                             "palette_size: 3\npalettes: 2\nzoom_x_2d: 2\n")
+
+    preset = write(
+        tmp_path,
+        "scenes: a red sun:1 || a blue sea:1\nimage_model: limited_palette\nscene_duration: 0.5\n"
+        "frames_per_second: 4\nwidth: 64\nheight: 64\nsteps_per_frame: 2\ncutouts: 4\n"
+        "palette_size: 3\npalettes: 2\nzoom_x_2d: 2\n",
+    )
     out = tmp_path / "palette.mp4"
     result = run_vj("render", preset, "--model", "tiny", "-o", out)
     assert result.returncode == 0, result.stderr
@@ -310,12 +348,14 @@ def test_a_live_show_runs_a_pixel_model_and_reloads_its_guidance(tmp_path):
     from vj.live.loop import EngineLoop
     from vj.live.slot import FrameSlot
     from vj.show.engines import engine_settings
+
     path = write(tmp_path, LIVE_PALETTE, "show.yaml")
     clock = Clock()
     state = make_state(path)
     factory = build_engines(state.preset, "cpu", "float32")
-    loop = EngineLoop(state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(),
-                      clock)
+    loop = EngineLoop(
+        state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(), clock
+    )
     loop.step()
     frame, new = loop.slot.take()
     assert new and len(np.unique(frame.rgb.reshape(-1, 3), axis=0)) <= 6
@@ -326,8 +366,14 @@ def test_a_live_show_runs_a_pixel_model_and_reloads_its_guidance(tmp_path):
     assert loop.engine.objective is factory.objective and factory.objective.cutouts.count == 8
     assert factory.objective.perceptors == first.perceptors and loop.engine.settings.steps_per_frame == 3
     # another image model or palette needs a restart: a warning, and the show keeps its model
-    other = load_preset(write(tmp_path, v2.replace("limited_palette", "unlimited_palette").replace(
-        "palettes: 3", "palettes: 4"), "v3.yaml"), {"model": "tiny"})
+    other = load_preset(
+        write(
+            tmp_path,
+            v2.replace("limited_palette", "unlimited_palette").replace("palettes: 3", "palettes: 4"),
+            "v3.yaml",
+        ),
+        {"model": "tiny"},
+    )
     warnings = factory.use_preset(other, loop.engine)
     assert any("image_model unlimited_palette" in w for w in warnings) and any("palettes" in w for w in warnings)
     assert loop.engine.settings.palettes == 3 and factory(loop.engine.settings).settings.model == "limited_palette"
@@ -343,12 +389,14 @@ def test_a_typed_prompt_naming_a_missing_picture_is_refused_and_a_good_one_reach
     from vj.live.loop import EngineLoop
     from vj.live.slot import FrameSlot
     from vj.show.engines import engine_settings
+
     Image.fromarray(picture(12)).save(tmp_path / "new.png")
     clock = Clock()
     state = make_state(write(tmp_path, LIVE_PALETTE, "show.yaml"))
     factory = build_engines(state.preset, "cpu", "float32")
-    loop = EngineLoop(state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(),
-                      clock)
+    loop = EngineLoop(
+        state, factory, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(), clock
+    )
     loop.on_preset.append(lambda p: factory.use_preset(p, loop.engine))
     state.replace_prompt(0, "a red sun:1 | [missing.png]:1")
     assert any("missing.png" in w for w in state.warnings.current())
@@ -360,9 +408,13 @@ def test_a_typed_prompt_naming_a_missing_picture_is_refused_and_a_good_one_reach
 def test_render_and_check_a_guided_diffusion_preset(tmp_path):
     from PIL import Image
     from test_render import probe
+
     Image.fromarray(picture(13)).save(tmp_path / "pic.png")
-    preset = write(tmp_path, "scenes: a forest:1 | [pic.png]:0.5 | sky:1_u:0.2\nscene_duration: 0.5\n"
-                             "frames_per_second: 4\nwidth: 64\nheight: 64\ncutouts: 4\nsmoothing_weight: 0.1\n")
+    preset = write(
+        tmp_path,
+        "scenes: a forest:1 | [pic.png]:0.5 | sky:1_u:0.2\nscene_duration: 0.5\n"
+        "frames_per_second: 4\nwidth: 64\nheight: 64\ncutouts: 4\nsmoothing_weight: 0.1\n",
+    )
     check = run_vj("check", preset)
     assert check.returncode == 0 and "CLIP guidance: ViT-B-32/openai, 4 cutouts" in check.stdout
     out = tmp_path / "guided.mp4"

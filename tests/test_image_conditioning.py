@@ -5,9 +5,19 @@ import math
 import pytest
 import torch
 
-from vj.engine.diffusion.image_conditioning import (BOS_CAP, cluster_peaks, clustered_weights, combined_weights,
-                                                    concept_features, concept_weights, image_guided_conditioning,
-                                                    linear_weights, mix, threshold_weights, token_matches)
+from vj.engine.diffusion.image_conditioning import (
+    BOS_CAP,
+    cluster_peaks,
+    clustered_weights,
+    combined_weights,
+    concept_features,
+    concept_weights,
+    image_guided_conditioning,
+    linear_weights,
+    mix,
+    threshold_weights,
+    token_matches,
+)
 
 
 def close(actual, expected, tol=1e-6):
@@ -34,7 +44,7 @@ def padded_prompt():
 
 
 def test_each_text_token_takes_the_image_token_that_fits_it_best():
-    image = torch.stack([basis(0) * 5, basis(2)])   # token 0 points at 'moss', token 1 at the padding direction
+    image = torch.stack([basis(0) * 5, basis(2)])  # token 0 points at 'moss', token 1 at the padding direction
     similarity, index = token_matches(padded_prompt(), image)
     # image token 0 gives 'moss' all its mass (softmax of 100 x cosine over the text tokens); image token 1 splits
     # its mass over the three identical padding rows, so each scores 1/3, not the cosine 1 they share with it
@@ -80,10 +90,10 @@ def test_linear_clamps_strength_and_caps_bos():
 
 
 def test_threshold_auto_is_the_average_similarity():
-    sim = torch.tensor([0.0, 0.15, 0.1, 0.03, 0.01, 0.01])   # average 0.05: 0.15 and 0.1 pass
+    sim = torch.tensor([0.0, 0.15, 0.1, 0.03, 0.01, 0.01])  # average 0.05: 0.15 and 0.1 pass
     close(threshold_weights(sim, 0.6), [0, 0.6, 0.6, 0, 0, 0])
     close(threshold_weights(sim, 0.6, "auto"), [0, 0.6, 0.6, 0, 0, 0])
-    close(threshold_weights(sim, 0.6, 0.12), [0, 0.6, 0, 0, 0, 0])   # a number: at least that similarity
+    close(threshold_weights(sim, 0.6, 0.12), [0, 0.6, 0, 0, 0, 0])  # a number: at least that similarity
 
 
 def test_threshold_caps_bos_and_clamps():
@@ -99,18 +109,20 @@ def test_threshold_caps_bos_and_clamps():
 
 
 def test_clustered_peaks_fall_linearly_to_the_midpoint_between_them():
-    sim = torch.tensor([0, .1, .2, .6, .2, .1, .1, .3, .7, .2, .1, .1])   # average 0.225; peaks at 3 and 8
+    sim = torch.tensor([0, 0.1, 0.2, 0.6, 0.2, 0.1, 0.1, 0.3, 0.7, 0.2, 0.1, 0.1])  # average 0.225; peaks at 3 and 8
     assert cluster_peaks(sim).tolist() == [3, 8]
     # valleys at 0, 3 + ceil(5 / 2) = 6 and 11: 3 rises over 3 steps, falls over 3; 8 rises over 2, falls over 3
     third = 1 / 3
-    close(clustered_weights(sim, 0.9),
-          [0.9 * w for w in [0, third, 2 * third, 1, 2 * third, third, 0, 0.5, 1, 2 * third, third, 0]])
+    close(
+        clustered_weights(sim, 0.9),
+        [0.9 * w for w in [0, third, 2 * third, 1, 2 * third, third, 0, 0.5, 1, 2 * third, third, 0]],
+    )
 
 
 def test_clustered_local_maxima_below_the_average_are_not_peaks():
-    sim = torch.tensor([0.0, 0.9, 0.0, 0.1, 0.0, 0.0])   # 0.1 at 3 is a local maximum below the average 1/6
+    sim = torch.tensor([0.0, 0.9, 0.0, 0.1, 0.0, 0.0])  # 0.1 at 3 is a local maximum below the average 1/6
     assert cluster_peaks(sim).tolist() == [1]
-    close(clustered_weights(sim, 1.0), [0, 1, 0.75, 0.5, 0.25, 0])   # one peak: down to the last token
+    close(clustered_weights(sim, 1.0), [0, 1, 0.75, 0.5, 0.25, 0])  # one peak: down to the last token
 
 
 def test_clustered_ends_plateaus_and_bos():
@@ -119,7 +131,7 @@ def test_clustered_ends_plateaus_and_bos():
     # equal neighbours are both peaks (the source divides by zero here); both take the full weight
     close(clustered_weights(torch.tensor([0.0, 0.0, 0.5, 0.5, 0.0, 0.0]), 1.0), [0, 0.5, 1, 1, 0.5, 0])
     close(clustered_weights(torch.zeros(4), 1.0)[0], 0.0)
-    close(clustered_weights(torch.tensor([0.1, 0.9]), 1.0), [0, 0])   # too short to hold a peak
+    close(clustered_weights(torch.tensor([0.1, 0.9]), 1.0), [0, 0])  # too short to hold a peak
     close(clustered_weights(torch.tensor([0.0, 0.8, 0.2, 0.0]), -1.0), [0, 0, 0, 0])
 
 
@@ -127,11 +139,13 @@ def test_clustered_ends_plateaus_and_bos():
 
 
 def test_methods_combine_by_their_largest_weight():
-    sim = torch.tensor([0.0, 0.1, 0.1, 0.7, 0.1])   # average 0.2: token 3 passes the threshold and is the peak
+    sim = torch.tensor([0.0, 0.1, 0.1, 0.7, 0.1])  # average 0.2: token 3 passes the threshold and is the peak
     close(combined_weights(sim, ("linear",), 0.8), [0, 0.2, 0.4, 0.6, 0.8])
     close(combined_weights(sim, ("threshold",), 0.8), [0, 0, 0, 0.8, 0])
     close(combined_weights(sim, ("clustered",), 0.8), [0, 0.8 / 3, 1.6 / 3, 0.8, 0])
     close(combined_weights(sim, ("linear", "threshold", "clustered"), 0.8), [0, 0.8 / 3, 1.6 / 3, 0.8, 0.8])
+
+
 # ---- concept ----------------------------------------------------------------------------------------------
 
 
@@ -232,18 +246,22 @@ def test_mix_rejects_wrong_weight_length():
 
 def test_float16_in_float16_out():
     cond = random_conditioning(dtype=torch.float16)
-    image = torch.linspace(-1.0, 2.0, 16)   # float32 image with a float16 conditioning
+    image = torch.linspace(-1.0, 2.0, 16)  # float32 image with a float16 conditioning
     w = linear_weights(77, 0.7)
     out = mix(cond, image, w)
     assert out.dtype == torch.float16 and out.shape == cond.shape
     expected = mix(cond.float(), image, w).half()
     torch.testing.assert_close(out, expected, atol=1e-2, rtol=1e-3)
-    assert torch.equal(out[0, 0], cond[0, 0])   # linear gives BOS weight 0
+    assert torch.equal(out[0, 0], cond[0, 0])  # linear gives BOS weight 0
     assert token_matches(cond, image)[0].dtype == torch.float32
     tokens = torch.stack([image, -image, image.flip(0)])
-    for method, options in [("linear", {}), ("threshold", {"threshold": 0.0}), ("clustered", {}),
-                            (("linear", "threshold"), {"mapping": "pooled"}),
-                            ("concept", {"concept_conditioning": cond[:, 1:3], "threshold": 0.5})]:
+    for method, options in [
+        ("linear", {}),
+        ("threshold", {"threshold": 0.0}),
+        ("clustered", {}),
+        (("linear", "threshold"), {"mapping": "pooled"}),
+        ("concept", {"concept_conditioning": cond[:, 1:3], "threshold": 0.5}),
+    ]:
         assert image_guided_conditioning(cond, tokens, method, 0.5, **options).dtype == torch.float16
 
 
@@ -258,10 +276,12 @@ def test_bfloat16_and_2d_conditioning():
 def test_mismatched_width_raises():
     cond = random_conditioning(width=16)
     image = torch.ones(3, 12)
-    for call in (lambda: token_matches(cond, image),
-                 lambda: mix(cond, image[0], torch.zeros(77)),
-                 lambda: image_guided_conditioning(cond, image, "linear", 0.0),
-                 lambda: image_guided_conditioning(cond, image, "threshold", 0.5, threshold=0.1)):
+    for call in (
+        lambda: token_matches(cond, image),
+        lambda: mix(cond, image[0], torch.zeros(77)),
+        lambda: image_guided_conditioning(cond, image, "linear", 0.0),
+        lambda: image_guided_conditioning(cond, image, "threshold", 0.5, threshold=0.1),
+    ):
         with pytest.raises(ValueError, match="width 12 does not match the token width 16"):
             call()
 
@@ -312,8 +332,11 @@ def test_dispatch_matches_the_weight_functions():
         ("threshold", {"threshold": 0.3}, threshold_weights(similarity, 0.6, 0.3)),
         ("threshold", {}, threshold_weights(similarity, 0.6)),
         ("clustered", {}, clustered_weights(similarity, 0.6)),
-        (["linear", "clustered", "threshold"], {}, combined_weights(similarity, ("linear", "clustered", "threshold"),
-                                                                    0.6)),
+        (
+            ["linear", "clustered", "threshold"],
+            {},
+            combined_weights(similarity, ("linear", "clustered", "threshold"), 0.6),
+        ),
     ]
     for method, options, weights in cases:
         assert bool((weights > 0).any()), method
@@ -325,8 +348,9 @@ def test_dispatch_matches_the_weight_functions():
     out = image_guided_conditioning(cond, tokens, "concept", 0.6, concept_conditioning=concept, threshold=0.2)
     expected = mix(cond, concept_features(tokens[0], concept), concept_weights(cond, concept, tokens[0], 0.6, 0.2))
     assert torch.equal(out, expected)
-    assert torch.equal(concept_weights(cond, concept, tokens[0], 0.6), concept_weights(cond, concept, tokens[0], 0.6,
-                                                                                        0.2))   # auto: 0.2
+    assert torch.equal(
+        concept_weights(cond, concept, tokens[0], 0.6), concept_weights(cond, concept, tokens[0], 0.6, 0.2)
+    )  # auto: 0.2
 
 
 def test_dispatch_passes_bos_cap():
@@ -347,7 +371,7 @@ def test_dispatch_errors_name_the_valid_choices():
     with pytest.raises(ValueError, match="unknown.*spread"):
         image_guided_conditioning(cond, image, "linear", 0.5, spread=2)
     with pytest.raises(ValueError, match="unknown.*threshold"):
-        image_guided_conditioning(cond, image, "clustered", 0.5, threshold=0.2)   # clustered: always the average
+        image_guided_conditioning(cond, image, "clustered", 0.5, threshold=0.2)  # clustered: always the average
     with pytest.raises(ValueError, match="concept_conditioning"):
         image_guided_conditioning(cond, image, "concept", 0.5, threshold=0.5)
 
@@ -355,20 +379,23 @@ def test_dispatch_errors_name_the_valid_choices():
 def test_concept_maps_only_the_image_features_along_the_concept():
     width = 8
     conditioning = torch.zeros(1, 5, width)
-    conditioning[0, :, 0] = 1.0           # every token points along axis 0 (the concept's direction)
+    conditioning[0, :, 0] = 1.0  # every token points along axis 0 (the concept's direction)
     concept = torch.zeros(2, width)
-    concept[0, 0], concept[1, 1] = 1.0, 1.0   # the concept spans axes 0 and 1
+    concept[0, 0], concept[1, 1] = 1.0, 1.0  # the concept spans axes 0 and 1
     image = torch.tensor([3.0, 4.0, 5.0, 0, 0, 0, 0, 0])
     assert torch.allclose(concept_features(image, concept), torch.tensor([3.0, 4.0, 0, 0, 0, 0, 0, 0]))
-    out = image_guided_conditioning(conditioning, image, "concept", 1.0, concept_conditioning=concept,
-                                    threshold=0.5)
-    assert torch.equal(out[0, 0], conditioning[0, 0])                        # BOS untouched
-    assert torch.allclose(out[0, 1:, 2:], torch.zeros(4, width - 2))       # nothing outside the concept's span
+    out = image_guided_conditioning(conditioning, image, "concept", 1.0, concept_conditioning=concept, threshold=0.5)
+    assert torch.equal(out[0, 0], conditioning[0, 0])  # BOS untouched
+    assert torch.allclose(out[0, 1:, 2:], torch.zeros(4, width - 2))  # nothing outside the concept's span
     assert not torch.equal(out[0, 1:], conditioning[0, 1:])
-    orthogonal = torch.tensor([0, 0, 1.0, 0, 0, 0, 0, 0])                  # no feature along the concept
+    orthogonal = torch.tensor([0, 0, 1.0, 0, 0, 0, 0, 0])  # no feature along the concept
     assert concept_features(orthogonal, concept) is None
-    assert torch.equal(image_guided_conditioning(conditioning, orthogonal, "concept", 1.0,
-                                                 concept_conditioning=concept, threshold=0.5), conditioning)
+    assert torch.equal(
+        image_guided_conditioning(
+            conditioning, orthogonal, "concept", 1.0, concept_conditioning=concept, threshold=0.5
+        ),
+        conditioning,
+    )
 
 
 # ---- the image tower's tokens -----------------------------------------------------------------------------
@@ -377,15 +404,16 @@ def test_concept_maps_only_the_image_features_along_the_concept():
 def test_picture_tokens_are_every_vision_token_through_the_final_norm_and_projection():
     import numpy as np
     from vj.engine.guidance.perceptors import tiny_perceptor
+
     perceptor = tiny_perceptor("cpu", embed_dim=32)
     picture = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     tokens = perceptor.encode_picture_tokens(picture)
-    assert tokens.shape == (1 + 8 * 8, 32) and tokens.dtype == torch.float32   # class token + 8 x 8 patches
+    assert tokens.shape == (1 + 8 * 8, 32) and tokens.dtype == torch.float32  # class token + 8 x 8 patches
     visual = perceptor.model.visual
     pixels = (torch.from_numpy(picture).permute(2, 0, 1)[None].float() / 255 - perceptor._mean) / perceptor._std
     with torch.no_grad():
-        states = visual.ln_post(visual.transformer(visual._embeds(pixels)))   # every token, post-layernorm
-        expected = states[0] @ visual.proj                                     # ... and projection
+        states = visual.ln_post(visual.transformer(visual._embeds(pixels)))  # every token, post-layernorm
+        expected = states[0] @ visual.proj  # ... and projection
     torch.testing.assert_close(tokens, expected, atol=1e-5, rtol=1e-5)
     # the class token is the picture's embedding; the tower is left as it was
     torch.testing.assert_close(tokens[0] / tokens[0].norm(), perceptor.encode_picture(picture), atol=1e-5, rtol=0)

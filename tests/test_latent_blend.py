@@ -55,7 +55,7 @@ def test_leaves_start_at_scene_a_at_rest_and_end_at_scene_b(tiny, preset_file, t
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(tmp_path / "cache"))
     leaves = transitions.compute(0, 1)
-    assert leaves.shape == (5, 64, 64, 3) and leaves.dtype == np.uint8   # `lowest`: 5 leaves
+    assert leaves.shape == (5, 64, 64, 3) and leaves.dtype == np.uint8  # `lowest`: 5 leaves
     engine = FrameEngine(tiny, EngineSettings(width=64, height=64, steps=2))
     for leaf, prompts in ((leaves[0], (("a red fox", 1.0), ("sparks", 1.0))), (leaves[-1], (("a blue whale", 1.0),))):
         engine.reset()
@@ -67,14 +67,18 @@ def test_the_disk_cache_serves_a_second_run_and_keys_follow_the_settings(tiny, p
     first = Transitions(tiny, preset, TransitionCache(tmp_path / "cache"))
     leaves = first.compute(0, 1)
     calls = count_unet_calls(monkeypatch, tiny)
-    again = Transitions(tiny, preset, TransitionCache(tmp_path / "cache"))      # a new process, the same folder
+    again = Transitions(tiny, preset, TransitionCache(tmp_path / "cache"))  # a new process, the same folder
     assert again.ready(0, 1) and not again.ready(1, 2)
     np.testing.assert_array_equal(again.compute(0, 1), leaves)
     assert calls == [] and again.cache.disk_hits >= 1
     keys = {first.key(0, 1), first.key(1, 0), first.key(1, 2)}
     for change in ("seed: 3", "transition_quality: lowest", "width: 64", "a blue whale"):
-        other = {"seed: 3": "seed: 4", "transition_quality: lowest": "transition_quality: low",
-                 "width: 64": "width: 72", "a blue whale": "a grey whale"}[change]
+        other = {
+            "seed: 3": "seed: 4",
+            "transition_quality: lowest": "transition_quality: low",
+            "width: 64": "width: 72",
+            "a blue whale": "a grey whale",
+        }[change]
         preset_file.write_text(PRESET.replace(change, other))
         keys.add(Transitions(tiny, load_preset(preset_file, {"model": "tiny"}), first.cache).key(0, 1))
     assert len(keys) == 7
@@ -105,12 +109,12 @@ def test_a_corrupt_entry_is_recomputed_and_never_shown(tiny, preset_file, tmp_pa
     first = Transitions(tiny, preset, TransitionCache(tmp_path / "cache"))
     leaves = first.compute(0, 1)
     entry = tmp_path / "cache" / f"{first.key(0, 1)}.npz"
-    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])     # truncated by a crash
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # truncated by a crash
     calls = count_unet_calls(monkeypatch, tiny)
     cache = TransitionCache(tmp_path / "cache")
     again = Transitions(tiny, preset, cache)
-    assert again.guide(0, 1, 0.5) is None and cache.corrupt == 1          # not shown: the show crossfades
-    np.testing.assert_array_equal(again.compute(0, 1), leaves)            # recomputed, identical
+    assert again.guide(0, 1, 0.5) is None and cache.corrupt == 1  # not shown: the show crossfades
+    np.testing.assert_array_equal(again.compute(0, 1), leaves)  # recomputed, identical
     assert calls and entry.is_file()
 
 
@@ -122,8 +126,8 @@ def test_the_director_guides_the_stream_only_inside_a_ready_transition(tiny, pre
     for k, mix in enumerate((0.0, 0.25)):
         request = director.request(k, mix, {}, ScenePosition(1, 0, mix))
         assert request.guide.shape == (64, 64, 3) and director.blending == "latent blend"
-        assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * mix) ** 2)   # 0 at the seam
-    assert request.previous_prompts is not None and request.mix == 0.25          # the crossfade goes on under it
+        assert request.guide_weight == pytest.approx(0.8 * math.sin(math.pi * mix) ** 2)  # 0 at the seam
+    assert request.previous_prompts is not None and request.mix == 0.25  # the crossfade goes on under it
     for position in (ScenePosition(1), ScenePosition(1, 0, 1.0)):
         request = director.request(3, 0.7, {}, position)
         assert request.guide is None and request.guide_weight == 0.0 and director.blending is None
@@ -132,19 +136,23 @@ def test_the_director_guides_the_stream_only_inside_a_ready_transition(tiny, pre
 
 def test_a_blend_ready_mid_transition_fades_in_instead_of_jumping(tiny, preset_file):
     from vj.show.director import JOIN
+
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(False))
     director = Director(preset, transitions=transitions)
     request = director.request(0, 0.0, {}, ScenePosition(1, 0, 0.3))
     assert request.guide is None and director.blending == "crossfade (latent blend not ready)"
-    transitions.compute(0, 1)                                         # the worker finishes mid-transition
-    weights = [director.request(k, 0.0, {}, ScenePosition(1, 0, mix)).guide_weight
-               for k, mix in enumerate((0.4, 0.4 + JOIN / 2, 0.4 + JOIN), start=1)]
+    transitions.compute(0, 1)  # the worker finishes mid-transition
+    weights = [
+        director.request(k, 0.0, {}, ScenePosition(1, 0, mix)).guide_weight
+        for k, mix in enumerate((0.4, 0.4 + JOIN / 2, 0.4 + JOIN), start=1)
+    ]
     full = [guide_weight(preset, mix) for mix in (0.4, 0.4 + JOIN / 2, 0.4 + JOIN)]
     assert weights == pytest.approx([0.0, full[1] / 2, full[2]])
-    director.request(9, 0.0, {}, ScenePosition(1))                    # over; the next change starts afresh
-    assert director.request(10, 0.0, {}, ScenePosition(1, 0, 0.1)).guide_weight == \
-        pytest.approx(guide_weight(preset, 0.1))
+    director.request(9, 0.0, {}, ScenePosition(1))  # over; the next change starts afresh
+    assert director.request(10, 0.0, {}, ScenePosition(1, 0, 0.1)).guide_weight == pytest.approx(
+        guide_weight(preset, 0.1)
+    )
 
 
 def test_the_engine_pulls_its_input_toward_the_guide(tiny):
@@ -157,14 +165,14 @@ def test_the_engine_pulls_its_input_toward_the_guide(tiny):
     guided = engine.render(FrameRequest(1, (("a red fox", 1.0),), seed=1, guide=white, guide_weight=1.0))
     engine.previous = start
     half = engine.render(FrameRequest(1, (("a red fox", 1.0),), seed=1, guide=white[:32, :32], guide_weight=0.5))
-    assert not np.array_equal(plain, guided) and not np.array_equal(plain, half)   # a smaller guide is resized
+    assert not np.array_equal(plain, guided) and not np.array_equal(plain, half)  # a smaller guide is resized
 
 
 def test_pairs_of_a_render_and_of_prerender(preset_file):
     preset = load_preset(preset_file, {"model": "tiny"})
     assert scene_changes(preset) == [(0, 1), (1, 2)]
     assert scene_changes(preset, start=2.5) == [(0, 1), (1, 2)]  # scene 2 fades in over 2..3 s
-    assert scene_changes(preset, start=3.0) == [(1, 2)]          # ... and is in full at 3 s
+    assert scene_changes(preset, start=3.0) == [(1, 2)]  # ... and is in full at 3 s
     assert scene_changes(preset, start=0.0, duration=1.5) == []
     assert all_pairs(preset) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
 
@@ -172,11 +180,12 @@ def test_pairs_of_a_render_and_of_prerender(preset_file):
 def test_the_worker_computes_what_may_come_next(tiny, preset_file):
     from vj.live.controls.controls import Controls
     from vj.live.state import ShowState
+
     preset = load_preset(preset_file, {"model": "tiny"})
     transitions = Transitions(tiny, preset, TransitionCache(False))
     state = ShowState(preset, Controls(preset.controls), {"model": "tiny"}, transitions=transitions)
     state.scenes.queue(2)
-    assert state.wanted_transitions() == [(0, 2), (0, 1)]        # the queued scene first, then next (= previous)
+    assert state.wanted_transitions() == [(0, 2), (0, 1)]  # the queued scene first, then next (= previous)
     worker = TransitionWorker(transitions)
     try:
         worker.want(state.wanted_transitions())
@@ -196,6 +205,7 @@ def test_a_failing_transition_is_counted_and_the_worker_goes_on(tiny, preset_fil
             if (a, b) == (0, 1):
                 raise RuntimeError("out of memory")
             return super().compute(a, b)
+
     transitions = Broken(tiny, preset, TransitionCache(False))
     worker = TransitionWorker(transitions)
     try:
@@ -216,13 +226,17 @@ def test_prerender_then_render_find_the_transitions_in_the_cache(preset_file, tm
     cache = tmp_path / "xdg"
     first = run_vj("prerender", str(preset_file), "--model", "tiny", cache=cache)
     assert first.returncode == 0, first.stderr
-    assert "3 transitions: 3 computed, 0 already in the cache" in first.stdout   # each to the next, 3 -> 1 too
+    assert "3 transitions: 3 computed, 0 already in the cache" in first.stdout  # each to the next, 3 -> 1 too
     assert len(list((cache / "vj" / "transitions").glob("*.npz"))) == 3
     second = run_vj("prerender", str(preset_file), "--model", "tiny", "--all-pairs", cache=cache)
     assert "6 transitions: 3 computed, 3 already in the cache" in second.stdout, second.stderr
     out = tmp_path / "blend.mp4"
     render = run_vj("render", str(preset_file), "--model", "tiny", "-o", str(out), cache=cache)
     assert render.returncode == 0, render.stderr
-    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames",
-                            "-of", "json", str(out)], capture_output=True, text=True, check=True)
-    assert int(json.loads(probe.stdout)["streams"][0]["nb_read_frames"]) == 48   # 3 scenes x 2 s x 8 fps
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "json", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(json.loads(probe.stdout)["streams"][0]["nb_read_frames"]) == 48  # 3 scenes x 2 s x 8 fps

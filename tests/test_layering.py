@@ -15,10 +15,13 @@ from conftest import ROOT
 HEAVY = ("torch", "pygame", "sounddevice", "mido")
 # each shared word: the one module that defines it
 VOCABULARY = {
-    **dict.fromkeys(("BORDER_MODES", "INFILL_MODES", "SAMPLING_MODES", "PYTTI_FLAGS", "QUALITIES"),
-                    "vj/engine/vocabulary.py"),
-    **dict.fromkeys(("QUANTIZE", "NOTE_ACTIONS", "SCENE_ACTIONS", "CC_FIELDS", "CCBinding", "NoteBinding",
-                     "MidiSection"), "vj/config/live_keys.py"),
+    **dict.fromkeys(
+        ("BORDER_MODES", "INFILL_MODES", "SAMPLING_MODES", "PYTTI_FLAGS", "QUALITIES"), "vj/engine/vocabulary.py"
+    ),
+    **dict.fromkeys(
+        ("QUANTIZE", "NOTE_ACTIONS", "SCENE_ACTIONS", "CC_FIELDS", "CCBinding", "NoteBinding", "MidiSection"),
+        "vj/config/live_keys.py",
+    ),
 }
 
 
@@ -43,12 +46,16 @@ def imported(path, module=None):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value))
     return names
 
@@ -83,10 +90,12 @@ def room(name):
 def layer_violations(top, paths=None):
     """What the files of room `top` (or `paths`, as if they were in it) import from rooms it may not use."""
     allowed = [top, *LAYERS[top]]
-    return [f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} imports {name}"
-            for path in (paths or sources(top.replace(".", "/")))
-            for name in sorted(imported(path, None if path.is_relative_to(ROOT) else f"{top}.probe"))
-            if room(name) is not None and not within(name, allowed)]
+    return [
+        f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} imports {name}"
+        for path in (paths or sources(top.replace(".", "/")))
+        for name in sorted(imported(path, None if path.is_relative_to(ROOT) else f"{top}.probe"))
+        if room(name) is not None and not within(name, allowed)
+    ]
 
 
 @pytest.mark.parametrize("top", sorted(LAYERS))
@@ -101,18 +110,24 @@ def test_every_room_of_vj_has_a_layer():
 
 def test_the_layer_check_can_fail(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from vj.live.loop import EngineLoop\nfrom vj.engine.vocabulary import QUALITIES\n"
-                     "from vj.engine.diffusion.frames import FrameEngine\n")
-    assert layer_violations("vj.config", [probe]) == [f"{probe} imports vj.engine.diffusion.frames",
-                                                      f"{probe} imports vj.engine.diffusion.frames.FrameEngine",
-                                                      f"{probe} imports vj.live.loop",
-                                                      f"{probe} imports vj.live.loop.EngineLoop"]
+    probe.write_text(
+        "from vj.live.loop import EngineLoop\nfrom vj.engine.vocabulary import QUALITIES\n"
+        "from vj.engine.diffusion.frames import FrameEngine\n"
+    )
+    assert layer_violations("vj.config", [probe]) == [
+        f"{probe} imports vj.engine.diffusion.frames",
+        f"{probe} imports vj.engine.diffusion.frames.FrameEngine",
+        f"{probe} imports vj.live.loop",
+        f"{probe} imports vj.live.loop.EngineLoop",
+    ]
 
 
 def test_the_checker_sees_imports_of_every_form(tmp_path):
     path = tmp_path / "probe.py"
-    path.write_text("import vj.live.loop\nfrom ..live.controls import midi\nfrom . import schema\ndef f():\n"
-                    "    from vj.live.scene_triggers import LiveScenes\n    importlib.import_module('vj.x')\n")
+    path.write_text(
+        "import vj.live.loop\nfrom ..live.controls import midi\nfrom . import schema\ndef f():\n"
+        "    from vj.live.scene_triggers import LiveScenes\n    importlib.import_module('vj.x')\n"
+    )
     found = imported(path, "vj.config.probe")
     assert {"vj.live.loop", "vj.live.controls.midi", "vj.config.schema", "vj.live.scene_triggers", "vj.x"} <= found
     assert within("vj.live.controls.midi", ["vj.live.controls.midi"])
@@ -123,8 +138,13 @@ def test_the_shared_vocabulary_is_defined_once():
     defined = {}
     for path in sources("vj"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
-                       if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+                else []
+            )
             names = [t.id for t in targets if isinstance(t, ast.Name)]
             if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
                 names = [node.name]
@@ -137,6 +157,7 @@ def test_the_shared_vocabulary_is_defined_once():
 def test_every_pytti_flag_is_a_preset_key():
     from vj.engine.vocabulary import PYTTI_FLAGS
     from vj.config.schema import FIELDS
+
     assert set(PYTTI_FLAGS) <= set(FIELDS)
 
 
@@ -162,8 +183,13 @@ def test_check_and_schema_import_no_torch_pygame_sounddevice_or_mido():
     guided = [p for p in presets if "perceptors" in (yaml.safe_load((ROOT / p).read_text()) or {})]
     light = [p for p in presets if p not in guided]
     assert light
-    result = subprocess.run([sys.executable, "-c", CHECK_AND_SCHEMA, json.dumps([light, guided])], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK_AND_SCHEMA, json.dumps([light, guided])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["codes"] == [0, 0, 0, 0], result.stderr

@@ -26,8 +26,10 @@ from vj.audio import AudioError
 from vj.audio.link import LinkClock, LinkError, musical_values
 from vj.config.musical import MUSICAL_VARIABLES
 
-needs_aalink = pytest.mark.skipif(importlib.util.find_spec("aalink") is None,
-                                  reason="aalink (Ableton Link) is not installed: pip install 'aalink>=0.2.3,<0.3'")
+needs_aalink = pytest.mark.skipif(
+    importlib.util.find_spec("aalink") is None,
+    reason="aalink (Ableton Link) is not installed: pip install 'aalink>=0.2.3,<0.3'",
+)
 
 LINK_GROUP = "224.76.78.75"  # Link's discovery multicast group (port 20808)
 DEADLINE = 10.0  # seconds allowed for discovery and for a tempo to propagate (both take ~0.05 s here)
@@ -58,6 +60,7 @@ def clock():
 
 # ---- pure definitions ---------------------------------------------------------------------------------------
 
+
 def test_pulse_is_one_at_the_beat_and_decays_with_beat_decay_seconds():
     # 120 BPM: a beat lasts 0.5 s, so beat_phase 0.2 is 0.1 s after the boundary = one time constant.
     assert musical_values(8.0, 120.0, 4, 0.1)["beat"] == 1.0
@@ -75,8 +78,9 @@ def test_pulse_is_one_at_the_beat_and_decays_with_beat_decay_seconds():
 
 def test_phases_and_count_from_the_beat():
     v = musical_values(9.5, 128.0, 4, 0.1)
-    assert v == pytest.approx({"beat": math.exp(-0.5 * 60 / 128 / 0.1), "beat_phase": 0.5, "bar_phase": 0.375,
-                               "bpm": 128.0, "beat_count": 9})
+    assert v == pytest.approx(
+        {"beat": math.exp(-0.5 * 60 / 128 / 0.1), "beat_phase": 0.5, "bar_phase": 0.375, "bpm": 128.0, "beat_count": 9}
+    )
     assert isinstance(v["beat_count"], int)
     assert musical_values(10.5, 128.0, 3, 0.1)["bar_phase"] == pytest.approx(0.5)  # beats_per_bar = 3
     assert musical_values(9.5, 128.0, 4, 0.1, origin=8)["beat_count"] == 1
@@ -90,6 +94,7 @@ def test_phases_and_count_from_the_beat():
 
 
 # ---- one clock (Link disabled) ------------------------------------------------------------------------------
+
 
 @needs_aalink
 def test_values_have_the_musical_variables(clock):
@@ -190,14 +195,17 @@ def test_close_stops_the_clock_and_later_calls_fail_clearly():
         c.peers
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"bpm": 0}, "bpm must be > 0"),
-    ({"bpm": 1200}, "20..999"),
-    ({"bpm": "fast"}, "bpm must be a number"),
-    ({"beats_per_bar": 0}, "beats_per_bar must be > 0"),
-    ({"beat_decay": -1}, "beat_decay must be > 0"),
-    ({"beat_decay": float("nan")}, "beat_decay must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bpm": 0}, "bpm must be > 0"),
+        ({"bpm": 1200}, "20..999"),
+        ({"bpm": "fast"}, "bpm must be a number"),
+        ({"beats_per_bar": 0}, "beats_per_bar must be > 0"),
+        ({"beat_decay": -1}, "beat_decay must be > 0"),
+        ({"beat_decay": float("nan")}, "beat_decay must be > 0"),
+    ],
+)
 def test_bad_settings_are_link_errors(kwargs, message):
     with pytest.raises(LinkError, match=message):
         LinkClock(enable=False, **kwargs)
@@ -224,6 +232,7 @@ def test_aalink_failing_to_start_is_one_link_error(monkeypatch):
 
 
 # ---- two peers over the network -----------------------------------------------------------------------------
+
 
 def multicast_problem(timeout=1.0):
     """Why UDP multicast to Link's group does not come back on the loopback interface, or None if it does."""
@@ -270,8 +279,9 @@ def expect_discovery(*counts):
     if all(count() >= 1 for count in counts):
         for count in counts:
             if count() > 1:
-                pytest.skip(f"foreign Link peers are on this network ({count()} peers); the test does not change "
-                            "their tempo")
+                pytest.skip(
+                    f"foreign Link peers are on this network ({count()} peers); the test does not change their tempo"
+                )
         return
     problem = multicast_problem()
     if problem:
@@ -328,8 +338,13 @@ class Peer:
     """Another Link app in its own process (plain aalink), driven over stdin/stdout."""
 
     def __init__(self, bpm):
-        self.proc = subprocess.Popen([sys.executable, "-c", DJ, str(bpm)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", DJ, str(bpm)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines = queue.Queue()
         threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout], daemon=True).start()
         assert self.read() == "ready\n"

@@ -44,8 +44,10 @@ def daemon(tmp_path_factory):
                 daemon.start()
                 rescan_devices()  # PortAudio listed the devices at import, perhaps before the daemon ran
                 if "pulse" not in input_names():
-                    raise PulseError("PortAudio lists no 'pulse' input: install the Debian package "
-                                     "libasound2-plugins (ALSA's pulse plugin)")
+                    raise PulseError(
+                        "PortAudio lists no 'pulse' input: install the Debian package "
+                        "libasound2-plugins (ALSA's pulse plugin)"
+                    )
             except (PulseError, LiveAudioError) as exc:
                 pytest.fail(f"live audio tests need a PulseAudio null sink and PortAudio: {exc}")
             yield daemon
@@ -75,8 +77,10 @@ def silent(snapshot):
 
 def test_a_tone_played_into_the_sink_drives_its_band_only(pulse):
     pulse.play_tone(TONE)
-    with LiveInput("pulse", sample_rate=SR, latency="high") as source, \
-            LiveAnalysis.for_bands(source, BANDS) as analysis:
+    with (
+        LiveInput("pulse", sample_rate=SR, latency="high") as source,
+        LiveAnalysis.for_bands(source, BANDS) as analysis,
+    ):
         start = analysis.wait_for(heard, WAIT)
         assert start is not None, f"the tone never reached the analysis (warning: {analysis.warning})"
         later = analysis.wait_for(lambda s: s.audio_time >= start.audio_time + 0.5, WAIT)
@@ -92,8 +96,10 @@ def test_a_tone_played_into_the_sink_drives_its_band_only(pulse):
 def test_only_the_chosen_channels_are_analysed(pulse, write_audio, channel, present, absent):
     # left: 150 Hz ('far'), right: TONE Hz ('tone'), played into the sink by paplay
     path = write_audio(np.stack([tone(150, 10.0), tone(TONE, 10.0)], axis=1), name="stereo.wav", subtype="FLOAT")
-    with LiveInput("pulse", sample_rate=SR, channels=[channel], latency="high") as source, \
-            LiveAnalysis.for_bands(source, BANDS) as analysis:
+    with (
+        LiveInput("pulse", sample_rate=SR, channels=[channel], latency="high") as source,
+        LiveAnalysis.for_bands(source, BANDS) as analysis,
+    ):
         player = subprocess.Popen(["paplay", str(path)], env=pulse.env)
         try:
             start = analysis.wait_for(lambda s: s.values[present] > 0.3, WAIT)
@@ -109,8 +115,10 @@ def test_only_the_chosen_channels_are_analysed(pulse, write_audio, channel, pres
 def test_a_killed_sound_server_decays_to_silence_warns_and_comes_back(pulse):
     pulse.play_tone(TONE)
     # a long stall timeout: only the stopped stream can tell that the input is lost
-    with LiveInput("pulse", sample_rate=SR, latency="high", stall_timeout=60) as source, \
-            LiveAnalysis.for_bands(source, BANDS) as analysis:
+    with (
+        LiveInput("pulse", sample_rate=SR, latency="high", stall_timeout=60) as source,
+        LiveAnalysis.for_bands(source, BANDS) as analysis,
+    ):
         assert analysis.wait_for(heard, WAIT) is not None
         pulse.stop()
         lost = analysis.wait_for(lambda s: silent(s) and source.warning is not None, WAIT)
@@ -128,8 +136,10 @@ def test_a_killed_sound_server_decays_to_silence_warns_and_comes_back(pulse):
 
 def test_a_hung_sound_server_counts_as_lost_and_comes_back(pulse):
     pulse.play_tone(TONE)
-    with LiveInput("pulse", sample_rate=SR, latency="high", stall_timeout=1.0) as source, \
-            LiveAnalysis.for_bands(source, BANDS) as analysis:
+    with (
+        LiveInput("pulse", sample_rate=SR, latency="high", stall_timeout=1.0) as source,
+        LiveAnalysis.for_bands(source, BANDS) as analysis,
+    ):
         try:
             assert analysis.wait_for(heard, WAIT) is not None
             pulse.pause()  # the stream stays "active" but delivers nothing
@@ -162,13 +172,22 @@ def test_a_bad_device_name_lists_the_inputs(pulse, write_audio):
         FilePlayback(write_audio(tone(TONE, 0.1)), device="Scarlett")
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"channels": [33]}, r"^audio input \d+ 'pulse' has 32 channel\(s\); channels must be numbers 1\.\.32 "
-                         r"\(got \[33\]\)$"),
-    ({"latency": "medium"}, r"^audio latency 'medium' is not valid: 'low', 'high' or seconds > 0$"),
-    ({"sample_rate": 10**7}, r"^audio input \d+ 'pulse' cannot be opened at 10000000 Hz \(.*\); its default "
-                             r"rate is \d+ Hz; inputs: .*'pulse'"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (
+            {"channels": [33]},
+            r"^audio input \d+ 'pulse' has 32 channel\(s\); channels must be numbers 1\.\.32 "
+            r"\(got \[33\]\)$",
+        ),
+        ({"latency": "medium"}, r"^audio latency 'medium' is not valid: 'low', 'high' or seconds > 0$"),
+        (
+            {"sample_rate": 10**7},
+            r"^audio input \d+ 'pulse' cannot be opened at 10000000 Hz \(.*\); its default "
+            r"rate is \d+ Hz; inputs: .*'pulse'",
+        ),
+    ],
+)
 def test_bad_input_options_give_one_line_errors(pulse, options, match):
     with pytest.raises(LiveAudioError, match=match) as error:
         LiveInput("pulse", **options)
@@ -182,15 +201,17 @@ def test_devices_are_listed(pulse):
 
 
 def test_missing_portaudio_is_a_one_line_error():
-    code = ("import ctypes.util\n"
-            "ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2\n"
-            "from vj.audio.sources.devices import LiveAudioError, list_audio_devices\n"
-            "from vj.audio.sources.live_input import LiveInput\n"
-            "for call in (list_audio_devices, LiveInput):\n"
-            "    try:\n"
-            "        call()\n"
-            "    except LiveAudioError as exc:\n"
-            "        print(exc)\n")
+    code = (
+        "import ctypes.util\n"
+        "ctypes.util.find_library = lambda name: None  # as on a machine without libportaudio2\n"
+        "from vj.audio.sources.devices import LiveAudioError, list_audio_devices\n"
+        "from vj.audio.sources.live_input import LiveInput\n"
+        "for call in (list_audio_devices, LiveInput):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except LiveAudioError as exc:\n"
+        "        print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stderr
@@ -210,8 +231,8 @@ def test_paced_file_gives_exactly_its_samples_then_silence(write_audio):
             # paced by the wall clock: never ahead of it
             assert sum(map(len, got)) <= (time.monotonic() - start) * SR + 1
     got = np.concatenate(got)
-    np.testing.assert_array_equal(got[:len(x)], expected)
-    assert not got[len(x):].any()
+    np.testing.assert_array_equal(got[: len(x)], expected)
+    assert not got[len(x) :].any()
 
 
 class Recorder:
@@ -230,22 +251,25 @@ def test_played_file_is_heard_and_analysed_exactly(pulse, write_audio):
     seconds = 1.0
     x = np.stack([tone(TONE, seconds, amp=0.6), tone(TONE, seconds, amp=0.2)], axis=1)
     path = write_audio(x, name="rehearsal.wav", subtype="FLOAT")
-    with LiveInput("pulse", sample_rate=SR, latency="high") as sink_monitor, \
-            LiveAnalysis.for_bands(sink_monitor, BANDS) as heard_analysis:
+    with (
+        LiveInput("pulse", sample_rate=SR, latency="high") as sink_monitor,
+        LiveAnalysis.for_bands(sink_monitor, BANDS) as heard_analysis,
+    ):
         assert heard_analysis.wait_for(lambda s: s.audio_time > 0.1, WAIT) is not None
         assert silent(heard_analysis.snapshot())
         with FilePlayback(path, device="pulse") as playback:
             recorder = Recorder(playback)
             with LiveAnalysis.for_bands(recorder, BANDS) as played_analysis:
-                assert heard_analysis.wait_for(heard, WAIT) is not None, \
+                assert heard_analysis.wait_for(heard, WAIT) is not None, (
                     f"the file was not heard on the sink (warning: {playback.warning})"
+                )
                 end = played_analysis.wait_for(lambda s: s.audio_time >= seconds + 0.2, WAIT)
                 assert end is not None
                 assert playback.warning is None
     samples = np.concatenate(recorder.blocks)
     expected = soundfile.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
-    np.testing.assert_array_equal(samples[:len(expected)], expected)
-    assert not samples[len(expected):].any()  # the file ended: silence since
+    np.testing.assert_array_equal(samples[: len(expected)], expected)
+    assert not samples[len(expected) :].any()  # the file ended: silence since
     assert silent(end)
 
 

@@ -11,9 +11,9 @@ UNLOCKED = {"bpm": 0.0, "beat_phase": 0.0, "bar_phase": 0.0}
 
 def test_boundaries_follow_the_beat_and_bar_and_fall_back_to_now():
     assert next_boundary(10.0, "none", LOCKED) == 10.0
-    assert next_boundary(10.0, "beat", LOCKED) == pytest.approx(10.375)   # 0.75 of a 0.5 s beat
-    assert next_boundary(10.0, "bar", LOCKED) == pytest.approx(11.0)      # half of a 2 s bar
-    assert next_boundary(10.0, "bar", UNLOCKED) == 10.0                   # no tempo: at once
+    assert next_boundary(10.0, "beat", LOCKED) == pytest.approx(10.375)  # 0.75 of a 0.5 s beat
+    assert next_boundary(10.0, "bar", LOCKED) == pytest.approx(11.0)  # half of a 2 s bar
+    assert next_boundary(10.0, "bar", UNLOCKED) == 10.0  # no tempo: at once
 
 
 def test_jump_crossfades_over_the_transition_time():

@@ -64,9 +64,9 @@ def make_state(path, clock=None):
 def test_controls_reach_the_request_and_scene_actions_crossfade(preset_file):
     state = make_state(preset_file)
     request = state.request(0.0, {})
-    assert dict(request.prompts)["sparks"] == pytest.approx(0.25)   # the control's default
+    assert dict(request.prompts)["sparks"] == pytest.approx(0.25)  # the control's default
     state.apply(act.SetControl("knob", 1.5), 0.0, {})
-    state.apply(act.SetControl("knob", 9.0), 0.0, {})                # clamped to the range
+    state.apply(act.SetControl("knob", 9.0), 0.0, {})  # clamped to the range
     state.apply(act.JumpScene(1), 0.5, {})
     request = state.request(1.0, {})
     assert request.strength == pytest.approx(0.4)
@@ -92,11 +92,11 @@ def test_hot_reload_takes_a_good_version_and_refuses_a_bad_one(preset_file):
     clock.t = 1.0
     assert state.reload_if_changed() is not None
     assert len(state.preset.scenes) == 3 and state.scenes.count == 3
-    assert state.controls.values["knob"] == 1.0                       # kept across the reload
+    assert state.controls.values["knob"] == 1.0  # kept across the reload
     preset_file.write_text(PRESET + "strength: [broken\n")
     clock.t = 2.0
     assert state.reload_if_changed() is None
-    assert len(state.preset.scenes) == 3                              # the last good preset stays
+    assert len(state.preset.scenes) == 3  # the last good preset stays
     assert any("reload refused" in w and "show.yaml" in w for w in state.warnings.current())
 
 
@@ -118,12 +118,14 @@ class FailingEngine:
 def tiny_loop(preset_file, make_engine=None):
     from vj.engine.diffusion.frames import FrameEngine
     from vj.engine.diffusion.models import load_components
+
     state = make_state(preset_file)
     components = load_components("tiny", "auto", "cpu", "float32")
     make_engine = make_engine or (lambda settings: FrameEngine(components, settings))
     clock = Clock()
-    return EngineLoop(state, make_engine, engine_settings(state.preset), SilentAudio(state.preset, clock),
-                      FrameSlot(), clock), clock
+    return EngineLoop(
+        state, make_engine, engine_settings(state.preset), SilentAudio(state.preset, clock), FrameSlot(), clock
+    ), clock
 
 
 def test_engine_loop_publishes_frames_with_the_time_their_audio_was_heard(preset_file):
@@ -136,7 +138,7 @@ def test_engine_loop_publishes_frames_with_the_time_their_audio_was_heard(preset
     assert before <= frame.heard_at <= frame.made_at and frame.index == 5
     loop.frozen.set()
     loop.step()
-    assert loop.slot.take() == (frame, False)                          # frozen: no new frame
+    assert loop.slot.take() == (frame, False)  # frozen: no new frame
 
 
 def _full_above(unet, monkeypatch, size, error):
@@ -147,6 +149,7 @@ def _full_above(unet, monkeypatch, size, error):
         if sample.shape[-1] > size:
             raise error()
         return forward(sample, *args, **kwargs)
+
     monkeypatch.setattr(unet, "forward", limited)
 
 
@@ -159,22 +162,25 @@ def _cpu_allocation():
     raise AssertionError("the allocation succeeded")
 
 
-@pytest.mark.parametrize("error", [lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB"),
-                                   _cpu_allocation], ids=["cuda", "cpu"])
+@pytest.mark.parametrize(
+    "error",
+    [lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB"), _cpu_allocation],
+    ids=["cuda", "cpu"],
+)
 def test_out_of_memory_falls_back_to_a_smaller_size_and_keeps_the_last_frame(preset_file, monkeypatch, error):
     preset_file.write_text(PRESET.replace("width: 64", "width: 128").replace("height: 64", "height: 128"))
     loop, clock = tiny_loop(preset_file)
     loop.step()
     good, _ = loop.slot.take()
     assert good.rgb.shape == (128, 128, 3)
-    _full_above(loop.engine.c.unet, monkeypatch, 8, error)             # 128 px (16 latents) no longer fits
+    _full_above(loop.engine.c.unet, monkeypatch, 8, error)  # 128 px (16 latents) no longer fits
     loop.step()
-    assert loop.slot.take() == (good, False)                           # the last good frame stays
+    assert loop.slot.take() == (good, False)  # the last good frame stays
     assert "out of memory at 128x128: now 64x64" in loop.state.warnings.current()
     loop.step()
-    assert loop.slot.take()[0].rgb.shape == (64, 64, 3)                # the smaller engine renders
+    assert loop.slot.take()[0].rgb.shape == (64, 64, 3)  # the smaller engine renders
     _full_above(loop.engine.c.unet, monkeypatch, 0, error)
-    with pytest.raises(OutOfMemory):                                    # at the floor: an error for the HUD
+    with pytest.raises(OutOfMemory):  # at the floor: an error for the HUD
         loop.step()
     assert smaller(loop.settings) is None
 
@@ -197,7 +203,7 @@ def test_an_engine_error_never_ends_the_loop(preset_file):
     try:
         assert loop.stop.wait(0.0) is False
         deadline = 50
-        while loop.errors == 0 and deadline:   # the thread retries once a second; wait for the first error
+        while loop.errors == 0 and deadline:  # the thread retries once a second; wait for the first error
             loop.stop.wait(0.1)
             deadline -= 1
     finally:
@@ -209,14 +215,36 @@ def test_an_engine_error_never_ends_the_loop(preset_file):
 def test_vj_live_runs_on_xvfb_and_writes_stats(preset_file, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from xvfb import xvfb
+
     stats = tmp_path / "stats.jsonl"
     with xvfb(640, 480) as display:
         env = dict(os.environ, DISPLAY=display, SDL_VIDEODRIVER="x11", SDL_AUDIODRIVER="dummy")
-        run = subprocess.run([sys.executable, "-m", "vj", "live", str(preset_file), "--model", "tiny", "--windowed",
-                              "--audio-device", "none", "--osc", "127.0.0.1:0", "--duration", "6",
-                              "--stats", str(stats)], env=env, capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vj",
+                "live",
+                str(preset_file),
+                "--model",
+                "tiny",
+                "--windowed",
+                "--audio-device",
+                "none",
+                "--osc",
+                "127.0.0.1:0",
+                "--duration",
+                "6",
+                "--stats",
+                str(stats),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert run.returncode == 0, run.stderr
-    said = run.stdout.splitlines()                   # once the show is up: where it listens, shows and hears
+    said = run.stdout.splitlines()  # once the show is up: where it listens, shows and hears
     assert any(line.strip().startswith("OSC: listening on 127.0.0.1:") for line in said), run.stdout
     assert any(line.strip().startswith("display: window 64x64 on display 0") for line in said), run.stdout
     assert any(line.strip().startswith("audio: none") for line in said), run.stdout
@@ -225,8 +253,19 @@ def test_vj_live_runs_on_xvfb_and_writes_stats(preset_file, tmp_path):
     records = [json.loads(line) for line in stats.read_text().splitlines()]
     assert len(records) >= 3
     last = records[-1]
-    assert {"t", "engine_fps", "display_fps", "latency_ms", "dropped_frames", "scene", "variables", "blackout",
-            "frozen", "queued_scene", "hud"} <= set(last)
+    assert {
+        "t",
+        "engine_fps",
+        "display_fps",
+        "latency_ms",
+        "dropped_frames",
+        "scene",
+        "variables",
+        "blackout",
+        "frozen",
+        "queued_scene",
+        "hud",
+    } <= set(last)
     assert max(r["engine_fps"] for r in records) > 0 and last["display_fps"] > 0 and last["scene"] == 0
     assert last["variables"]["knob"] == 0.25 and last["variables"]["bpm"] == pytest.approx(120)
 
@@ -251,11 +290,12 @@ class LearningMidi:
 
 def test_keys_tap_the_tempo_at_their_show_time_through_the_engine_thread(preset_file):
     from vj.live.loop import Show
+
     loop, clock = tiny_loop(preset_file)
     show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
     clock.t = 1.0
     loop.step()
-    for t in (0.2, 0.6, 1.0):                     # stamped by the key presses: 0.4 s apart, 150 BPM
+    for t in (0.2, 0.6, 1.0):  # stamped by the key presses: 0.4 s apart, 150 BPM
         show.handle(act.TapTempo(t))
     clock.t = 1.5
     loop.step()
@@ -264,6 +304,7 @@ def test_keys_tap_the_tempo_at_their_show_time_through_the_engine_thread(preset_
 
 def test_learn_steps_through_the_controls_and_off(preset_file):
     from vj.live.loop import Show
+
     preset_file.write_text(PRESET.replace("controls:\n", "controls:\n  - {name: zoom, default: 0}\n"))
     loop, clock = tiny_loop(preset_file)
     midi = LearningMidi()
@@ -279,6 +320,7 @@ def test_learn_steps_through_the_controls_and_off(preset_file):
 
 def test_learn_without_midi_is_a_warning(preset_file):
     from vj.live.loop import Show
+
     loop, clock = tiny_loop(preset_file)
     Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock).handle(act.LearnNext(1))
     assert "MIDI learn needs --midi PORT" in loop.state.warnings.current()
@@ -296,12 +338,13 @@ def test_a_full_action_bus_drops_and_counts_instead_of_growing():
 
 def test_the_slot_wakes_a_waiting_display_when_a_frame_arrives():
     from vj.live.slot import ShownFrame
+
     slot = FrameSlot()
-    assert slot.wait(0.01) is False                                   # nothing new: the refresh timeout
+    assert slot.wait(0.01) is False  # nothing new: the refresh timeout
     frame = ShownFrame(np.zeros((8, 8, 3), np.uint8), 0, 0.0, 0.0)
     putter = threading.Timer(0.05, slot.put, [frame])
     putter.start()
-    assert slot.wait(10.0) is True and slot.take() == (frame, True)   # woken by the put, long before 10 s
+    assert slot.wait(10.0) is True and slot.take() == (frame, True)  # woken by the put, long before 10 s
     putter.join()
     assert slot.wait(0.0) is False
 
@@ -321,23 +364,24 @@ class CountingDisplay:
 def test_without_hud_only_new_frames_and_changes_are_presented(preset_file, monkeypatch):
     from vj.live import loop as show_module
     from vj.live.slot import ShownFrame
-    monkeypatch.setattr(show_module, "IDLE_PRESENT", 1e9)   # no idle repaint during the test, however slow
+
+    monkeypatch.setattr(show_module, "IDLE_PRESENT", 1e9)  # no idle repaint during the test, however slow
     monkeypatch.setattr(show_module, "HUD_FPS", 1e-9)
     loop, clock = tiny_loop(preset_file)
     display = CountingDisplay()
     show = show_module.Show(loop, display=display, bus=act.ActionBus(), clock=clock, hud=False)
-    show._present()                                  # the first present (nothing shown yet)
-    show._present()                                  # nothing new: no repeat (it would delay the next frame)
+    show._present()  # the first present (nothing shown yet)
+    show._present()  # nothing new: no repeat (it would delay the next frame)
     assert len(display.frames) == 1
     frame = ShownFrame(np.zeros((8, 8, 3), np.uint8), 1, 0.0, 0.0)
     loop.slot.put(frame)
     show._present()
-    show._present(force=True)                        # an action (blackout...) was handled: present the change
+    show._present(force=True)  # an action (blackout...) was handled: present the change
     assert display.frames[1:] == [frame, None]
     show.hud = True
     assert show._repeat_interval() == 1.0 / show_module.HUD_FPS
     display.blend = True
-    assert show._repeat_interval() == 0.0            # fades: every refresh
+    assert show._repeat_interval() == 0.0  # fades: every refresh
 
 
 # -- what the performer is told (issue 16) ---------------------------------------------------------------------
@@ -354,7 +398,7 @@ def test_a_taken_reload_says_so_and_clears_the_refusal_of_the_broken_version(pre
     assert any(w.startswith("reload refused") for w in state.warnings.current())
     preset_file.write_text(PRESET.replace("a blue circle:1", "a yellow star:1"))
     assert reload_at(state, clock, 2.0) is not None
-    assert not [w for w in state.warnings.current() if "refused" in w]   # the fix is not hidden behind old errors
+    assert not [w for w in state.warnings.current() if "refused" in w]  # the fix is not hidden behind old errors
     assert "reloaded show.yaml" in state.notes.current()
 
 
@@ -365,7 +409,7 @@ def test_a_reload_that_changes_restart_only_keys_names_them(preset_file):
     state = ShowState(preset, Controls(preset.controls))
     state.watcher._clock = clock
     preset_file.write_text(PRESET + "model: some/other-model\nvae: taesd\n")
-    assert reload_at(state, clock, 1.0) is not None                   # everything else is taken
+    assert reload_at(state, clock, 1.0) is not None  # everything else is taken
     assert "model, vae: take effect at restart (the show keeps model tiny, vae auto)" in state.warnings.current()
 
 
@@ -389,7 +433,7 @@ def test_a_deleted_preset_file_is_a_warning_and_the_last_good_version_runs_on(pr
     gone = [w for w in state.warnings.current() if "show.yaml" in w and "gone" in w]
     assert gone and "keeps the last good version" in gone[0]
     preset_file.write_text(PRESET)
-    assert reload_at(state, clock, 2.0) is not None                   # back: reloaded, the warning goes
+    assert reload_at(state, clock, 2.0) is not None  # back: reloaded, the warning goes
     assert not [w for w in state.warnings.current() if "gone" in w]
 
 
@@ -401,6 +445,7 @@ def test_a_warning_from_an_input_reaches_the_hud(preset_file):
 
 def test_the_status_record_mirrors_blackout_freeze_queue_and_hud(preset_file):
     from vj.live.loop import Show
+
     loop, clock = tiny_loop(preset_file)
     show = Show(loop, display=NO_WINDOW, bus=act.ActionBus(), clock=clock)
     record = show.record()
@@ -408,18 +453,19 @@ def test_the_status_record_mirrors_blackout_freeze_queue_and_hud(preset_file):
     assert record["scene_count"] == 2
     for action in (act.Blackout(True), act.Freeze(True), act.ToggleHud(), act.QueueScene(1)):
         show.handle(action)
-    loop.step()                                                       # the engine thread applies the queue
+    loop.step()  # the engine thread applies the queue
     record = show.record()
     assert (record["blackout"], record["frozen"], record["queued_scene"], record["hud"]) == (True, True, 2, False)
 
 
 def test_actions_dropped_on_the_way_to_the_engine_name_their_input(preset_file, caplog):
     from vj.live.loop import Show
+
     loop, clock = tiny_loop(preset_file)
     loop.inbox = act.ActionBus(capacity=2)
     bus = act.ActionBus()
     show = Show(loop, display=NO_WINDOW, bus=bus, clock=clock)
-    for k in range(3):                                                # an OSC flood, in small
+    for k in range(3):  # an OSC flood, in small
         bus.put(act.SetControl("knob", k / 10), "osc")
     assert show.handle_pending()
     assert loop.inbox.overflow.total == 1
@@ -428,6 +474,7 @@ def test_actions_dropped_on_the_way_to_the_engine_name_their_input(preset_file, 
 
 def test_live_help_says_which_channels_are_mixed_by_default(capsys):
     from vj.cli import main
+
     with pytest.raises(SystemExit):
         main(["live", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
@@ -438,6 +485,7 @@ def test_rehearsal_without_an_audio_output_suggests_no_playback(preset_file, tmp
     import soundfile
     from vj.audio.sources.devices import LiveAudioError
     from vj.live.audio_feed import open_audio
+
     song = tmp_path / "song.wav"
     soundfile.write(song, np.zeros(4800, np.float32), 48000)
     args = SimpleNamespace(audio=str(song), audio_device=None, no_playback=False, audio_output="no such output")

@@ -11,8 +11,18 @@ import yaml
 
 import vj.live.controls.midi.ports as ports_module
 
-from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene,
-                                QueueScene, SetControl, TapTempo, ToggleHud)
+from vj.live.controls.actions import (
+    Blackout,
+    Downbeat,
+    Freeze,
+    JumpScene,
+    NextScene,
+    PreviousScene,
+    QueueScene,
+    SetControl,
+    TapTempo,
+    ToggleHud,
+)
 from recording_bus import RecordingBus
 from vj.config.live_keys import ControlSpec
 from vj.live.controls.controls import Controls
@@ -22,7 +32,6 @@ from vj.live.controls.midi.map import MidiMap
 from vj.live.controls.midi.ports import MidiError, midi_port_names, open_matching_input
 from vj.config.loading import load_preset
 from vj.config.live_keys import CCBinding, MidiSection, NoteBinding
-
 
 
 class KnobPort(mido.ports.BaseInput):
@@ -51,20 +60,39 @@ def fenced(port, bus, *messages):
     before = len(bus.seen)
     port.feed(*messages, cc(127, 0, channel=15))
     actions = bus.wait_until(lambda actions: FENCE in actions[before:])
-    return actions[before:actions.index(FENCE, before)]
+    return actions[before : actions.index(FENCE, before)]
 
 
-SPECS = (ControlSpec("lin", 0.0, 0.0, 1.0, "linear"), ControlSpec("expo", 0.1, 0.1, 10.0, "exponential"),
-         ControlSpec("sq", -2.0, -2.0, 2.0, "square"), ControlSpec("zoom", 0.5, 0.0, 1.0, "linear"),
-         ControlSpec("fence"))
+SPECS = (
+    ControlSpec("lin", 0.0, 0.0, 1.0, "linear"),
+    ControlSpec("expo", 0.1, 0.1, 10.0, "exponential"),
+    ControlSpec("sq", -2.0, -2.0, 2.0, "square"),
+    ControlSpec("zoom", 0.5, 0.0, 1.0, "linear"),
+    ControlSpec("fence"),
+)
 SECTION = MidiSection(
-    cc=(CCBinding(cc=1, control="lin"), CCBinding(cc=2, control="expo"), CCBinding(cc=3, control="sq"),
-        CCBinding(channel=2, cc=1, control="zoom"), CCBinding(channel=16, cc=127, control="fence")),
-    notes=tuple(NoteBinding(**n) for n in [
-        dict(note=36, action="next_scene"), dict(note=37, action="previous_scene"),
-        dict(note=38, action="scene", scene=3), dict(note=39, action="queue", scene=1),
-        dict(note=40, action="blackout"), dict(note=41, action="freeze"), dict(note=42, action="tap_tempo"),
-        dict(note=43, action="downbeat"), dict(channel=16, note=44, action="hud")]))
+    cc=(
+        CCBinding(cc=1, control="lin"),
+        CCBinding(cc=2, control="expo"),
+        CCBinding(cc=3, control="sq"),
+        CCBinding(channel=2, cc=1, control="zoom"),
+        CCBinding(channel=16, cc=127, control="fence"),
+    ),
+    notes=tuple(
+        NoteBinding(**n)
+        for n in [
+            dict(note=36, action="next_scene"),
+            dict(note=37, action="previous_scene"),
+            dict(note=38, action="scene", scene=3),
+            dict(note=39, action="queue", scene=1),
+            dict(note=40, action="blackout"),
+            dict(note=41, action="freeze"),
+            dict(note=42, action="tap_tempo"),
+            dict(note=43, action="downbeat"),
+            dict(channel=16, note=44, action="hud"),
+        ]
+    ),
+)
 
 
 @pytest.fixture
@@ -75,8 +103,14 @@ def start():
     def make(midi_map=None, controls=None, open_port=None, **kw):
         port = KnobPort("Knobs MIDI 1")
         bus = RecordingBus()
-        midi = MidiInput("Knobs", midi_map or MidiMap(SECTION), controls or Controls(SPECS), bus,
-                         open_port or (lambda substring: port), **kw)
+        midi = MidiInput(
+            "Knobs",
+            midi_map or MidiMap(SECTION),
+            controls or Controls(SPECS),
+            bus,
+            open_port or (lambda substring: port),
+            **kw,
+        )
         opened.append(midi)
         return midi, port, bus
 
@@ -88,25 +122,52 @@ def start():
 def test_knobs_set_controls_through_each_curve(start):
     midi, port, bus = start()
     assert midi.warning is None and midi.port_name == "Knobs MIDI 1"
-    actions = fenced(port, bus, cc(1, 0), cc(1, 64), cc(1, 127), cc(2, 0), cc(2, 64), cc(2, 127),
-                     cc(3, 0), cc(3, 64), cc(3, 127))
+    actions = fenced(
+        port, bus, cc(1, 0), cc(1, 64), cc(1, 127), cc(2, 0), cc(2, 64), cc(2, 127), cc(3, 0), cc(3, 64), cc(3, 127)
+    )
     p = 64 / 127
-    assert actions == [SetControl("lin", 0.0), SetControl("lin", pytest.approx(p)), SetControl("lin", 1.0),
-                       SetControl("expo", 0.1), SetControl("expo", pytest.approx(0.1 * 100 ** p)),
-                       SetControl("expo", pytest.approx(10.0)),
-                       SetControl("sq", -2.0), SetControl("sq", pytest.approx(-2 + 4 * p * p)), SetControl("sq", 2.0)]
+    assert actions == [
+        SetControl("lin", 0.0),
+        SetControl("lin", pytest.approx(p)),
+        SetControl("lin", 1.0),
+        SetControl("expo", 0.1),
+        SetControl("expo", pytest.approx(0.1 * 100**p)),
+        SetControl("expo", pytest.approx(10.0)),
+        SetControl("sq", -2.0),
+        SetControl("sq", pytest.approx(-2 + 4 * p * p)),
+        SetControl("sq", 2.0),
+    ]
     assert all(source == "midi" for _, source in bus.seen)
     assert bus.active("midi")
 
 
 def test_notes_trigger_actions_and_everything_else_is_ignored(start):
     midi, port, bus = start(clock=lambda: 12.5)
-    actions = fenced(port, bus, *(note(n) for n in range(36, 44)), note(44, channel=15),
-                     note(36, velocity=0), mido.Message("note_off", note=36), note(36, channel=1), note(50),
-                     cc(9, 100), mido.Message("clock"), mido.Message("pitchwheel", pitch=100),
-                     mido.Message("sysex", data=[1, 2]))
-    assert actions == [NextScene(), PreviousScene(), JumpScene(2), QueueScene(0), Blackout(), Freeze(),
-                       TapTempo(12.5), Downbeat(12.5), ToggleHud()]
+    actions = fenced(
+        port,
+        bus,
+        *(note(n) for n in range(36, 44)),
+        note(44, channel=15),
+        note(36, velocity=0),
+        mido.Message("note_off", note=36),
+        note(36, channel=1),
+        note(50),
+        cc(9, 100),
+        mido.Message("clock"),
+        mido.Message("pitchwheel", pitch=100),
+        mido.Message("sysex", data=[1, 2]),
+    )
+    assert actions == [
+        NextScene(),
+        PreviousScene(),
+        JumpScene(2),
+        QueueScene(0),
+        Blackout(),
+        Freeze(),
+        TapTempo(12.5),
+        Downbeat(12.5),
+        ToggleHud(),
+    ]
 
 
 def test_taps_without_a_clock_are_stamped_by_the_show(start):
@@ -149,8 +210,9 @@ def test_pickup_applies_again_after_the_control_is_set_elsewhere(start):
 
 def test_learn_binds_the_next_knob_saves_it_and_the_next_run_loads_it(tmp_path, start, caplog):
     preset_path = tmp_path / "show.yaml"
-    preset_path.write_text("scenes: a\ncontrols: [{name: zoom, default: 0.5}, {name: hue}]\n"
-                           "midi: {cc: [{cc: 21, control: zoom}]}\n")
+    preset_path.write_text(
+        "scenes: a\ncontrols: [{name: zoom, default: 0.5}, {name: hue}]\nmidi: {cc: [{cc: 21, control: zoom}]}\n"
+    )
     preset = load_preset(preset_path)
     controls = Controls(preset.controls)
     midi, port, bus = start(MidiMap.for_preset(preset), controls)
@@ -211,20 +273,28 @@ def test_learned_path_and_damaged_learned_files(tmp_path):
     assert bindings == () and warning.startswith(f"{path}: cannot read learned MIDI bindings") and "\n" not in warning
     path.write_text("- 1\n")
     assert "expected `cc: [" in load_learned(path, ("zoom",))[1][0]
-    path.write_text("cc:\n- {channel: 1, cc: 5, control: zoom}\n- {channel: 20, cc: 5, control: zoom}\n"
-                    "- {cc: 6, control: gone}\n- {cc: 7, control: zoom, x: 1}\n- 3\n")
+    path.write_text(
+        "cc:\n- {channel: 1, cc: 5, control: zoom}\n- {channel: 20, cc: 5, control: zoom}\n"
+        "- {cc: 6, control: gone}\n- {cc: 7, control: zoom, x: 1}\n- 3\n"
+    )
     bindings, warnings = load_learned(path, ("zoom",))
     assert bindings == (CCBinding(channel=1, cc=5, control="zoom"),)
-    assert warnings == [f"{path}: cc[1]: channel: must be between 1 and 16, got 20; ignored",
-                        f"{path}: cc[2]: control 'gone' is not in the preset; ignored",
-                        f"{path}: cc[3]: unknown key 'x'; valid keys: channel, cc, control; ignored",
-                        f"{path}: cc[4]: expected a mapping like {{channel: 1, cc: 21, control: zoom}}; ignored"]
+    assert warnings == [
+        f"{path}: cc[1]: channel: must be between 1 and 16, got 20; ignored",
+        f"{path}: cc[2]: control 'gone' is not in the preset; ignored",
+        f"{path}: cc[3]: unknown key 'x'; valid keys: channel, cc, control; ignored",
+        f"{path}: cc[4]: expected a mapping like {{channel: 1, cc: 21, control: zoom}}; ignored",
+    ]
 
 
 def test_malformed_messages_are_dropped_and_logged(start, caplog):
     midi, port, bus = start()
-    bad = [SimpleNamespace(type="control_change", channel=0, control=1), SimpleNamespace(type="note_on"),
-           SimpleNamespace(type="control_change", channel=0, control=1, value=300), object()]
+    bad = [
+        SimpleNamespace(type="control_change", channel=0, control=1),
+        SimpleNamespace(type="note_on"),
+        SimpleNamespace(type="control_change", channel=0, control=1, value=300),
+        object(),
+    ]
     assert fenced(port, bus, *bad, cc(1, 0)) == [SetControl("lin", 0.0)]
     assert midi.dropped == 4
     assert "malformed MIDI message dropped" in caplog.text
@@ -263,15 +333,17 @@ class Opener:
 
 def test_no_port_at_start_warns_and_keeps_trying(start):
     port = KnobPort("Knobs MIDI 1")
-    opener = Opener(MidiError("no MIDI input port name contains 'Knobs' (ports here: none)"),
-                    OSError("device busy"), port)
+    opener = Opener(
+        MidiError("no MIDI input port name contains 'Knobs' (ports here: none)"), OSError("device busy"), port
+    )
     midi, _, bus = start(open_port=opener, retry_interval=0.02)
     opener.attach(midi)
     assert midi.port_name is None and midi.warning.startswith("MIDI: no MIDI input port name contains 'Knobs'")
     opener.wait_calls(3)
     assert opener.calls[0] == ("Knobs", None)
-    assert opener.calls[1][1] == ("MIDI: no MIDI input port name contains 'Knobs' (ports here: none); retrying "
-                                  "every 0.02 s")
+    assert opener.calls[1][1] == (
+        "MIDI: no MIDI input port name contains 'Knobs' (ports here: none); retrying every 0.02 s"
+    )
     assert opener.calls[2][1] == "MIDI: device busy; retrying every 0.02 s"
     assert fenced(port, bus, cc(1, 0)) == [SetControl("lin", 0.0)]
     assert midi.warning is None and midi.port_name == "Knobs MIDI 1"
@@ -310,6 +382,7 @@ def test_read_errors_count_as_a_lost_port(start):
     class Broken(KnobPort):
         def poll(self):
             raise OSError("device gone")
+
     good = KnobPort("Knobs MIDI 1")
     opener = Opener(Broken("Knobs MIDI 1"), good)
     midi, _, bus = start(open_port=opener, retry_interval=0.02)
@@ -321,8 +394,11 @@ def test_read_errors_count_as_a_lost_port(start):
 
 def test_default_opener_matches_a_substring_of_the_port_names(monkeypatch):
     monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", __file__)  # as on a machine with a sequencer
-    monkeypatch.setattr(mido, "get_input_names", lambda: ["Midi Through:Midi Through Port-0 14:0",
-                                                         "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"])
+    monkeypatch.setattr(
+        mido,
+        "get_input_names",
+        lambda: ["Midi Through:Midi Through Port-0 14:0", "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"],
+    )
     monkeypatch.setattr(mido, "open_input", lambda name: KnobPort(name))
     assert open_matching_input("nanokontrol").name == "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"
     with pytest.raises(MidiError, match=r"^no MIDI input port name contains 'LPD8' \(ports here: Midi Through:"):
@@ -347,6 +423,7 @@ def test_default_opener_path_of_midi_input(monkeypatch):
 def test_port_names_without_a_backend_is_one_clear_line(monkeypatch):
     def fail():
         raise OSError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
+
     monkeypatch.setattr(mido, "get_input_names", fail)
     monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", __file__)  # a sequencer that exists: rtmidi is asked
     with pytest.raises(MidiError) as info:
@@ -358,8 +435,10 @@ def test_port_names_without_a_backend_is_one_clear_line(monkeypatch):
 
 def test_without_an_alsa_sequencer_rtmidi_is_not_asked(monkeypatch, tmp_path):
     """Asked without /dev/snd/seq, libasound prints a line to stderr at every retry of a show: so it is not asked."""
+
     def asked():
         raise AssertionError("rtmidi was asked for ports")
+
     monkeypatch.setattr(mido, "get_input_names", asked)
     monkeypatch.setattr(ports_module, "ALSA_SEQUENCER", str(tmp_path / "no-seq"))
     monkeypatch.setattr(ports_module.sys, "platform", "linux")

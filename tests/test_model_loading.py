@@ -23,8 +23,10 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 @pytest.fixture
 def no_probe(monkeypatch):
     """Fails the test if the loader asks whether the hub can be reached."""
+
     def probe():
         raise AssertionError("the loader went to the hub for a model it has locally")
+
     monkeypatch.setattr(models, "_hub_unreachable", probe)
 
 
@@ -36,10 +38,18 @@ def cache_tiny(hub, repo="org/tiny", skip=()):
     for name in PARTS:
         if name not in skip:
             parts[name].save_pretrained(snapshot / name)
-    (snapshot / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderTiny"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
+    (snapshot / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderTiny"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            }
+        )
+    )
     (folder / "refs").mkdir()
     (folder / "refs" / "main").write_text(REVISION)
     return snapshot, parts["unet"]
@@ -55,9 +65,13 @@ def test_unknown_and_missing_models_are_clear(hub, no_probe, monkeypatch):
     with pytest.raises(ModelError, match="unknown dtype 'half'"):
         load_components("tiny", device="cpu", dtype="half")
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import; set it as it is read
-    with pytest.raises(ModelError, match=r"^the weights of 'stabilityai/sd-turbo' are not in the Hugging Face cache "
-                                         r"\(.*hub\) and HF_HUB_OFFLINE is set: .*`hf download stabilityai/sd-turbo`"):
+    with pytest.raises(
+        ModelError,
+        match=r"^the weights of 'stabilityai/sd-turbo' are not in the Hugging Face cache "
+        r"\(.*hub\) and HF_HUB_OFFLINE is set: .*`hf download stabilityai/sd-turbo`",
+    ):
         load_components("stabilityai/sd-turbo", device="cpu")
 
 
@@ -84,9 +98,12 @@ def test_the_vae_class_comes_from_its_config(hub, no_probe, tmp_path):
 @pytest.mark.parametrize("missing", PARTS)
 def test_a_part_missing_from_the_cache_with_the_hub_unreachable_is_one_clear_error(hub, missing):
     cache_tiny(hub, skip=(missing,))
-    with pytest.raises(ModelError, match=r"^the weights of 'org/tiny' are not in the Hugging Face cache .* and the "
-                                         r"hub \(http://127\.0\.0\.1:\d+\) cannot be reached \(.*refused\): "
-                                         r"where there is internet run `hf download org/tiny`"):
+    with pytest.raises(
+        ModelError,
+        match=r"^the weights of 'org/tiny' are not in the Hugging Face cache .* and the "
+        r"hub \(http://127\.0\.0\.1:\d+\) cannot be reached \(.*refused\): "
+        r"where there is internet run `hf download org/tiny`",
+    ):
         load_components("org/tiny", device="cpu")
 
 
@@ -118,13 +135,24 @@ def test_render_without_cached_weights_or_network_fails_at_once_in_one_line(tmp_
     """Before, this took over 30 s (five hub retries, sleeping 23 s in all) and printed 28 lines; loading
     torch and diffusers takes about 5 s of it on an idle 2-core machine, hence the 25 s limit."""
     env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
-               HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+    env.update(
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
+        HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+    )
     out = tmp_path / "x.mp4"
-    result = subprocess.run([sys.executable, "-m", "vj", "render", "presets/demo.yaml", "-o", str(out)], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=25)
+    result = subprocess.run(
+        [sys.executable, "-m", "vj", "render", "presets/demo.yaml", "-o", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
-    assert line.startswith("vj render: error: the weights of 'stabilityai/sd-turbo' are not in the Hugging Face "
-                           f"cache ({tmp_path / 'hf' / 'hub'}) and the hub ({env['HF_ENDPOINT']}) cannot be reached")
+    assert line.startswith(
+        "vj render: error: the weights of 'stabilityai/sd-turbo' are not in the Hugging Face "
+        f"cache ({tmp_path / 'hf' / 'hub'}) and the hub ({env['HF_ENDPOINT']}) cannot be reached"
+    )
     assert "`hf download stabilityai/sd-turbo`" in line and not out.exists()

@@ -31,8 +31,9 @@ def f_measure(estimated, reference, tolerance=0.05):
 def track_beats(track, settings=BeatSettings(), block=4096):
     """(tick times, variables (5, n_ticks)) of the tracker fed in blocks."""
     tracker = BeatTracker(SR, HOP, settings)
-    out = np.concatenate([tracker.process(track.samples[i:i + block])
-                          for i in range(0, len(track.samples), block)], axis=1)
+    out = np.concatenate(
+        [tracker.process(track.samples[i : i + block]) for i in range(0, len(track.samples), block)], axis=1
+    )
     return (np.arange(out.shape[1]) + 1) * HOP / SR, dict(zip(MUSICAL_VARIABLES, out))
 
 
@@ -92,7 +93,7 @@ def test_no_beats_in_silence_noise_or_random_onsets():
     for at in np.cumsum(rng.exponential(0.3, 60)):
         start = int(at * SR)
         if start + len(hat) < len(random_hits):
-            random_hits[start:start + len(hat)] += hat
+            random_hits[start : start + len(hat)] += hat
     for signal in (silence, noise, random_hits):
         tracker = BeatTracker(SR, HOP)
         v = dict(zip(MUSICAL_VARIABLES, tracker.process(signal)))
@@ -145,15 +146,15 @@ def test_tempo_range_decides_the_octave():
 def test_tap_tempo_and_downbeat():
     tracker = BeatTracker(SR, HOP)
     silence = np.zeros(SR // 2, np.float32)
-    tracker.process(silence)                  # t = 0.5
+    tracker.process(silence)  # t = 0.5
     tracker.tap(0.5)
-    tracker.process(silence)                  # t = 1.0
-    tracker.tap(1.0)                          # two taps 0.5 s apart: 120 BPM, a beat at 1.0
+    tracker.process(silence)  # t = 1.0
+    tracker.tap(1.0)  # two taps 0.5 s apart: 120 BPM, a beat at 1.0
     v = dict(zip(MUSICAL_VARIABLES, tracker.process(np.zeros(SR * 2, np.float32))))
     times = 1.0 + (np.arange(len(v["bpm"])) + 1) * HOP / SR
     assert np.all(v["bpm"] == 120)
     assert np.allclose(rises(times, v["beat_count"]), [1.5, 2.0, 2.5, 3.0], atol=0.002)
-    tracker.downbeat(3.0)                     # the beat at 3.0 is the first of its bar
+    tracker.downbeat(3.0)  # the beat at 3.0 is the first of its bar
     v = dict(zip(MUSICAL_VARIABLES, tracker.process(np.zeros(SR // 10, np.float32))))
     assert v["bar_phase"][-1] < 0.25 / 4 + 0.01
     tracker.follow_audio()
@@ -162,8 +163,11 @@ def test_tap_tempo_and_downbeat():
 
 def test_hits_mark_the_onsets_in_their_band():
     track = drum_pattern([(124, 40)], sample_rate=SR, swing=0.2)
-    bands = [Band("kick", 65, 70, hit=True), Band("hats", 9000, 6000, hit=True),
-             Band("kick_only", 65, 70, hit=True, hit_sensitivity=0.0)]
+    bands = [
+        Band("kick", 65, 70, hit=True),
+        Band("hats", 9000, 6000, hit=True),
+        Band("kick_only", 65, 70, hit=True, hit_sensitivity=0.0),
+    ]
     analyzer = AudioAnalyzer(ArraySource(track.samples, SR), bands)
     table = dict(zip(analyzer.names, analyzer.feed(track.samples)))
     times = (np.arange(len(table["kick"])) + 1) * HOP / SR
@@ -180,6 +184,7 @@ def test_hits_mark_the_onsets_in_their_band():
 
 def test_hits_ignore_silence_and_steady_tones():
     from conftest import tone
+
     x = np.concatenate([np.zeros(SR, np.float32), tone(70, 3.0), np.zeros(SR, np.float32)])
     analyzer = AudioAnalyzer(ArraySource(x, SR), [Band("b", 65, 70, hit=True)])
     hits = rises((np.arange(len(x) // HOP) + 1) * HOP / SR, analyzer.feed(x)[1])

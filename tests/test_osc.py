@@ -15,8 +15,22 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from vj.live.controls.actions import (ActionBus, Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
-                                QueueScene, ReplacePrompt, SetControl, TapTempo, ToggleHud, Warn)
+from vj.live.controls.actions import (
+    ActionBus,
+    Blackout,
+    Downbeat,
+    Freeze,
+    JumpScene,
+    Learn,
+    NextScene,
+    PreviousScene,
+    QueueScene,
+    ReplacePrompt,
+    SetControl,
+    TapTempo,
+    ToggleHud,
+    Warn,
+)
 from recording_bus import RecordingBus
 from vj.config.live_keys import ControlSpec
 from vj.live.controls.controls import Controls
@@ -57,6 +71,7 @@ class Rig:
     def actions_until_sentinel(self, resend=False):
         """The actions up to and including the sentinel, which is sent now (and again every 50 ms if `resend`:
         after a flood the kernel may have dropped it while the socket buffer was full)."""
+
         def done(seen):
             return SENTINEL_ACTION in seen
 
@@ -79,6 +94,7 @@ def make_rig():
     def make(**kw):
         rigs.append(Rig(**kw))
         return rigs[-1]
+
     yield make
     for rig in rigs:
         rig.close()
@@ -173,9 +189,9 @@ def test_long_prompts_in_one_bundle_are_read_whole(rig):
 
 
 BAD = [
-    ("/vj/control/nope", 0.5),           # not a declared control
+    ("/vj/control/nope", 0.5),  # not a declared control
     ("/vj/control/", 0.5),
-    ("/vj/control/zoom", 5.0),           # outside 0.5..2
+    ("/vj/control/zoom", 5.0),  # outside 0.5..2
     ("/vj/control/zoom", 0),
     ("/vj/control/zoom", float("nan")),
     ("/vj/control/zoom", float("inf")),
@@ -183,7 +199,7 @@ BAD = [
     ("/vj/control/zoom", True),
     ("/vj/control/zoom",),
     ("/vj/control/zoom", 1.0, 1.0),
-    ("/vj/scene", 0),                    # scene numbers are 1..3
+    ("/vj/scene", 0),  # scene numbers are 1..3
     ("/vj/scene", 4),
     ("/vj/scene", 1.5),
     ("/vj/scene", float("nan")),
@@ -205,7 +221,7 @@ BAD = [
     ("/vj/learn", "nope"),
     ("/vj/learn", 3),
     ("/vj/nope",),
-    ("/vj/*",),                          # no OSC wildcards: one pattern must not fire every address
+    ("/vj/*",),  # no OSC wildcards: one pattern must not fire every address
     ("/vj/scene/*", 1),
     ("/vj/scene/next/",),
     ("/other", 1),
@@ -291,8 +307,7 @@ def test_status_replies_whatever_the_arguments(rig, args):
 
 def test_an_over_long_prompt_is_a_hud_warning_like_one_that_does_not_parse(rig):
     rig.send("/vj/prompt", 2, "x" * 2001)
-    assert rig.actions_until_sentinel() == [
-        Warn("prompt for scene 2 refused: over 2000 characters"), SENTINEL_ACTION]
+    assert rig.actions_until_sentinel() == [Warn("prompt for scene 2 refused: over 2000 characters"), SENTINEL_ACTION]
 
 
 def test_status_reaches_python_osc_clients(rig):
@@ -309,6 +324,7 @@ def test_status_reaches_python_osc_clients(rig):
 def test_status_keeps_serving_when_the_show_status_fails(make_rig, caplog):
     def broken():
         raise RuntimeError("no show yet")
+
     rig = make_rig(status=broken)
     caplog.set_level(logging.WARNING)
     rig.send("/vj/status")
@@ -365,8 +381,7 @@ def test_allow_list_networks(make_rig):
 
 def test_bad_allow_entry_is_a_one_line_error():
     with pytest.raises(OscError, match=r"allow list: '10\.0\.0\.300' is not an IP address or network"):
-        OscInput(port=0, controls=Controls(), bus=ActionBus(), scene_count=lambda: 1, status=dict,
-                 allow=["10.0.0.300"])
+        OscInput(port=0, controls=Controls(), bus=ActionBus(), scene_count=lambda: 1, status=dict, allow=["10.0.0.300"])
 
 
 def test_ipv6_loopback(rig):
@@ -395,25 +410,31 @@ def test_port_in_use_is_a_one_line_error():
     assert f"127.0.0.1:{port} is already in use" in text and f"--osc 127.0.0.1:{port + 1}" in text
 
 
-@pytest.mark.parametrize("host, port, expected", [
-    ("192.0.2.1", 0, "192.0.2.1 is not an address of this machine"),  # TEST-NET-1: never local, no traffic sent
-    ("example.com", 9000, "OSC host 'example.com' is not an IP address: pass --osc 127.0.0.1:9000"),
-    ("127.0.0.1", 70000, "OSC port 70000 is not a number 0..65535"),
-])
+@pytest.mark.parametrize(
+    "host, port, expected",
+    [
+        ("192.0.2.1", 0, "192.0.2.1 is not an address of this machine"),  # TEST-NET-1: never local, no traffic sent
+        ("example.com", 9000, "OSC host 'example.com' is not an IP address: pass --osc 127.0.0.1:9000"),
+        ("127.0.0.1", 70000, "OSC port 70000 is not a number 0..65535"),
+    ],
+)
 def test_bad_listen_address_is_a_one_line_error(host, port, expected):
     with pytest.raises(OscError) as err:
         _start(port, host)
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("127.0.0.1:9001", ("127.0.0.1", 9001)),
-    ("9002", ("127.0.0.1", 9002)),
-    ("0.0.0.0", ("0.0.0.0", 9000)),
-    (":9003", ("127.0.0.1", 9003)),
-    ("[::1]:9004", ("::1", 9004)),
-    ("::1", ("::1", 9000)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("127.0.0.1:9001", ("127.0.0.1", 9001)),
+        ("9002", ("127.0.0.1", 9002)),
+        ("0.0.0.0", ("0.0.0.0", 9000)),
+        (":9003", ("127.0.0.1", 9003)),
+        ("[::1]:9004", ("::1", 9004)),
+        ("::1", ("::1", 9000)),
+    ],
+)
 def test_parse_endpoint(text, expected):
     assert parse_endpoint(text) == expected
 
@@ -475,7 +496,7 @@ def test_flood_of_bad_packets_neither_stalls_nor_grows_memory(rig, caplog):
 def _random_arg(rng):
     kind = rng.randrange(8)
     if kind == 0:
-        return rng.randint(-2**31, 2**31 - 1)
+        return rng.randint(-(2**31), 2**31 - 1)
     if kind == 1:
         return rng.choice([0, 1, 2, 3, -1, 2**40])
     if kind == 2:
@@ -491,9 +512,27 @@ def _random_arg(rng):
     return rng.uniform(-3, 3)
 
 
-ADDRESSES = ["/vj/control/zoom", "/vj/control/nope", "/vj/scene", "/vj/scene/next", "/vj/scene/previous",
-             "/vj/scene/queue", "/vj/blackout", "/vj/freeze", "/vj/prompt", "/vj/tap", "/vj/downbeat", "/vj/hud",
-             "/vj/learn", "/vj/status", "/vj", "/", "/vj/scene/*", "/vj/{scene,hud}", "/vj/[a-z]"]
+ADDRESSES = [
+    "/vj/control/zoom",
+    "/vj/control/nope",
+    "/vj/scene",
+    "/vj/scene/next",
+    "/vj/scene/previous",
+    "/vj/scene/queue",
+    "/vj/blackout",
+    "/vj/freeze",
+    "/vj/prompt",
+    "/vj/tap",
+    "/vj/downbeat",
+    "/vj/hud",
+    "/vj/learn",
+    "/vj/status",
+    "/vj",
+    "/",
+    "/vj/scene/*",
+    "/vj/{scene,hud}",
+    "/vj/[a-z]",
+]
 
 
 def _random_message(rng):
@@ -512,7 +551,7 @@ def _random_packet(rng):
         data = bytearray(_random_message(rng))
         for _ in range(rng.randrange(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        return bytes(data[:rng.randrange(1, len(data) + 1)] if rng.random() < 0.3 else data)
+        return bytes(data[: rng.randrange(1, len(data) + 1)] if rng.random() < 0.3 else data)
     bundle = OscBundleBuilder(rng.choice([0, 1, time.time() + 3600]))
     for _ in range(rng.randrange(1, 4)):
         bundle.add_content(OscMessage(_random_message(rng)))

@@ -34,6 +34,7 @@ def count_calls(monkeypatch, owner, method):
     def counted(batch, *args, **kw):
         calls.append(len(batch))
         return original(batch, *args, **kw)
+
     monkeypatch.setattr(owner, method, counted)
     return calls
 
@@ -156,36 +157,57 @@ def test_the_picture_cache_keeps_the_most_recent(monkeypatch):
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("ViTB32", ("ViT-B-32", "openai")),
-    ("ViTL14_336px", ("ViT-L-14-336", "openai")),
-    ("RN50x4", ("RN50x4", "openai")),
-    ("ViT-B-32/openai", ("ViT-B-32", "openai")),
-    ("ViT-B-32:laion2b_s34b_b79k", ("ViT-B-32", "laion2b_s34b_b79k")),
-    (" ViT-B-16 : LAION2B-s34b-b88k ", ("ViT-B-16", "laion2b_s34b_b88k")),
-    ("ViT-B/32", ("ViT-B-32", "openai")),  # OpenAI's name
-    ("ViT-L/14/openai", ("ViT-L-14", "openai")),
-    ("ViT-B-16", ("ViT-B-16", "openai")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ViTB32", ("ViT-B-32", "openai")),
+        ("ViTL14_336px", ("ViT-L-14-336", "openai")),
+        ("RN50x4", ("RN50x4", "openai")),
+        ("ViT-B-32/openai", ("ViT-B-32", "openai")),
+        ("ViT-B-32:laion2b_s34b_b79k", ("ViT-B-32", "laion2b_s34b_b79k")),
+        (" ViT-B-16 : LAION2B-s34b-b88k ", ("ViT-B-16", "laion2b_s34b_b88k")),
+        ("ViT-B/32", ("ViT-B-32", "openai")),  # OpenAI's name
+        ("ViT-L/14/openai", ("ViT-L-14", "openai")),
+        ("ViT-B-16", ("ViT-B-16", "openai")),
+    ],
+)
 def test_perceptor_names(text, expected):
     assert parse_perceptor(text) == expected
 
 
 def test_every_pytti_flag_names_open_clip_weights():
-    assert set(PYTTI_FLAGS) == {"ViTB32", "ViTB16", "ViTL14", "ViTL14_336px", "RN50", "RN101", "RN50x4", "RN50x16",
-                                "RN50x64"}
+    assert set(PYTTI_FLAGS) == {
+        "ViTB32",
+        "ViTB16",
+        "ViTL14",
+        "ViTL14_336px",
+        "RN50",
+        "RN101",
+        "RN50x4",
+        "RN50x16",
+        "RN50x64",
+    }
     for name, tag in PYTTI_FLAGS.values():
         assert tag in open_clip.list_pretrained_tags_by_model(name)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("ViT-B-33/openai", r"^unknown CLIP model 'ViT-B-33' \(did you mean 'ViT-B-32'.*\): use a pytti flag \(ViTB32, "),
-    ("vitb32", r"^unknown CLIP model 'vitb32' \(did you mean 'ViTB32'"),
-    ("ViT-B-32/laion9b", r"^CLIP model 'ViT-B-32' has no weights 'laion9b'.*; its weights: openai, "
-                         r".*laion2b_s34b_b79k"),
-    ("ViT-B-32:", r"^CLIP model 'ViT-B-32' has no weights ''"),
-    ("ViT-H-14", r"^CLIP model 'ViT-H-14': name its weights as ViT-H-14/TAG, TAG one of laion2b_s32b_b79k"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "ViT-B-33/openai",
+            r"^unknown CLIP model 'ViT-B-33' \(did you mean 'ViT-B-32'.*\): use a pytti flag \(ViTB32, ",
+        ),
+        ("vitb32", r"^unknown CLIP model 'vitb32' \(did you mean 'ViTB32'"),
+        (
+            "ViT-B-32/laion9b",
+            r"^CLIP model 'ViT-B-32' has no weights 'laion9b'.*; its weights: openai, "
+            r".*laion2b_s34b_b79k",
+        ),
+        ("ViT-B-32:", r"^CLIP model 'ViT-B-32' has no weights ''"),
+        ("ViT-H-14", r"^CLIP model 'ViT-H-14': name its weights as ViT-H-14/TAG, TAG one of laion2b_s32b_b79k"),
+    ],
+)
 def test_unknown_perceptors_are_one_clear_line(text, message):
     with pytest.raises(PerceptorError, match=message) as info:
         parse_perceptor(text)
@@ -194,24 +216,31 @@ def test_unknown_perceptors_are_one_clear_line(text, message):
 
 def test_missing_weights_offline_are_one_line_at_once(hub, monkeypatch):
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("offline, yet the hub was probed"))
     start = time.monotonic()
-    with pytest.raises(PerceptorError, match=r"^the weights of CLIP 'ViT-B-32/openai' \(timm/vit_base_patch32_clip_224"
-                                             r"\.openai\) are not in the Hugging Face cache \(.*hub\) and "
-                                             r"HF_HUB_OFFLINE is set: where there is internet run `hf download "
-                                             r"timm/vit_base_patch32_clip_224\.openai open_clip_model\.safetensors` .* "
-                                             r"use --model tiny$") as info:
+    with pytest.raises(
+        PerceptorError,
+        match=r"^the weights of CLIP 'ViT-B-32/openai' \(timm/vit_base_patch32_clip_224"
+        r"\.openai\) are not in the Hugging Face cache \(.*hub\) and "
+        r"HF_HUB_OFFLINE is set: where there is internet run `hf download "
+        r"timm/vit_base_patch32_clip_224\.openai open_clip_model\.safetensors` .* "
+        r"use --model tiny$",
+    ) as info:
         load_perceptor("ViT-B-32", "openai", "cpu")
     assert time.monotonic() - start < 10 and "\n" not in str(info.value)
 
 
 def test_missing_weights_with_the_hub_unreachable_are_one_line_within_seconds(hub):
     start = time.monotonic()
-    with pytest.raises(PerceptorError, match=r"^the weights of CLIP 'RN50/openai' \(timm/resnet50_clip\.openai\) are "
-                                             r"not in the Hugging Face cache .* and the hub "
-                                             r"\(http://127\.0\.0\.1:\d+\) cannot be reached \(.*refused\): where "
-                                             r"there is internet run `hf download ") as info:
+    with pytest.raises(
+        PerceptorError,
+        match=r"^the weights of CLIP 'RN50/openai' \(timm/resnet50_clip\.openai\) are "
+        r"not in the Hugging Face cache .* and the hub "
+        r"\(http://127\.0\.0\.1:\d+\) cannot be reached \(.*refused\): where "
+        r"there is internet run `hf download ",
+    ) as info:
         load_perceptor(*parse_perceptor("RN50"), "cpu")
     assert time.monotonic() - start < 10 and "\n" not in str(info.value)
 
@@ -252,8 +281,15 @@ def test_cached_weights_load_without_the_network(hub, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("the hub was probed for cached weights"))
     monkeypatch.setitem(factory._MODEL_CONFIGS, "Tiny-Test", {**perceptors.TINY_CONFIG, "quick_gelu": False})
-    monkeypatch.setitem(pretrained._PRETRAINED, "Tiny-Test", {"test": pretrained._pcfg(
-        hf_hub="org/tiny-clip/", quick_gelu=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))})
+    monkeypatch.setitem(
+        pretrained._PRETRAINED,
+        "Tiny-Test",
+        {
+            "test": pretrained._pcfg(
+                hf_hub="org/tiny-clip/", quick_gelu=True, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+            )
+        },
+    )
     original = tiny_perceptor("cpu", seed=3)
     folder = hub / "models--org--tiny-clip"
     (folder / "snapshots" / REVISION).mkdir(parents=True)

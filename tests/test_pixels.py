@@ -49,7 +49,7 @@ def test_decode_and_frame_shapes_and_ranges(kind):
     assert image.shape == frame.shape == (1, 3, 12, 20)
     assert image.requires_grad and not frame.requires_grad
     assert 0 <= image.min() and image.max() <= 1
-    assert torch.equal(image.detach(), frame)        # what the losses see is what is shown
+    assert torch.equal(image.detach(), frame)  # what the losses see is what is shown
 
 
 def test_unlimited_encode_reproduces_the_picture():
@@ -58,7 +58,7 @@ def test_unlimited_encode_reproduces_the_picture():
     model.encode(image)
     assert torch.allclose(model.decode(), image, atol=1e-7)
     flat = torch.tensor([0.3, 0.6, 0.9]).view(1, 3, 1, 1).expand(1, 3, 25, 33)
-    model.encode(flat)                               # another size is resized
+    model.encode(flat)  # another size is resized
     assert torch.allclose(model.frame(), flat[..., :12, :20], atol=1e-5)
 
 
@@ -110,12 +110,20 @@ def test_the_optimizer_can_be_kept_across_frames(kind):
     assert {int(fresh.state[p]["step"]) for p in model.parameters() if p.requires_grad} == {3}
 
 
-@pytest.mark.parametrize("width,height,palette_size,palettes", [
-    (64, 40, 6, 9), (33, 17, 3, 2), (16, 16, 4, 4), (7, 5, 1, 3), (8, 8, 2, 1),
-])
+@pytest.mark.parametrize(
+    "width,height,palette_size,palettes",
+    [
+        (64, 40, 6, 9),
+        (33, 17, 3, 2),
+        (16, 16, 4, 4),
+        (7, 5, 1, 3),
+        (8, 8, 2, 1),
+    ],
+)
 def test_frames_use_at_most_palettes_times_palette_size_colours(width, height, palette_size, palettes):
-    model = LimitedPalette(width, height, palette_size=palette_size, palettes=palettes,
-                           random_initial_palette=True, seed=7)
+    model = LimitedPalette(
+        width, height, palette_size=palette_size, palettes=palettes, random_initial_palette=True, seed=7
+    )
     limit = palette_size * palettes
     assert len(colours(model.frame())) <= limit
     optimize(model, gradient_of(model, mse_to(rand(1, 3, height, width, seed=8))), steps=10, learning_rate=0.05)
@@ -130,7 +138,7 @@ def test_the_colour_limit_is_reached_not_just_respected():
 
 def test_gradients_reach_values_choices_and_palette():
     model = LimitedPalette(20, 12, palette_size=4, palettes=3, random_initial_palette=True)
-    model.encode(rand(1, 3, 12, 20, seed=9))         # every value now sits exactly on a level
+    model.encode(rand(1, 3, 12, 20, seed=9))  # every value now sits exactly on a level
     F.mse_loss(model.decode(), picture(20, 12)).backward()
     for parameter in (model.value, model.logits, model.palette_param):
         assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0
@@ -161,13 +169,14 @@ def quadrants():
 @pytest.mark.parametrize("palette_size,palettes", [(2, 2), (6, 9)])
 def test_target_palette_takes_the_pictures_colours(palette_size, palettes):
     picture_colours = torch.unique(quadrants().reshape(-1, 3), dim=0).float() / 255
-    model = LimitedPalette(24, 16, palette_size=palette_size, palettes=palettes,
-                           target_palette=quadrants().numpy(), seed=4)
+    model = LimitedPalette(
+        24, 16, palette_size=palette_size, palettes=palettes, target_palette=quadrants().numpy(), seed=4
+    )
     palette = model.palette().detach()
-    assert dist(picture_colours, palette).min(1).values.max() < 1e-5   # every colour is there
-    assert dist(palette, picture_colours).min(1).values.max() < 1e-5   # and no other
+    assert dist(picture_colours, palette).min(1).values.max() < 1e-5  # every colour is there
+    assert dist(palette, picture_colours).min(1).values.max() < 1e-5  # and no other
     optimize(model, gradient_of(model, mse_to(picture(24, 16))), steps=5, learning_rate=0.05)
-    assert torch.equal(model.palette(), palette)     # pytti fixes a target palette
+    assert torch.equal(model.palette(), palette)  # pytti fixes a target palette
 
 
 def test_palettes_run_dark_to_light():
@@ -179,7 +188,7 @@ def test_palettes_run_dark_to_light():
 
 def test_random_initial_palette_differs_from_the_default_and_is_seeded():
     default = LimitedPalette(8, 8, seed=0).palette().detach()
-    assert torch.equal(default, default[:, :1].expand_as(default))              # a grey ramp
+    assert torch.equal(default, default[:, :1].expand_as(default))  # a grey ramp
     random = LimitedPalette(8, 8, random_initial_palette=True, seed=0).palette().detach()
     again = LimitedPalette(8, 8, random_initial_palette=True, seed=0).palette().detach()
     other = LimitedPalette(8, 8, random_initial_palette=True, seed=1).palette().detach()
@@ -211,8 +220,8 @@ def test_the_default_grey_ramp_meets_the_hdr_target():
 
 
 def test_regularization_stays_finite_when_one_palette_is_used_everywhere():
-    model = LimitedPalette(20, 12)                    # the grey ramp has black: a zero-norm colour
-    model.encode(torch.full((1, 3, 12, 20), 0.5))    # every pixel on the same palette
+    model = LimitedPalette(20, 12)  # the grey ramp has black: a zero-norm colour
+    model.encode(torch.full((1, 3, 12, 20), 0.5))  # every pixel on the same palette
     loss = model.regularization_loss()
     loss.backward()
     assert torch.isfinite(loss)
@@ -227,5 +236,5 @@ def test_show_palette_draws_the_palette_as_a_strip():
     strip = shown[0, :, -5:].reshape(3, -1).T
     palette = model.palette().detach()
     assert dist(strip, palette).min(1).values.max() < 1e-6
-    assert dist(palette, strip).min(1).values.max() < 1e-6                # all twelve colours appear
+    assert dist(palette, strip).min(1).values.max() < 1e-6  # all twelve colours appear
     assert shown[..., :-5, :].abs().sum() == 0

@@ -33,8 +33,11 @@ def test_prerender_computes_what_next_plays_in_a_live_show(tmp_path, monkeypatch
 def test_nothing_to_prerender_without_latent_blend(tmp_path, monkeypatch, capsys):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
+
     monkeypatch.setattr("vj.engine.diffusion.models.load_components", refuse)
     path = write(tmp_path, PRESET.replace("latent_blend", "slerp"))
     assert cli.main(["prerender", str(path), "--model", "tiny"]) == 0
-    assert capsys.readouterr().out == (f"{path}: nothing to prerender: transition_mode is slerp, whose crossfades are "
-                                       "computed as they play; only latent_blend transitions are computed ahead\n")
+    assert capsys.readouterr().out == (
+        f"{path}: nothing to prerender: transition_mode is slerp, whose crossfades are "
+        "computed as they play; only latent_blend transitions are computed ahead\n"
+    )

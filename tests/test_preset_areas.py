@@ -24,8 +24,7 @@ def test_every_key_is_in_exactly_one_known_area():
 
 def test_an_area_gives_its_values_by_key_name_and_files_stay_flat(tmp_path):
     preset = load_preset(write(tmp_path, "scenes: a\nbpm: 128\nbeats_per_bar: 3\nwidth: 256\n"))
-    assert preset.area("beats") == {"bpm": 128.0, "tempo_range": (60.0, 200.0), "beats_per_bar": 3,
-                                    "beat_decay": 0.1}
+    assert preset.area("beats") == {"bpm": 128.0, "tempo_range": (60.0, 200.0), "beats_per_bar": 3, "beat_decay": 0.1}
     assert list(preset.area("output")) == ["duration", "frames_per_second", "width", "height", "seed"]
     assert preset.area("output")["width"] == preset.width == 256
     with pytest.raises(KeyError):
@@ -36,17 +35,25 @@ def test_an_area_gives_its_values_by_key_name_and_files_stay_flat(tmp_path):
 
 def test_the_beat_tracker_takes_the_whole_beats_area(tmp_path):
     assert [f.name for f in dataclasses.fields(BeatSettings)] == list(AREA_KEYS["beats"])
-    preset = load_preset(write(tmp_path, "scenes: a\nbpm: 128\ntempo_range: [70, 180]\nbeats_per_bar: 3\n"
-                                         "beat_decay: 0.2\n"))
+    preset = load_preset(
+        write(tmp_path, "scenes: a\nbpm: 128\ntempo_range: [70, 180]\nbeats_per_bar: 3\nbeat_decay: 0.2\n")
+    )
     analyzer = AudioAnalyzer.for_preset(SilenceSource(), preset)
-    assert analyzer.beats.settings == BeatSettings(bpm=128.0, tempo_range=(70.0, 180.0), beats_per_bar=3,
-                                                   beat_decay=0.2)
+    assert analyzer.beats.settings == BeatSettings(
+        bpm=128.0, tempo_range=(70.0, 180.0), beats_per_bar=3, beat_decay=0.2
+    )
 
 
 def test_pixel_settings_take_the_whole_pixels_area(tmp_path):
     from vj.show.engines import pixel_settings
-    preset = load_preset(write(tmp_path, "scenes: a\nimage_model: limited_palette\npalette_size: 3\n"
-                                         "learning_rate: 0.05\nshow_palette: true\nsteps_per_frame: 7\nseed: 9\n"))
+
+    preset = load_preset(
+        write(
+            tmp_path,
+            "scenes: a\nimage_model: limited_palette\npalette_size: 3\n"
+            "learning_rate: 0.05\nshow_palette: true\nsteps_per_frame: 7\nseed: 9\n",
+        )
+    )
     frame = SimpleNamespace(width=64, height=128, infill_mode="wrap", sampling_mode="nearest")
     settings = dataclasses.asdict(pixel_settings(preset, frame))
     from_frame = dict(width=64, height=128, infill_mode="wrap", sampling_mode="nearest")

@@ -33,9 +33,22 @@ strength: 0.4 + 0.3*fLo
 
 
 def probe(path):
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                          "stream=codec_type,codec_name,pix_fmt,nb_read_frames,duration,sample_rate",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,pix_fmt,nb_read_frames,duration,sample_rate",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {s["codec_type"]: s for s in json.loads(out.stdout)["streams"]}
 
 
@@ -56,13 +69,14 @@ def test_render_writes_synced_h264_and_aac(setup, tmp_path):
     streams = probe(out)
     video, audio = streams["video"], streams["audio"]
     assert (video["codec_name"], video["pix_fmt"], audio["codec_name"]) == ("h264", "yuv420p", "aac")
-    assert int(video["nb_read_frames"]) == 12                      # round(1.5 s x 8 fps)
+    assert int(video["nb_read_frames"]) == 12  # round(1.5 s x 8 fps)
     assert abs(float(video["duration"]) - 1.5) < 1 / 8
     assert abs(float(audio["duration"]) - float(video["duration"])) < 1 / 8
     assert len(list((tmp_path / "f").glob("*.png"))) == 12
     # the same render again gives identical frames
-    again = run_vj("render", preset, "--audio", track, "-o", tmp_path / "b.mp4", "--duration", 1.5,
-                   "--frames", tmp_path / "g")
+    again = run_vj(
+        "render", preset, "--audio", track, "-o", tmp_path / "b.mp4", "--duration", 1.5, "--frames", tmp_path / "g"
+    )
     assert again.returncode == 0
     for a in sorted((tmp_path / "f").glob("*.png")):
         assert a.read_bytes() == (tmp_path / "g" / a.name).read_bytes()
@@ -72,8 +86,12 @@ def test_ctrl_c_mid_render_leaves_a_playable_file(setup, tmp_path):
     """A real SIGINT to a running `vj render`, sent once the progress bar shows 5 frames or more."""
     preset, track = setup
     out = tmp_path / "cut.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "vj", "render", str(preset), "--audio", str(track), "-o", str(out),
-                             "--duration", "600"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vj", "render", str(preset), "--audio", str(track), "-o", str(out), "--duration", "600"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = ""
     while not any(int(n) >= 5 for n in re.findall(r"(\d+)/4800", seen)):
         char = proc.stderr.read(1)
@@ -89,11 +107,16 @@ def test_ctrl_c_mid_render_leaves_a_playable_file(setup, tmp_path):
     assert abs(float(streams["audio"]["duration"]) - done / 8) < 1 / 8
 
 
-@pytest.mark.parametrize("error, message", [
-    (EngineError("the GPU fell off the truss"), "the GPU fell off the truss"),
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-     "out of GPU memory at 64x64: try a smaller --width/--height, --vae taesd, or fewer steps"),
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (EngineError("the GPU fell off the truss"), "the GPU fell off the truss"),
+        (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            "out of GPU memory at 64x64: try a smaller --width/--height, --vae taesd, or fewer steps",
+        ),
+    ],
+)
 def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch, error, message):
     preset, track = setup
     out = tmp_path / "broken.mp4"
@@ -106,22 +129,31 @@ def test_an_error_mid_render_leaves_a_playable_file(setup, tmp_path, monkeypatch
 
     monkeypatch.setattr(FrameEngine, "render_tensor", fail_at_frame_7)
     args = build_parser().parse_args(["render", str(preset), "--audio", str(track), "-o", str(out)])
-    with pytest.raises(RenderError, match=re.escape(message) + r" \(the 7 frames rendered before it are in "
-                                          r".*broken.mp4', which plays\)"):
+    with pytest.raises(
+        RenderError,
+        match=re.escape(message) + r" \(the 7 frames rendered before it are in "
+        r".*broken.mp4', which plays\)",
+    ):
         render.main(args)
     streams = probe(out)
     assert int(streams["video"]["nb_read_frames"]) == 7
     assert abs(float(streams["audio"]["duration"]) - 7 / 8) < 1 / 8
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--width", "100"], "width: must be a multiple of 8"),
-    (["--model", "nonsense"], "unknown model 'nonsense'"),
-    (["--audio", "missing.wav"], "missing.wav' not found"),
-    pytest.param(["--device", "cuda"], "--device cuda was asked for, but torch sees no CUDA GPU",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
-    (["--dtype", "float8"], "argument --dtype: invalid choice: 'float8'"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--width", "100"], "width: must be a multiple of 8"),
+        (["--model", "nonsense"], "unknown model 'nonsense'"),
+        (["--audio", "missing.wav"], "missing.wav' not found"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda was asked for, but torch sees no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+        (["--dtype", "float8"], "argument --dtype: invalid choice: 'float8'"),
+    ],
+)
 def test_bad_input_is_one_clear_error(setup, tmp_path, extra, fragment):
     preset, track = setup
     args = ["render", preset, "-o", tmp_path / "x.mp4"] + (extra if "--audio" in extra else ["--audio", track] + extra)

@@ -5,9 +5,11 @@ import pytest
 from vj.language.scenes import SceneError, parse_scenes
 
 VARS = ["t", "frame", "fLo", "fHi", "fLo_prev", "fHi_prev"]
-PYTTI_EXAMPLE = ("a photograph of a beautiful spring day:2 | flowers blooming: 10*fHi | "
-                 "coloful sparks: (fHi+fLo) | sun rays: fHi | forest: fLo | "
-                 "ominous: fLo/(fLo + fHi) | hopeful: fHi/(fLo + fHi)")
+PYTTI_EXAMPLE = (
+    "a photograph of a beautiful spring day:2 | flowers blooming: 10*fHi | "
+    "coloful sparks: (fHi+fLo) | sun rays: fHi | forest: fLo | "
+    "ominous: fLo/(fLo + fHi) | hopeful: fHi/(fLo + fHi)"
+)
 
 
 def one(text, **kw):
@@ -18,8 +20,15 @@ def one(text, **kw):
 
 def test_pytti_documented_example():
     prompts = one(PYTTI_EXAMPLE)
-    assert [p.text for p in prompts] == ["a photograph of a beautiful spring day", "flowers blooming",
-                                         "coloful sparks", "sun rays", "forest", "ominous", "hopeful"]
+    assert [p.text for p in prompts] == [
+        "a photograph of a beautiful spring day",
+        "flowers blooming",
+        "coloful sparks",
+        "sun rays",
+        "forest",
+        "ominous",
+        "hopeful",
+    ]
     env = {"fLo": 0.2, "fHi": 0.6}
     assert [p.weight(env) for p in prompts] == pytest.approx([2, 6, 0.8, 0.6, 0.2, 0.25, 0.75])
     assert all(p.stop(env) == -math.inf and p.mask is None for p in prompts)
@@ -44,13 +53,16 @@ def test_underscore_names_are_weights_not_masks():
     assert p.mask is None and p.weight({"fLo_prev": 0.25}) == 0.5
 
 
-@pytest.mark.parametrize("text, kind, value, inverted, cutoff", [
-    ("sky:1_u", "direction", "up", False, None),
-    ("sky:fLo_r", "direction", "right", False, None),
-    ("sky:1_[mask.png]", "image", "mask.png", False, None),
-    ("sky:1_-[mask.png]_0.3", "image", "mask.png", True, 0.3),
-    ("sky:fHi_blue sky", "semantic", "blue sky", False, None),
-])
+@pytest.mark.parametrize(
+    "text, kind, value, inverted, cutoff",
+    [
+        ("sky:1_u", "direction", "up", False, None),
+        ("sky:fLo_r", "direction", "right", False, None),
+        ("sky:1_[mask.png]", "image", "mask.png", False, None),
+        ("sky:1_-[mask.png]_0.3", "image", "mask.png", True, 0.3),
+        ("sky:fHi_blue sky", "semantic", "blue sky", False, None),
+    ],
+)
 def test_masks(text, kind, value, inverted, cutoff):
     (p,) = one(text)
     assert (p.mask.kind, p.mask.value, p.mask.inverted, p.mask.cutoff) == (kind, value, inverted, cutoff)
@@ -69,16 +81,19 @@ def test_escapes_and_quotes():
     assert [s.prompts[0].text for s in scenes] == ["url x||y", "z"]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("sparks:", "prompt 'sparks': empty weight"),
-    ("sparks:1:", "prompt 'sparks': empty stop"),
-    ("ratio 16:9 photo", "write \\: or quote"),
-    ("a:1:2:3", "too many ':'"),
-    ("a:flo", "did you mean 'fLo'"),
-    ('"unclosed:1', "unclosed"),
-    ("[a.png:1", "unclosed '['"),
-    ("   ||  ", "no scenes"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("sparks:", "prompt 'sparks': empty weight"),
+        ("sparks:1:", "prompt 'sparks': empty stop"),
+        ("ratio 16:9 photo", "write \\: or quote"),
+        ("a:1:2:3", "too many ':'"),
+        ("a:flo", "did you mean 'fLo'"),
+        ('"unclosed:1', "unclosed"),
+        ("[a.png:1", "unclosed '['"),
+        ("   ||  ", "no scenes"),
+    ],
+)
 def test_errors_name_the_prompt(text, fragment):
     with pytest.raises(SceneError) as info:
         parse_scenes(text, VARS)

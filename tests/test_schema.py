@@ -23,16 +23,18 @@ def schema_errors(data):
 
 
 def test_schema_file_is_the_generated_schema():
-    assert (ROOT / "presets" / "vj.schema.json").read_text(encoding="utf-8") == json_schema_text(), \
+    assert (ROOT / "presets" / "vj.schema.json").read_text(encoding="utf-8") == json_schema_text(), (
         "presets/vj.schema.json is stale: run `vj schema -o presets/vj.schema.json`"
+    )
 
 
 def test_readme_holds_exactly_the_generated_key_tables():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme.count(BEGIN) == 1 and readme.count(END) == 1
     generated = readme.split(BEGIN)[1].split(END)[0]
-    assert generated.strip("\n") == key_tables().strip("\n"), \
+    assert generated.strip("\n") == key_tables().strip("\n"), (
         "README's key tables are stale: paste the output of `vj schema --markdown`"
+    )
 
 
 def test_tables_and_schema_list_every_key_once():
@@ -64,10 +66,12 @@ def test_every_shipped_preset_validates_against_the_schema(path):
 
 
 def test_new_keys_accepted_by_schema_and_vj(tmp_path):
-    text = ("scenes: 'a: fLo_hit + osc(beat_phase)'\nbpm: 128\ntempo_range: [60, 200]\nbeats_per_bar: 3\n"
-            "beat_decay: 0.2\ntempo_source: link\nduration: null\n"
-            "input_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65, hit: true, hit_decay: 0.3, "
-            "hit_sensitivity: 0.8}]\n")
+    text = (
+        "scenes: 'a: fLo_hit + osc(beat_phase)'\nbpm: 128\ntempo_range: [60, 200]\nbeats_per_bar: 3\n"
+        "beat_decay: 0.2\ntempo_source: link\nduration: null\n"
+        "input_audio_filters: [{variable_name: fLo, f_center: 105, f_width: 65, hit: true, hit_decay: 0.3, "
+        "hit_sensitivity: 0.8}]\n"
+    )
     assert schema_errors(yaml.safe_load(text)) == []
     path = tmp_path / "p.yaml"
     path.write_text(text)
@@ -77,36 +81,39 @@ def test_new_keys_accepted_by_schema_and_vj(tmp_path):
 FILTER = {"variable_name": "fLo", "f_center": 105, "f_width": 65}
 
 
-@pytest.mark.parametrize("change", [
-    {"widht": 512},                                   # unknown key
-    {"rotate_3d": 40},                                # pytti-only key
-    {"width": "wide"},                                # wrong type
-    {"width": 500},                                   # not a multiple of 8
-    {"frames_per_second": 0},                         # out of range
-    {"steps": 2.5},                                   # not an integer
-    {"fixed_noise": 1},                               # not a boolean
-    {"infill_mode": "mirorr"},                        # bad enum
-    {"tempo_source": "midi"},                         # bad enum
-    {"bpm": 400},                                     # out of range
-    {"tempo_range": [70]},                            # not a pair
-    {"tempo_range": [10, 180]},                       # out of range
-    {"beats_per_bar": 0},                             # out of range
-    {"beat_decay": 0},                                # not > 0
-    {"strength": True},                               # an expression is a number or text
-    {"scene_duration": []},                           # no durations
-    {"scenes": None},                                 # required key missing
-    {"input_audio_filters": {"variable_name": "x"}},  # not a list
-    {"input_audio_filters": [{**FILTER, "ordr": 5}]},              # unknown filter key
-    {"input_audio_filters": [{"variable_name": "fLo", "f_center": 105}]},   # required filter key missing
-    {"input_audio_filters": [{**FILTER, "order": 11}]},            # out of range
-    {"input_audio_filters": [{**FILTER, "envelope": "avg"}]},      # bad enum
-    {"input_audio_filters": [{**FILTER, "hit": "yes"}]},           # not a boolean
-    {"input_audio_filters": [{**FILTER, "hit_sensitivity": 2}]},   # out of range
-    {"input_audio_filters": [{**FILTER, "hit_decay": 0}]},         # not > 0
-    {"input_audio_filters": [{**FILTER, "variable_name": "2x"}]},  # not a name
-    {"input_audio_filters": [{**FILTER, "variable_name": "sin"}]},  # reserved
-    {"input_audio_filters": [{**FILTER, "variable_name": "beat"}]},  # a musical variable
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"widht": 512},  # unknown key
+        {"rotate_3d": 40},  # pytti-only key
+        {"width": "wide"},  # wrong type
+        {"width": 500},  # not a multiple of 8
+        {"frames_per_second": 0},  # out of range
+        {"steps": 2.5},  # not an integer
+        {"fixed_noise": 1},  # not a boolean
+        {"infill_mode": "mirorr"},  # bad enum
+        {"tempo_source": "midi"},  # bad enum
+        {"bpm": 400},  # out of range
+        {"tempo_range": [70]},  # not a pair
+        {"tempo_range": [10, 180]},  # out of range
+        {"beats_per_bar": 0},  # out of range
+        {"beat_decay": 0},  # not > 0
+        {"strength": True},  # an expression is a number or text
+        {"scene_duration": []},  # no durations
+        {"scenes": None},  # required key missing
+        {"input_audio_filters": {"variable_name": "x"}},  # not a list
+        {"input_audio_filters": [{**FILTER, "ordr": 5}]},  # unknown filter key
+        {"input_audio_filters": [{"variable_name": "fLo", "f_center": 105}]},  # required filter key missing
+        {"input_audio_filters": [{**FILTER, "order": 11}]},  # out of range
+        {"input_audio_filters": [{**FILTER, "envelope": "avg"}]},  # bad enum
+        {"input_audio_filters": [{**FILTER, "hit": "yes"}]},  # not a boolean
+        {"input_audio_filters": [{**FILTER, "hit_sensitivity": 2}]},  # out of range
+        {"input_audio_filters": [{**FILTER, "hit_decay": 0}]},  # not > 0
+        {"input_audio_filters": [{**FILTER, "variable_name": "2x"}]},  # not a name
+        {"input_audio_filters": [{**FILTER, "variable_name": "sin"}]},  # reserved
+        {"input_audio_filters": [{**FILTER, "variable_name": "beat"}]},  # a musical variable
+    ],
+)
 def test_schema_and_vj_refuse_typical_bad_presets(tmp_path, change):
     data = {"scenes": "a cat", **change}
     data = {k: v for k, v in data.items() if v is not None}

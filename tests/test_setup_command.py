@@ -27,16 +27,23 @@ def test_setup_command_runs_with_and_without_sudo(tmp_path, with_sudo):
     bin_dir.mkdir()
     log = tmp_path / "log"
     stub(bin_dir, "apt-get", f'echo "apt-get $*" >> {log}')
-    venv_pip = f'/bin/mkdir -p .venv/bin && printf \'#!/bin/bash\\necho "pip $*" >> {log}\\n\' > .venv/bin/pip'
+    venv_pip = f"/bin/mkdir -p .venv/bin && printf '#!/bin/bash\\necho \"pip $*\" >> {log}\\n' > .venv/bin/pip"
     stub(bin_dir, "python3", f'echo "python3 $*" >> {log}; {venv_pip}; /bin/chmod +x .venv/bin/pip')
     if with_sudo:
         stub(bin_dir, "sudo", f'echo "sudo $1" >> {log}; "$@"')
     work = tmp_path / "work"
     work.mkdir()
-    result = subprocess.run(["/bin/bash", "-c", setup_command()], cwd=work, capture_output=True, text=True,
-                            env={"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root")})
+    result = subprocess.run(
+        ["/bin/bash", "-c", setup_command()],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": os.environ.get("HOME", "/root")},
+    )
     assert result.returncode == 0, result.stderr
     lines = log.read_text().splitlines()
     assert [line.split()[0] for line in lines] == (["sudo", "apt-get"] * 2 if with_sudo else ["apt-get"] * 2) + [
-        "python3", "pip"]
+        "python3",
+        "pip",
+    ]
     assert "-e .[test]" in lines[-1]

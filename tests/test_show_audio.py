@@ -86,7 +86,7 @@ def test_taps_are_applied_by_the_analysis_thread_at_their_audio_time(analysis):
     live, source = analysis
     fed(live, source, 1.0)
     now = time.monotonic()
-    for k in range(4):                       # taps 0.4 s apart: 150 BPM
+    for k in range(4):  # taps 0.4 s apart: 150 BPM
         live.tap(now - 1.2 + 0.4 * k)
     snap = fed(live, source)
     assert snap.values["bpm"] == pytest.approx(150.0)
@@ -117,6 +117,7 @@ def test_an_analyzer_at_another_rate_is_refused(analysis):
 
     class Other(BlockSource):
         sample_rate = 44100
+
     with pytest.raises(ValueError, match="44100 Hz"):
         live.replace(AudioAnalyzer(Other(), [Band("fLo", 100, 50)]))
 
@@ -146,14 +147,15 @@ def test_silent_audio_taps_on_the_engine_thread_and_reloads_with_new_filters(tmp
     now = time.monotonic()
     audio.tap(now - 0.5)
     audio.tap(now)
-    assert audio.analyzer.beats.fixed_period is None        # queued, not applied on this (the main) thread
+    assert audio.analyzer.beats.fixed_period is None  # queued, not applied on this (the main) thread
     clock.t = 2.1
     values, heard_at = audio.snapshot()
     # taps 0.5 s apart: 120 bpm, give or take the microseconds time.monotonic() moves between the two tap() calls
     # while this test's show clock stands still (a show's clock moves with it)
     assert values["bpm"] == pytest.approx(120.0, abs=0.5) and heard_at >= now
-    reloaded = load_preset(preset_file(tmp_path, "  - {variable_name: fHi, f_center: 8000, f_width: 2000}"),
-                           {"model": "tiny"})
+    reloaded = load_preset(
+        preset_file(tmp_path, "  - {variable_name: fHi, f_center: 8000, f_width: 2000}"), {"model": "tiny"}
+    )
     audio.use_preset(reloaded)
     clock.t = 2.5
     values, _ = audio.snapshot()
@@ -169,9 +171,12 @@ def test_live_audio_reload_swaps_only_when_the_analysis_changed(tmp_path):
         first = audio.analysis.analyzer
         audio.use_preset(load_preset(preset_file(tmp_path, "transition_time: 3"), {"model": "tiny"}))
         fed(audio.analysis, source)
-        assert audio.analysis.analyzer is first              # nothing the analysis uses changed
-        audio.use_preset(load_preset(preset_file(tmp_path, "  - {variable_name: fHi, f_center: 8000, f_width: 2000}"),
-                                     {"model": "tiny"}))
+        assert audio.analysis.analyzer is first  # nothing the analysis uses changed
+        audio.use_preset(
+            load_preset(
+                preset_file(tmp_path, "  - {variable_name: fHi, f_center: 8000, f_width: 2000}"), {"model": "tiny"}
+            )
+        )
         snap = fed(audio.analysis, source)
         assert "fHi" in snap.values and audio.analysis.analyzer.beats is first.beats
         audio.use_preset(load_preset(preset_file(tmp_path, "bpm: 90"), {"model": "tiny"}))
@@ -193,6 +198,7 @@ def offline_link(monkeypatch):
         clock = LinkClock(enable=False, **kwargs)
         made.append(clock)
         return clock
+
     monkeypatch.setattr(show_audio, "LinkClock", make)
     return made
 
@@ -208,7 +214,7 @@ def test_link_gives_the_musical_variables_and_taps_set_its_tempo(tmp_path, offli
         assert offline_link[0].beats_per_bar == 3
         now = time.monotonic()
         for k in range(3):
-            audio.tap(now - 0.8 + 0.4 * k)                   # 150 BPM, proposed to the session
+            audio.tap(now - 0.8 + 0.4 * k)  # 150 BPM, proposed to the session
         assert offline_link[0].tempo == pytest.approx(150.0)
         assert audio.snapshot()[0]["bpm"] == pytest.approx(150.0)
         audio.downbeat(now)
@@ -217,7 +223,7 @@ def test_link_gives_the_musical_variables_and_taps_set_its_tempo(tmp_path, offli
         clock.t = 0.1
         assert audio.link is None and audio.snapshot()[0]["bpm"] == pytest.approx(90.0)
         with pytest.raises(Exception, match="closed"):
-            offline_link[0].tempo                          # left the session
+            offline_link[0].tempo  # left the session
     finally:
         audio.close()
 
@@ -227,6 +233,7 @@ def test_link_failing_at_a_reload_is_a_warning_and_the_audio_keeps_the_tempo(tmp
 
     def broken(**kwargs):
         raise LinkError("tempo_source: link needs the aalink package")
+
     monkeypatch.setattr(show_audio, "LinkClock", broken)
     clock = ShowClock()
     audio = SilentAudio(load_preset(preset_file(tmp_path, "bpm: 90"), {"model": "tiny"}), clock)
@@ -251,6 +258,7 @@ def test_snapshot_and_tap_from_two_threads_never_race(tmp_path):
                 audio.snapshot()
         except Exception as exc:  # the test's report: any exception fails it below
             errors.append(exc)
+
     thread = threading.Thread(target=engine)
     thread.start()
     now = time.monotonic()
@@ -264,13 +272,17 @@ def test_snapshot_and_tap_from_two_threads_never_race(tmp_path):
 
 def test_filters_that_do_not_fit_the_input_are_refused_at_a_reload(tmp_path):
     class Slow(BlockSource):
-        sample_rate = 16000                                 # Nyquist 8 kHz
+        sample_rate = 16000  # Nyquist 8 kHz
+
     source = Slow()
     audio = LiveAudio(source, load_preset(preset_file(tmp_path), {"model": "tiny"}))
     try:
         first = audio.analysis.analyzer
-        audio.use_preset(load_preset(preset_file(tmp_path, "  - {variable_name: fHi, f_center: 9000, f_width: 2000}"),
-                                     {"model": "tiny"}))
+        audio.use_preset(
+            load_preset(
+                preset_file(tmp_path, "  - {variable_name: fHi, f_center: 9000, f_width: 2000}"), {"model": "tiny"}
+            )
+        )
         assert audio.analysis.analyzer is first
         assert audio.warning.startswith("audio filters refused: filter 'fHi': band 8000..10000 Hz")
     finally:

@@ -42,9 +42,16 @@ def test_default_cache_dir(tmp_path, monkeypatch):
 
 
 def test_cache_key_changes_with_every_part():
-    parts = dict(prompt="neon city", seed=7, strength=0.5, fixed=True, lora=None,
-                 prompts=[("a", 1.0), ("b", 0.25)], options={"mode": "slerp", "steps": 4},
-                 latents=torch.arange(6, dtype=torch.float32))
+    parts = dict(
+        prompt="neon city",
+        seed=7,
+        strength=0.5,
+        fixed=True,
+        lora=None,
+        prompts=[("a", 1.0), ("b", 0.25)],
+        options={"mode": "slerp", "steps": 4},
+        latents=torch.arange(6, dtype=torch.float32),
+    )
     base = cache_key(RELEASE, **parts)
     assert len(base) == 64 and base == cache_key(RELEASE, **dict(reversed(list(parts.items()))))
     changed = [
@@ -113,8 +120,13 @@ def test_round_trip_memory_then_disk(tmp_path):
 
 
 def test_odd_names_and_dtypes_round_trip(tmp_path):
-    arrays = {"file": np.float16([1, 2]), "allow_pickle": np.array(3.5), "a.npy": np.zeros((0, 3)),
-              "flags": np.array([True, False]), "pair": np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")])}
+    arrays = {
+        "file": np.float16([1, 2]),
+        "allow_pickle": np.array(3.5),
+        "a.npy": np.zeros((0, 3)),
+        "flags": np.array([True, False]),
+        "pair": np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")]),
+    }
     TransitionCache(tmp_path).put("odd", arrays)
     assert_same(TransitionCache(tmp_path).get("odd"), arrays)
 
@@ -230,6 +242,7 @@ def test_corrupt_entries_are_dropped(tmp_path, damage):
 @pytest.mark.parametrize("breaks", ["before", "after"])
 def test_unusable_folder_falls_back_to_memory(tmp_path, caplog, breaks):
     folder = tmp_path / "file" / "cache"
+
     def warnings():
         return [r for r in caplog.records if r.levelno == logging.WARNING]
 

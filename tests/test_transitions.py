@@ -8,10 +8,26 @@ import torch
 from vj.engine.diffusion.conditioning import ConditioningCache
 from vj.engine.errors import EngineError
 from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
-from vj.engine.transitions.plans import (CROSSFEED, QUALITIES, TURBO_CROSSFEED, Crossfeed, TreePlan, budget_plan,
-                                     explicit_plan, model_crossfeed, quality_plan)
-from vj.engine.transitions.latent_blend import (Trajectories, blend_tree, image_difference, play, slerp_latents,
-                                                smoothness, timing)
+from vj.engine.transitions.plans import (
+    CROSSFEED,
+    QUALITIES,
+    TURBO_CROSSFEED,
+    Crossfeed,
+    TreePlan,
+    budget_plan,
+    explicit_plan,
+    model_crossfeed,
+    quality_plan,
+)
+from vj.engine.transitions.latent_blend import (
+    Trajectories,
+    blend_tree,
+    image_difference,
+    play,
+    slerp_latents,
+    smoothness,
+    timing,
+)
 
 SIZE = 64
 
@@ -22,14 +38,29 @@ def embed(c, text):
 
 def test_endpoints_equal_diffusers_plain_generation(model):
     from diffusers import StableDiffusionPipeline
-    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-                                   unet=model.unet, scheduler=model.scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+
+    pipe = StableDiffusionPipeline(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=model.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     cond_a, cond_b = embed(model, "a red fox"), embed(model, "a blue whale")
     paths = blend_tree(Trajectories(model, SIZE, SIZE), cond_a, cond_b, 7, quality_plan("lowest", 0.5, steps=3))
     for path, text in ((paths[0], "a red fox"), (paths[-1], "a blue whale")):
-        ref = pipe(text, num_inference_steps=3, guidance_scale=0.0, height=SIZE, width=SIZE, output_type="pt",
-                   generator=torch.Generator().manual_seed(7)).images
+        ref = pipe(
+            text,
+            num_inference_steps=3,
+            guidance_scale=0.0,
+            height=SIZE,
+            width=SIZE,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(7),
+        ).images
         np.testing.assert_allclose((path.image / 2 + 0.5).clamp(0, 1).numpy(), ref.numpy(), atol=1e-5)
 
 
@@ -47,9 +78,9 @@ def test_the_tree_follows_its_plan_and_keeps_its_endpoints(tiny):
     paths = blend_tree(traj, cond_a, cond_b, 11, plan)
     fractions = [p.fraction for p in paths]
     assert len(paths) == plan.leaves == 7 and fractions == sorted(fractions) and len(set(fractions)) == 7
-    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and 0.5 in fractions       # the first branch halves A-B
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and 0.5 in fractions  # the first branch halves A-B
     assert sorted(p.start for p in paths) == [0, 0, 1, 1, 3, 3, 3]
-    assert all(len(p.latents) == 5 and all(z is not None for z in p.latents[p.start:]) for p in paths)
+    assert all(len(p.latents) == 5 and all(z is not None for z in p.latents[p.start :]) for p in paths)
     alone = blend_tree(traj, cond_a, cond_b, 11, TreePlan(4, (), ()))
     torch.testing.assert_close(paths[0].image, alone[0].image)
     torch.testing.assert_close(paths[-1].image, alone[-1].image)
@@ -62,13 +93,15 @@ def newest_widest():
     def difference(a, b):
         seen.append(None)
         return float(len(seen))
+
     return difference
 
 
 def test_each_branch_goes_into_the_widest_gap(tiny):
     cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
-    paths = blend_tree(Trajectories(tiny, SIZE, SIZE), cond_a, cond_b, 0, TreePlan(2, (3,), (1,)),
-                       difference=newest_widest())
+    paths = blend_tree(
+        Trajectories(tiny, SIZE, SIZE), cond_a, cond_b, 0, TreePlan(2, (3,), (1,)), difference=newest_widest()
+    )
     assert [p.fraction for p in paths] == [0.0, 0.5, 0.75, 0.875, 1.0]
 
 
@@ -92,8 +125,9 @@ def test_the_parents_are_the_nearest_branches_injected_before(tiny):
     the turbo crossfeed (1, 1, 1) it is one step of its conditioning from slerp(A, B, 0.75) at step 3."""
     cond_a, cond_b = embed(tiny, "a red fox"), embed(tiny, "a blue whale")
     traj = Trajectories(tiny, SIZE, SIZE)
-    paths = blend_tree(traj, cond_a, cond_b, 2, TreePlan(4, (2,), (2,)), difference=newest_widest(),
-                       crossfeed=TURBO_CROSSFEED)
+    paths = blend_tree(
+        traj, cond_a, cond_b, 2, TreePlan(4, (2,), (2,)), difference=newest_widest(), crossfeed=TURBO_CROSSFEED
+    )
     a, branch, b = paths[0], paths[2], paths[3]
     assert [p.fraction for p in paths] == [0.0, 0.5, 0.75, 1.0]
     torch.testing.assert_close(branch.latents[2], slerp_latents(a.latents[2], b.latents[2], 0.75))
@@ -106,8 +140,8 @@ def test_crossfeed_weights_and_defaults_are_latent_blendings():
     linearly from power to power x decay; 0 elsewhere. Defaults 0.3 / 0.6 / 0.9, and 1 / 1 / 1 for turbo models."""
     assert Crossfeed(0.3, 0.6, 0.9).weights(30, 15) == pytest.approx([0.0] * 15 + [0.3, 0.285, 0.27] + [0.0] * 12)
     assert Crossfeed(1.0, 1.0, 1.0).weights(4, 2) == [0.0, 0.0, 1.0, 1.0]
-    assert Crossfeed(0.5, 0.75, 0.2).weights(4, 2) == [0.0, 0.0, 0.5, 0.0]     # one step in range: power
-    assert Crossfeed(0.3, 0.6, 0.9).weights(4, 3) == [0.0] * 4                  # injected after the range
+    assert Crossfeed(0.5, 0.75, 0.2).weights(4, 2) == [0.0, 0.0, 0.5, 0.0]  # one step in range: power
+    assert Crossfeed(0.3, 0.6, 0.9).weights(4, 3) == [0.0] * 4  # injected after the range
     assert CROSSFEED == Crossfeed(0.3, 0.6, 0.9) and TURBO_CROSSFEED == Crossfeed(1.0, 1.0, 1.0)
     assert model_crossfeed("stabilityai/sd-turbo") == model_crossfeed("arch:sd-turbo") == TURBO_CROSSFEED
     assert model_crossfeed("tiny") == CROSSFEED
@@ -118,9 +152,9 @@ def test_crossfeed_weights_and_defaults_are_latent_blendings():
 
 def test_injection_steps_round_strength_times_steps():
     """latentblending: idx_injection = round(depth_strength x steps) (list_injection_idx: round(s x steps))."""
-    assert quality_plan("medium", 0.4, steps=4).injections[0] == 2           # round(1.6); not round(0.4 x 3) = 1
-    assert quality_plan("medium", 0.5, steps=10).injections[0] == 5          # round(5.0); not round(4.5) = 4
-    assert budget_plan(1.0, 0.01, 0.005, depth_strength=0.7, steps=4).injections[0] == 3   # round(2.8)
+    assert quality_plan("medium", 0.4, steps=4).injections[0] == 2  # round(1.6); not round(0.4 x 3) = 1
+    assert quality_plan("medium", 0.5, steps=10).injections[0] == 5  # round(5.0); not round(4.5) = 4
+    assert budget_plan(1.0, 0.01, 0.005, depth_strength=0.7, steps=4).injections[0] == 3  # round(2.8)
     # The original's cumulative lists [2, 4, 8, 20] at [0.0, 0.3, 0.5, 0.9]: new branches per level in vj
     plan = explicit_plan([4 - 2, 8 - 4, 20 - 8], [0.3, 0.5, 0.9], steps=30)
     assert plan.injections == (9, 15, 27) and plan.leaves == 20
@@ -137,12 +171,13 @@ def test_a_chain_reuses_the_shared_endpoint(tiny):
     def counting(*args, **kwargs):
         calls.append(1)
         return real_unet(*args, **kwargs)
+
     tiny.unet.forward = counting
     try:
         bc = blend_tree(traj, conds[1], conds[2], 5, plan, ends=(ab[-1], None))
     finally:
         del tiny.unet.forward
-    assert len(calls) == plan.unet_calls() - plan.steps               # B's trajectory was not run again
+    assert len(calls) == plan.unet_calls() - plan.steps  # B's trajectory was not run again
     torch.testing.assert_close(bc[0].image, ab[-1].image)
     assert bc[0].fraction == 0.0 and bc[-1].fraction == 1.0
 
@@ -158,11 +193,11 @@ def test_computing_a_tree_leaves_the_engines_scheduler_alone(tiny):
 def test_quality_plans_grow_with_the_quality_and_depth_moves_the_injections():
     leaves = [quality_plan(q, 0.5, steps=4).leaves for q in QUALITIES]
     assert leaves == list(QUALITIES.values()) == sorted(leaves)
-    assert quality_plan("medium", 0.0, steps=4).injections[0] == 0          # creative: from the start
-    assert quality_plan("medium", 1.0, steps=4).injections == (3,)           # close to an alpha blend
+    assert quality_plan("medium", 0.0, steps=4).injections[0] == 0  # creative: from the start
+    assert quality_plan("medium", 1.0, steps=4).injections == (3,)  # close to an alpha blend
     plan = quality_plan("high", 0.3, steps=8)
     assert plan.injections == tuple(sorted(set(plan.injections))) and plan.leaves == 21
-    assert list(plan.branches) == sorted(plan.branches)                      # later (cheaper) levels get more
+    assert list(plan.branches) == sorted(plan.branches)  # later (cheaper) levels get more
 
 
 def test_explicit_and_budget_plans():
@@ -175,15 +210,18 @@ def test_explicit_and_budget_plans():
     assert budget_plan(0.0, 0.01, 0.005).leaves == 2
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: TreePlan(4, (1,), (4,)), "injection steps must increase within 0..3"),
-    (lambda: TreePlan(4, (1, 2), (2, 1)), "injection steps must increase"),
-    (lambda: TreePlan(4, (1,), (1, 2)), "1 branch counts for 2 injection steps"),
-    (lambda: TreePlan(0, (), ()), "at least 1 step"),
-    (lambda: quality_plan("best"), "'best' is not one of lowest, low, medium, high, ultra"),
-    (lambda: quality_plan("low", 1.5), "depth_strength must be within 0..1"),
-    (lambda: explicit_plan([1], [0.2, 0.4]), "1 branch counts for 2 injection strengths"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: TreePlan(4, (1,), (4,)), "injection steps must increase within 0..3"),
+        (lambda: TreePlan(4, (1, 2), (2, 1)), "injection steps must increase"),
+        (lambda: TreePlan(4, (1,), (1, 2)), "1 branch counts for 2 injection steps"),
+        (lambda: TreePlan(0, (), ()), "at least 1 step"),
+        (lambda: quality_plan("best"), "'best' is not one of lowest, low, medium, high, ultra"),
+        (lambda: quality_plan("low", 1.5), "depth_strength must be within 0..1"),
+        (lambda: explicit_plan([1], [0.2, 0.4]), "1 branch counts for 2 injection strengths"),
+    ],
+)
 def test_bad_plans_are_one_clear_error(make, message):
     with pytest.raises(EngineError, match=message):
         make()
@@ -198,19 +236,19 @@ def test_play_blends_neighbouring_leaves_at_equal_time_steps():
 
 
 def test_leaves_play_at_times_spaced_by_their_differences():
-    leaves = [torch.full((1, 3, 4, 4), v) for v in (0.0, 0.1, 1.0)]   # an uneven tree: a small, then a big step
+    leaves = [torch.full((1, 3, 4, 4), v) for v in (0.0, 0.1, 1.0)]  # an uneven tree: a small, then a big step
     times = timing(leaves)
     assert times == pytest.approx([0.0, 0.1, 1.0])
     assert torch.allclose(play(leaves, 0.05, times), torch.full((1, 3, 4, 4), 0.05))
     frames = [play(leaves, k / 20, times) for k in range(21)]
-    assert smoothness(frames)[0] == pytest.approx(1.0, abs=1e-4)        # even, where equal steps would not be
+    assert smoothness(frames)[0] == pytest.approx(1.0, abs=1e-4)  # even, where equal steps would not be
     assert smoothness([play(leaves, k / 20) for k in range(21)])[0] > 1.5
-    assert timing(leaves[:1] * 3) == [0.0, 0.5, 1.0]                     # identical leaves: equal steps
+    assert timing(leaves[:1] * 3) == [0.0, 0.5, 1.0]  # identical leaves: equal steps
 
 
 def test_difference_and_smoothness():
     a, b = torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256)
-    b[..., ::2, ::2] = 1.0                        # fine pixel noise: averaged away to a quarter
+    b[..., ::2, ::2] = 1.0  # fine pixel noise: averaged away to a quarter
     assert image_difference(a, b) == pytest.approx(0.25)
     even = [torch.full((1, 3, 8, 8), v / 10) for v in range(11)]
     ratio, changes = smoothness(even)

@@ -34,9 +34,23 @@ def xvfb(width=1280, height=720, depth=24, timeout=10.0):
     _require("Xvfb", "xvfb")
     read_fd, write_fd = os.pipe()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x{depth}",
-                             "-nolisten", "tcp", "-noreset"], pass_fds=(write_fd,), stdout=log, stderr=log,
-                            preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            f"{width}x{height}x{depth}",
+            "-nolisten",
+            "tcp",
+            "-noreset",
+        ],
+        pass_fds=(write_fd,),
+        stdout=log,
+        stderr=log,
+        preexec_fn=_die_with_parent,
+    )
     os.close(write_fd)
     try:
         number, deadline = b"", time.monotonic() + timeout
@@ -45,7 +59,7 @@ def xvfb(width=1280, height=720, depth=24, timeout=10.0):
             if left <= 0 or not select.select([read_fd], [], [], left)[0]:
                 break
             chunk = os.read(read_fd, 32)
-            if not chunk:         # Xvfb exited
+            if not chunk:  # Xvfb exited
                 break
             number += chunk
         if not number.strip():
@@ -73,8 +87,28 @@ def screenshot(display):
 def parse_xwd(data):
     """Decode an XWD image (ZPixmap, 24 or 32 bits per pixel, true colour) to RGB."""
     header = np.frombuffer(data[:100], dtype=">u4")
-    (header_size, _version, pixmap_format, _depth, width, height, _xoffset, byte_order, _unit, _bit_order, _pad,
-     bits_per_pixel, bytes_per_line, _visual, red_mask, green_mask, blue_mask, _bits_rgb, _cmap, ncolors) = header[:20]
+    (
+        header_size,
+        _version,
+        pixmap_format,
+        _depth,
+        width,
+        height,
+        _xoffset,
+        byte_order,
+        _unit,
+        _bit_order,
+        _pad,
+        bits_per_pixel,
+        bytes_per_line,
+        _visual,
+        red_mask,
+        green_mask,
+        blue_mask,
+        _bits_rgb,
+        _cmap,
+        ncolors,
+    ) = header[:20]
     if pixmap_format != 2 or bits_per_pixel not in (24, 32):
         raise ValueError(f"unsupported XWD image: format {pixmap_format}, {bits_per_pixel} bits per pixel")
     start = int(header_size) + 12 * int(ncolors)
@@ -82,7 +116,7 @@ def parse_xwd(data):
     rows = rows.reshape(int(height), int(bytes_per_line))
     step = int(bits_per_pixel) // 8
     pixels = rows[:, : int(width) * step].reshape(int(height), int(width), step).astype(np.uint32)
-    if byte_order == 0:       # LSBFirst
+    if byte_order == 0:  # LSBFirst
         value = sum(pixels[..., i] << (8 * i) for i in range(step))
     else:
         value = sum(pixels[..., i] << (8 * (step - 1 - i)) for i in range(step))

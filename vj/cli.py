@@ -36,9 +36,11 @@ def cmd_check(args):
         live = f"controls: {', '.join(preset.control_names)}, " if preset.controls else ""
         if preset.midi:
             live += f"MIDI: {_count(len(preset.midi.cc), 'knob')}, {_count(len(preset.midi.notes), 'note')}, "
-        print(f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, "
-              f"audio variables: {names}, {live}scenes last {total:g} s, {preset.width}x{preset.height} at "
-              f"{preset.frames_per_second:g} fps, {preset.makes_frames}")
+        print(
+            f"{path}: ok: {_count(len(preset.scenes), 'scene')}, {_count(prompts, 'prompt')}, "
+            f"audio variables: {names}, {live}scenes last {total:g} s, {preset.width}x{preset.height} at "
+            f"{preset.frames_per_second:g} fps, {preset.makes_frames}"
+        )
         guided = perceptor_names(preset)
         if guided:
             print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")
@@ -50,16 +52,19 @@ def cmd_check(args):
 def _numeric(convert, integer=False):
     """An argparse type: the text as a number (or an integer), then `convert` (a key's check, raising ValueError
     with what is valid) on it."""
+
     def parse(text):
         try:
             value = int(text) if integer else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, "
-                                             f"got '{text}'") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if integer else 'a number'}, got '{text}'"
+            ) from None
         try:
             return convert(value)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return parse
 
 
@@ -125,20 +130,25 @@ def _latency(text):
 
 def cmd_analyze(args):
     from vj.commands import analyze
+
     _output_file(args.output, "-o")
     if args.plot:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         _output_file(args.plot, "--plot", tuple(f".{kind}" for kind in FigureCanvasAgg.get_supported_filetypes()))
     preset = load_preset(args.preset)
     fps = args.fps or preset.frames_per_second
     count, names = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
-    print(f"wrote {count} frames of {', '.join(names)} to {args.output}"
-          + (f" and a plot to {args.plot}" if args.plot else ""))
+    print(
+        f"wrote {count} frames of {', '.join(names)} to {args.output}"
+        + (f" and a plot to {args.plot}" if args.plot else "")
+    )
     return 0
 
 
 def cmd_render(args):
     from vj.commands import render
+
     _output_file(args.output, "-o", (".mp4",), args.overwrite)
     if args.frames:
         _output_folder(args.frames, "--frames")
@@ -147,17 +157,20 @@ def cmd_render(args):
 
 def cmd_morph(args):
     from vj.commands import morph
+
     _output_file(args.output, "-o", (".png", ".mp4"), args.overwrite)
     return morph.main(args)
 
 
 def cmd_prerender(args):
     from vj.commands import prerender
+
     return prerender.main(args)
 
 
 def cmd_live(args):
     from vj.live import main as live
+
     if args.stats:
         _output_file(args.stats, "--stats")
     return live.main(args)
@@ -165,17 +178,20 @@ def cmd_live(args):
 
 def cmd_devices(args):
     from vj.commands import devices
+
     print(devices.report())
     return 0
 
 
 def cmd_bench(args):
     from vj.commands import bench
+
     return bench.main(args)
 
 
 def cmd_schema(args):
     from vj.config import reference
+
     text = reference.key_tables() if args.markdown else reference.json_schema_text()
     if not args.output:
         sys.stdout.write(text)
@@ -194,6 +210,7 @@ def _device(text):
     if text == "auto":  # the default, which argparse passes here too: parsing it imports no torch
         return text
     from vj.engine.devices import is_device_name
+
     if not is_device_name(text):
         raise argparse.ArgumentTypeError(f"invalid choice: '{text}' (choose from auto, cpu, cuda, cuda:N, mps)")
     return text
@@ -216,12 +233,24 @@ def _model_options(p, vae=True, defaults=None, helps=None):
 
 def _engine_options(p):
     """Where and how the engine runs: the same options for render, live, prerender, morph and bench."""
-    p.add_argument("--device", type=_device, default="auto", metavar="{auto,cpu,cuda,cuda:N,mps}",
-                   help="where the engine runs (default auto: CUDA, then Apple's MPS, then the CPU)")
-    p.add_argument("--dtype", choices=["auto", "float16", "float32", "bfloat16"], default="auto",
-                   help="weights and activations (default: float16 on CUDA, float32 on MPS and the CPU)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the UNet and VAE (faster frames after a slow start; needs a C compiler)")
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        metavar="{auto,cpu,cuda,cuda:N,mps}",
+        help="where the engine runs (default auto: CUDA, then Apple's MPS, then the CPU)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["auto", "float16", "float32", "bfloat16"],
+        default="auto",
+        help="weights and activations (default: float16 on CUDA, float32 on MPS and the CPU)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet and VAE (faster frames after a slow start; needs a C compiler)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -236,14 +265,19 @@ def build_parser():
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check", help="validate presets and print a summary of each",
-                       description="Validate presets; print a summary, or every error with file and line.")
+    p = sub.add_parser(
+        "check",
+        help="validate presets and print a summary of each",
+        description="Validate presets; print a summary, or every error with file and line.",
+    )
     p.add_argument("presets", nargs="+", metavar="PRESET", help="YAML preset files")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("analyze", help="per-frame audio variable values to CSV (and a plot)",
-                       description="Run the preset's filters over an audio file; write frame, t and one "
-                                   "column per variable.")
+    p = sub.add_parser(
+        "analyze",
+        help="per-frame audio variable values to CSV (and a plot)",
+        description="Run the preset's filters over an audio file; write frame, t and one column per variable.",
+    )
     p.add_argument("audio", metavar="AUDIO", help="audio file (wav, flac, ogg, mp3)")
     p.add_argument("--preset", required=True, help="preset whose input_audio_filters to use")
     p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second (default: the preset's)")
@@ -253,15 +287,19 @@ def build_parser():
     p.add_argument("--plot", metavar="PNG", help="also draw band levels above the waveform into this PNG")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("render", help="render a preset to an MP4 synced with the track",
-                       description="Render a preset offline to H.264 + AAC in one MP4.")
+    p = sub.add_parser(
+        "render",
+        help="render a preset to an MP4 synced with the track",
+        description="Render a preset offline to H.264 + AAC in one MP4.",
+    )
     p.add_argument("preset", metavar="PRESET")
     p.add_argument("--audio", metavar="TRACK", help="audio track (default: the preset's input_audio)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="MP4 file to write")
     _model_options(p)
     p.add_argument("--start", type=_non_negative, default=0.0, help="seconds into the show to start")
-    p.add_argument("--duration", type=_positive, help="seconds to render (default: the preset's, the track's "
-                                                      "or the scenes')")
+    p.add_argument(
+        "--duration", type=_positive, help="seconds to render (default: the preset's, the track's or the scenes')"
+    )
     p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second (default: the preset's)")
     p.add_argument("--seed", type=_preset_key("seed"), help="random seed (default: the preset's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
@@ -269,84 +307,132 @@ def build_parser():
     _engine_options(p)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("live", help="the live show: audio in, MIDI/OSC/keys, frames on a display",
-                       description="Run a preset live: analyse a mic/line-in (or rehearse with a file), take MIDI, "
-                                   "OSC and keys, show the newest frame fullscreen (or in a window).")
+    p = sub.add_parser(
+        "live",
+        help="the live show: audio in, MIDI/OSC/keys, frames on a display",
+        description="Run a preset live: analyse a mic/line-in (or rehearse with a file), take MIDI, "
+        "OSC and keys, show the newest frame fullscreen (or in a window).",
+    )
     p.add_argument("preset", metavar="PRESET")
     _model_options(p)
     audio = p.add_mutually_exclusive_group()
-    audio.add_argument("--audio-device", metavar="D", help="input device: index or part of its name (default: the "
-                                                           "system's default input; 'none': no audio)")
+    audio.add_argument(
+        "--audio-device",
+        metavar="D",
+        help="input device: index or part of its name (default: the system's default input; 'none': no audio)",
+    )
     audio.add_argument("--audio", metavar="FILE", help="rehearse with a file: play it and analyse what is heard")
     p.add_argument("--no-playback", action="store_true", help="with --audio: analyse in real time without playing")
     p.add_argument("--audio-output", metavar="D", help="with --audio: output device (index or part of its name)")
     p.add_argument("--sample-rate", type=_positive_integer, help="input sample rate (default: the device's)")
-    p.add_argument("--channels", type=lambda t: [int(c) for c in t.split(",")], metavar="1,2",
-                   help="input channels to mix down, 1-based (default 1,2; 1 on a mono input)")
-    p.add_argument("--blocksize", type=_block_size, default=0,
-                   help="audio block size in samples (default 0: the device's)")
-    p.add_argument("--latency", type=_latency, default="high",
-                   help="'low', 'high' or seconds (default high: the steadiest)")
+    p.add_argument(
+        "--channels",
+        type=lambda t: [int(c) for c in t.split(",")],
+        metavar="1,2",
+        help="input channels to mix down, 1-based (default 1,2; 1 on a mono input)",
+    )
+    p.add_argument(
+        "--blocksize", type=_block_size, default=0, help="audio block size in samples (default 0: the device's)"
+    )
+    p.add_argument(
+        "--latency", type=_latency, default="high", help="'low', 'high' or seconds (default high: the steadiest)"
+    )
     p.add_argument("--midi", metavar="NAME", help="MIDI input port (part of its name)")
-    p.add_argument("--osc", default="127.0.0.1:9000", metavar="HOST:PORT",
-                   help="OSC address to listen on (default 127.0.0.1:9000; 'off' for none)")
-    p.add_argument("--osc-allow", nargs="+", metavar="ADDR", help="with --osc beyond localhost: senders (addresses "
-                                                                   "or networks) allowed")
+    p.add_argument(
+        "--osc",
+        default="127.0.0.1:9000",
+        metavar="HOST:PORT",
+        help="OSC address to listen on (default 127.0.0.1:9000; 'off' for none)",
+    )
+    p.add_argument(
+        "--osc-allow",
+        nargs="+",
+        metavar="ADDR",
+        help="with --osc beyond localhost: senders (addresses or networks) allowed",
+    )
     p.add_argument("--display", type=int, default=0, metavar="N", help="monitor for fullscreen (default 0)")
     p.add_argument("--windowed", action="store_true", help="a window at the preset's size instead of fullscreen")
-    p.add_argument("--blend", action="store_true", help="crossfade between engine frames when the engine is slower "
-                                                        "than the display (default: repeat frames)")
+    p.add_argument(
+        "--blend",
+        action="store_true",
+        help="crossfade between engine frames when the engine is slower than the display (default: repeat frames)",
+    )
     p.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (H shows it)")
     p.add_argument("--stats", metavar="FILE", help="write JSON lines of show statistics, about one a second")
     p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
     _engine_options(p)
     p.set_defaults(func=cmd_live)
 
-    p = sub.add_parser("prerender", help="compute a preset's latent-blend transitions into the cache",
-                       description="Compute the latent-blend transitions of a preset (each scene to the next, or "
-                                   "every pair with --all-pairs) into the transition cache, so shows and renders "
-                                   "find them ready. A second run finds them in the cache.")
+    p = sub.add_parser(
+        "prerender",
+        help="compute a preset's latent-blend transitions into the cache",
+        description="Compute the latent-blend transitions of a preset (each scene to the next, or "
+        "every pair with --all-pairs) into the transition cache, so shows and renders "
+        "find them ready. A second run finds them in the cache.",
+    )
     p.add_argument("preset", metavar="PRESET")
     _model_options(p)
-    p.add_argument("--all-pairs", action="store_true", help="every ordered pair of scenes, not only each to the "
-                                                            "next (a show may jump anywhere)")
+    p.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="every ordered pair of scenes, not only each to the next (a show may jump anywhere)",
+    )
     _engine_options(p)
     p.set_defaults(func=cmd_prerender)
 
-    p = sub.add_parser("morph", help="morph a word of the first scene into another: a strip or a clip",
-                       description="Token-level arithmetic between two words: step k edits FROM's tokens in its "
-                                   "sentence to (1-k)*FROM + k*TO; one txt2img frame per step with the preset's "
-                                   "seed, side by side in a PNG strip or one per frame in an MP4 clip.")
+    p = sub.add_parser(
+        "morph",
+        help="morph a word of the first scene into another: a strip or a clip",
+        description="Token-level arithmetic between two words: step k edits FROM's tokens in its "
+        "sentence to (1-k)*FROM + k*TO; one txt2img frame per step with the preset's "
+        "seed, side by side in a PNG strip or one per frame in an MP4 clip.",
+    )
     p.add_argument("preset", metavar="PRESET")
     p.add_argument("--from", dest="from_word", required=True, metavar="WORD", help="a word of scene 1's prompts")
     p.add_argument("--to", dest="to_word", required=True, metavar="WORD", help="the word it morphs into")
-    p.add_argument("--steps", type=_numeric(_at_least_two, integer=True), default=8,
-                   help="frames from FROM to TO, both included (default 8)")
+    p.add_argument(
+        "--steps",
+        type=_numeric(_at_least_two, integer=True),
+        default=8,
+        help="frames from FROM to TO, both included (default 8)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT.png|OUT.mp4", help="strip (PNG) or clip (MP4)")
     _model_options(p, vae=False)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     _engine_options(p)
     p.set_defaults(func=cmd_morph)
 
-    p = sub.add_parser("devices", help="engine devices, audio inputs and outputs, MIDI ports and displays",
-                       description="List the engine's devices (GPUs first), audio inputs and outputs, MIDI input ports "
-                                   "and displays with their sizes.")
+    p = sub.add_parser(
+        "devices",
+        help="engine devices, audio inputs and outputs, MIDI ports and displays",
+        description="List the engine's devices (GPUs first), audio inputs and outputs, MIDI input ports "
+        "and displays with their sizes.",
+    )
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("bench", help="time the frame engine per stage",
-                       description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.")
-    _model_options(p, defaults={"model": "tiny", "vae": "auto", "width": 256, "height": 256},
-                   helps={"model": "model (default tiny; arch:sd-turbo for real compute)", "vae": "'auto' or 'taesd'"})
+    p = sub.add_parser(
+        "bench",
+        help="time the frame engine per stage",
+        description="Warm up, then time warp, encode, UNet, decode, conditioning and host copy.",
+    )
+    _model_options(
+        p,
+        defaults={"model": "tiny", "vae": "auto", "width": 256, "height": 256},
+        helps={"model": "model (default tiny; arch:sd-turbo for real compute)", "vae": "'auto' or 'taesd'"},
+    )
     p.add_argument("--frames", type=_positive_integer, default=20, help="timed frames after warm-up")
     p.add_argument("--steps", type=_preset_key("steps"), default=1, help="denoising steps per frame (1..50)")
     _engine_options(p)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("schema", help="print the presets' JSON Schema (for editors) or README's key tables",
-                       description="Print the JSON Schema (draft-07) of preset files, which editors use to complete "
-                                   "and check presets as they are typed, or with --markdown README's tables of "
-                                   "preset and filter keys. Both are generated from the one definition of each key.")
+    p = sub.add_parser(
+        "schema",
+        help="print the presets' JSON Schema (for editors) or README's key tables",
+        description="Print the JSON Schema (draft-07) of preset files, which editors use to complete "
+        "and check presets as they are typed, or with --markdown README's tables of "
+        "preset and filter keys. Both are generated from the one definition of each key.",
+    )
     p.add_argument("--markdown", action="store_true", help="print README's key tables instead of the JSON Schema")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     p.set_defaults(func=cmd_schema)
@@ -355,8 +441,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="vj: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="vj: %(levelname)s: %(message)s"
+    )
     try:
         return args.func(args)
     except VjError as exc:  # every error meant for the user: one line, no traceback
@@ -374,6 +461,7 @@ def run():
     vj-...) get THREAD_GRACE seconds, and if one is still busy the process ends at once, its output flushed."""
     import threading
     import time
+
     status = main()
     deadline = time.monotonic() + THREAD_GRACE
     ours = [t for t in threading.enumerate() if t.daemon and t.name.startswith("vj-")]

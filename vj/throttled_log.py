@@ -25,5 +25,6 @@ class RateLimitedLog:
             if now - self._last < self._interval:
                 return
             count, self._since, self._last = self._since, 0, now
-        self._logger.warning("%s dropped (%d since the last report, %d in all): %s", self._what, count, self.total,
-                             reason)
+        self._logger.warning(
+            "%s dropped (%d since the last report, %d in all): %s", self._what, count, self.total, reason
+        )

@@ -28,8 +28,11 @@ class AudioAnalyzer:
         self.envelopes = EnvelopeBank(self.bank.bands, rate)
         self.hits = [(i, HitDetector(b, rate)) for i, b in enumerate(self.bank.bands) if b.hit]
         self.beats = BeatTracker(source.sample_rate, self.bank.hop, beats)
-        self.names = ([b.variable_name for b in self.bank.bands]
-                      + [hit_name(self.bank.bands[i].variable_name) for i, _ in self.hits] + list(MUSICAL_VARIABLES))
+        self.names = (
+            [b.variable_name for b in self.bank.bands]
+            + [hit_name(self.bank.bands[i].variable_name) for i, _ in self.hits]
+            + list(MUSICAL_VARIABLES)
+        )
         self.values = np.zeros(len(self.names))
         self.position = 0
         self.ended = False
@@ -55,7 +58,7 @@ class AudioAnalyzer:
         out[:bands] = self.envelopes.process(detectors)
         for row, (i, detector) in enumerate(self.hits, start=bands):
             out[row] = detector.process(detectors[i])
-        out[-len(MUSICAL_VARIABLES):] = self.beats.process(block)
+        out[-len(MUSICAL_VARIABLES) :] = self.beats.process(block)
         if out.shape[1]:
             self.values = out[:, -1].copy()
         self.position += len(block)

@@ -26,30 +26,30 @@ from vj.audio.kernels import jit_cached
 from vj.config.musical import MUSICAL_VARIABLES
 from vj.audio.onsets import ACCENT, STRENGTH, OnsetStrength
 
-TICKS_PER_FRAME = 10          # onset frames are 10 control ticks (about 10 ms)
-WINDOW_SECONDS = 6.0          # onset history the estimate looks at
-MEMORY_SECONDS = 3.0          # time constant of the weighting that favours recent onsets
-MIN_SECONDS = 1.5             # history needed before a first estimate
+TICKS_PER_FRAME = 10  # onset frames are 10 control ticks (about 10 ms)
+WINDOW_SECONDS = 6.0  # onset history the estimate looks at
+MEMORY_SECONDS = 3.0  # time constant of the weighting that favours recent onsets
+MIN_SECONDS = 1.5  # history needed before a first estimate
 UPDATE_SECONDS = 0.1
-LOCK_CONFIDENCE = 0.3         # lock when confidence reaches this (on a full window; more on a shorter one) ...
-UNLOCK_CONFIDENCE = 0.15      # ... and give up after HOLD_SECONDS below this one
-BREAK_SECONDS = 1.5           # a break: the onsets of the last BREAK_SECONDS ...
-BREAK_LEVEL = 0.1             # ... are this much weaker than the history's mean
-HOLD_SECONDS = 4.0            # a locked beat coasts through breaks this long
-TEMPO_SWITCH_SECONDS = 1.0    # a tempo more than SAME_TEMPO away must persist this long to replace the current
+LOCK_CONFIDENCE = 0.3  # lock when confidence reaches this (on a full window; more on a shorter one) ...
+UNLOCK_CONFIDENCE = 0.15  # ... and give up after HOLD_SECONDS below this one
+BREAK_SECONDS = 1.5  # a break: the onsets of the last BREAK_SECONDS ...
+BREAK_LEVEL = 0.1  # ... are this much weaker than the history's mean
+HOLD_SECONDS = 4.0  # a locked beat coasts through breaks this long
+TEMPO_SWITCH_SECONDS = 1.0  # a tempo more than SAME_TEMPO away must persist this long to replace the current
 SAME_TEMPO = 0.04
-TEMPO_CHANGE = 0.12           # a tempo change up to this much keeps the locked beat's metrical level
-OCTAVE_SWITCH_SECONDS = 3.0   # another octave must win the metre check this long to replace the locked one
-QUIET_LEVEL = 0.25            # history this much weaker than the recent onsets (a quiet intro, a break) ...
-QUIET_SECONDS = 1.5           # ... for this long is cut off: it says nothing of the beat playing now
-METRE_RATIOS = (1.0, 2.0, 0.5)   # relatives of the autocorrelation's period
-METRE_SHARE = 0.7             # a pulse is the beat if its beats are this strong relative to the strongest relative's
-METRE_KEEP = 0.6              # ... and a locked beat stays while its beats are this strong and no faster one passes
-METRE_SECONDS = 4.5           # the metre is judged on this much recent history
-METRE_BEATS = 4               # beats needed in the history before the metre can be told (and a lock made)
-PHASE_GAIN = 0.5              # share of a phase error corrected per update
+TEMPO_CHANGE = 0.12  # a tempo change up to this much keeps the locked beat's metrical level
+OCTAVE_SWITCH_SECONDS = 3.0  # another octave must win the metre check this long to replace the locked one
+QUIET_LEVEL = 0.25  # history this much weaker than the recent onsets (a quiet intro, a break) ...
+QUIET_SECONDS = 1.5  # ... for this long is cut off: it says nothing of the beat playing now
+METRE_RATIOS = (1.0, 2.0, 0.5)  # relatives of the autocorrelation's period
+METRE_SHARE = 0.7  # a pulse is the beat if its beats are this strong relative to the strongest relative's
+METRE_KEEP = 0.6  # ... and a locked beat stays while its beats are this strong and no faster one passes
+METRE_SECONDS = 4.5  # the metre is judged on this much recent history
+METRE_BEATS = 4  # beats needed in the history before the metre can be told (and a lock made)
+PHASE_GAIN = 0.5  # share of a phase error corrected per update
 PRIOR_CENTRE_BPM = 120.0
-PRIOR_OCTAVES = 1.0           # width (std) of the log-tempo prior
+PRIOR_OCTAVES = 1.0  # width (std) of the log-tempo prior
 TAP_RESET_SECONDS = 2.0
 
 
@@ -85,7 +85,7 @@ def autocorrelation(x):
     """Unbiased autocorrelation r[L] = mean of x[n] x[n+L], for L = 0..len(x)-1."""
     size, counts = _lag_counts(len(x))
     spectrum = scipy.fft.rfft(x, size)
-    return scipy.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, size)[:len(x)] / counts
+    return scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, size)[: len(x)] / counts
 
 
 @jit_cached
@@ -247,13 +247,13 @@ def active_frames(onsets, frame_rate):
         return len(onsets)
     backward = onsets[::-1]  # newest first
     sums = np.cumsum(backward)
-    means = (sums[span - 1:] - np.concatenate(([0.0], sums[:-span]))) / span  # [k]: frames k .. k+span-1 back
-    recent = onsets[-int(BREAK_SECONDS * frame_rate):].mean()
+    means = (sums[span - 1 :] - np.concatenate(([0.0], sums[:-span]))) / span  # [k]: frames k .. k+span-1 back
+    recent = onsets[-int(BREAK_SECONDS * frame_rate) :].mean()
     quiet = np.flatnonzero(means < QUIET_LEVEL * recent)
     if not len(quiet) or quiet[0] == 0:
         return len(onsets)
     start = int(quiet[0])
-    loud = np.flatnonzero(backward[start:start + int(QUIET_LEVEL * span)] >= recent)
+    loud = np.flatnonzero(backward[start : start + int(QUIET_LEVEL * span)] >= recent)
     return start + (int(loud[-1]) + 1 if len(loud) else 0)
 
 
@@ -313,8 +313,8 @@ class BeatTracker:
         self.accents = OnsetStrength(sample_rate, control_hop * TICKS_PER_FRAME, ACCENT)
         self.frame_rate = self.onsets.frame_rate
         self._history = np.zeros((2, int(round(WINDOW_SECONDS * self.frame_rate))))  # strength, accent
-        self._pending = np.zeros((2, 0))    # onset frames computed but not yet applied
-        self._applied = 0                   # onset frames applied to the state
+        self._pending = np.zeros((2, 0))  # onset frames computed but not yet applied
+        self._applied = 0  # onset frames applied to the state
         self._ticks = 0
         self._samples = 0
         self._update_every = max(1, int(round(UPDATE_SECONDS * self.frame_rate)))
@@ -327,8 +327,8 @@ class BeatTracker:
         self.bar_offset = 0
         self.confidence = 0.0
         self._low_since = None
-        self._candidate = None              # (period, since) of a tempo waiting to replace the current
-        self._octave_since = None           # since when the locked beat's metrical level has failed the metre check
+        self._candidate = None  # (period, since) of a tempo waiting to replace the current
+        self._octave_since = None  # since when the locked beat's metrical level has failed the metre check
         self._taps = TapTimes()
 
     # -- performer overrides -------------------------------------------------------------------
@@ -377,7 +377,7 @@ class BeatTracker:
             boundary = update * TICKS_PER_FRAME - 1
             end = min(total, boundary)
             if end > k:
-                out[:, k - self._ticks:end - self._ticks] = self._tick_values(k, end)
+                out[:, k - self._ticks : end - self._ticks] = self._tick_values(k, end)
                 k = end
             if k == boundary < total:
                 self._apply(update - self._applied)
@@ -400,7 +400,7 @@ class BeatTracker:
             return
         onsets, accents = self._history[:, -available:]
         period, confidence = estimate_tempo(onsets, self.frame_rate, self.settings.tempo_range, self.fixed_period)
-        recent = onsets[-int(BREAK_SECONDS * self.frame_rate):]
+        recent = onsets[-int(BREAK_SECONDS * self.frame_rate) :]
         # the music stopped: the history's beat is no evidence
         if recent.sum() / len(recent) < BREAK_LEVEL * onsets.sum() / len(onsets):
             confidence = 0.0
@@ -411,11 +411,12 @@ class BeatTracker:
         best = kept = period * self.frame_rate  # frames
         stands = checked = True
         if self.fixed_period is None:
-            recent = accents[-int(METRE_SECONDS * self.frame_rate):]  # the metre of the music playing now
+            recent = accents[-int(METRE_SECONDS * self.frame_rate) :]  # the metre of the music playing now
             current = self.period * self.frame_rate if self.locked else 0.0
             lo, hi = self.settings.tempo_range
-            best, near, stands, checked = choose_metre(recent, best, 60.0 * self.frame_rate / hi,
-                                                       60.0 * self.frame_rate / lo, current)
+            best, near, stands, checked = choose_metre(
+                recent, best, 60.0 * self.frame_rate / hi, 60.0 * self.frame_rate / lo, current
+            )
             kept = near or best
         needed = UNLOCK_CONFIDENCE if self.locked else lock_confidence(available / self._history.shape[1])
         if confidence < needed:
@@ -479,7 +480,15 @@ class BeatTracker:
         times = (np.arange(start, end) + 1) * (self.control_hop / self.sample_rate)
         out = np.empty((len(MUSICAL_VARIABLES), len(times)))
         clock = np.array([self.last_beat, self.next_beat, self.count])
-        beat_values(times, clock, self.period or 0.0, self.locked, self.settings.beat_decay,
-                    self.settings.beats_per_bar, self.bar_offset, out)
+        beat_values(
+            times,
+            clock,
+            self.period or 0.0,
+            self.locked,
+            self.settings.beat_decay,
+            self.settings.beats_per_bar,
+            self.bar_offset,
+            out,
+        )
         self.last_beat, self.next_beat, self.count = float(clock[0]), float(clock[1]), int(clock[2])
         return out

@@ -45,9 +45,20 @@ class EnvelopeBank:
         self.rate = control_rate
         self._rms = np.array([b.envelope == "rms" for b in self.bands], bool)
         self._normalize = np.array([_NORMALIZE[b.normalize] for b in self.bands], np.int64)
-        self._params = np.array([[pole(RMS_WINDOW, control_rate), pole(b.release_seconds, control_rate),
-                                  pole(b.attack, control_rate), pole(b.agc_time, control_rate), b.floor, b.gain]
-                                 for b in self.bands], np.float64).reshape(len(self.bands), 6)
+        self._params = np.array(
+            [
+                [
+                    pole(RMS_WINDOW, control_rate),
+                    pole(b.release_seconds, control_rate),
+                    pole(b.attack, control_rate),
+                    pole(b.agc_time, control_rate),
+                    b.floor,
+                    b.gain,
+                ]
+                for b in self.bands
+            ],
+            np.float64,
+        ).reshape(len(self.bands), 6)
         self._state = np.zeros((len(self.bands), 4))  # per band: power, held, level, peak
 
     def process(self, detectors):

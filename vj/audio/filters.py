@@ -42,8 +42,10 @@ class Cascade:
         sos = np.asarray(sos, np.float64)
         n_passes = -(-len(sos) // kernels.MAX_SECTIONS)
         # rows (b0, b1, b2, a1, a2): butter's sections have a0 = 1
-        self._passes = [(kernels.cascade(len(part)), np.ascontiguousarray(part[:, [0, 1, 2, 4, 5]]),
-                         np.zeros((len(part), 2))) for part in np.array_split(sos, n_passes)]
+        self._passes = [
+            (kernels.cascade(len(part)), np.ascontiguousarray(part[:, [0, 1, 2, 4, 5]]), np.zeros((len(part), 2)))
+            for part in np.array_split(sos, n_passes)
+        ]
 
     def run(self, x, mode, hop, out):
         """Filter x (float64, a whole number of hops) and write `out` as kernels' `mode` says."""
@@ -72,10 +74,18 @@ class FilterBank:
         self.levels = [int(np.log2(decimation_for(b, self.sample_rate))) for b in self.bands]
         depth = max(self.levels, default=0)
         # Pyramid stage k takes level k (rate sr/2^k) to level k+1; cutoff at the new Nyquist (sr/2^(k+2)).
-        self._lowpass = [Cascade(signal.butter(LOWPASS_ORDER, self.sample_rate / 2 ** (k + 2), "lowpass",
-                                               fs=self.sample_rate / 2 ** k, output="sos")) for k in range(depth)]
-        self._cascades = [Cascade(signal.butter(b.order, [b.low, b.high], "bandpass", fs=self.sample_rate / 2 ** k,
-                                                output="sos")) for b, k in zip(self.bands, self.levels)]
+        self._lowpass = [
+            Cascade(
+                signal.butter(
+                    LOWPASS_ORDER, self.sample_rate / 2 ** (k + 2), "lowpass", fs=self.sample_rate / 2**k, output="sos"
+                )
+            )
+            for k in range(depth)
+        ]
+        self._cascades = [
+            Cascade(signal.butter(b.order, [b.low, b.high], "bandpass", fs=self.sample_rate / 2**k, output="sos"))
+            for b, k in zip(self.bands, self.levels)
+        ]
         self._modes = [kernels.POWER if b.envelope == "rms" else kernels.PEAK for b in self.bands]
         self._pending = np.zeros(0, np.float32)
 
@@ -83,12 +93,12 @@ class FilterBank:
         """Filter one block; return an array (n_bands, n_new_ticks) of detector values."""
         x = np.concatenate((self._pending, np.asarray(block, dtype=np.float32)))
         n_ticks = len(x) // self.hop
-        self._pending = x[n_ticks * self.hop:].copy()
+        self._pending = x[n_ticks * self.hop :].copy()
         out = np.empty((len(self.bands), n_ticks))
         if n_ticks == 0:
             return out
         # Each level's buffer starts at a tick boundary: an even index at every level that is decimated.
-        levels = [x[:n_ticks * self.hop].astype(np.float64)]
+        levels = [x[: n_ticks * self.hop].astype(np.float64)]
         for k, lowpass in enumerate(self._lowpass):
             decimated = np.empty(len(levels[k]) // 2)
             lowpass.run(levels[k], kernels.DECIMATE, self.hop >> k, decimated)

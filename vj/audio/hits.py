@@ -20,7 +20,7 @@ import numpy as np
 from vj.audio.kernels import jit_cached
 
 FAST_RELEASE = 0.01
-FAST_PERIODS = 1.5     # ... or this many periods of the band's centre, so a low band's ripple is no onset
+FAST_PERIODS = 1.5  # ... or this many periods of the band's centre, so a low band's ripple is no onset
 REFERENCE_TIME = 0.03
 PEAK_TIME = 5.0
 ABSOLUTE_FLOOR = 1e-4  # -80 dBFS
@@ -51,11 +51,16 @@ def _hits(x, out, state, p_fast, p_reference, p_peak, threshold, gate, floor, mi
             since += 1
         if rise < 0.5 * threshold:
             armed = 1.0
-        elif (armed > 0 and rise >= threshold and fast >= floor and fast >= gate * peak
-                and (since < 0 or since >= min_ticks)):
+        elif (
+            armed > 0
+            and rise >= threshold
+            and fast >= floor
+            and fast >= gate * peak
+            and (since < 0 or since >= min_ticks)
+        ):
             since = 0
             armed = 0.0
-        out[n] = 0.0 if since < 0 else p_decay ** since
+        out[n] = 0.0 if since < 0 else p_decay**since
     state[0], state[1], state[2], state[3], state[4] = fast, reference, armed, peak, since
 
 
@@ -65,9 +70,16 @@ class HitDetector:
     def __init__(self, band, control_rate):
         self.rms = band.envelope == "rms"
         pole = lambda seconds: math.exp(-1.0 / (seconds * control_rate))  # noqa: E731
-        self._args = (pole(max(FAST_RELEASE, FAST_PERIODS / band.f_center)), pole(REFERENCE_TIME), pole(PEAK_TIME),
-                      threshold_db(band.hit_sensitivity), 10 ** (-gate_db(band.hit_sensitivity) / 20), ABSOLUTE_FLOOR,
-                      int(math.ceil(MIN_INTERVAL * control_rate)), pole(band.hit_decay))
+        self._args = (
+            pole(max(FAST_RELEASE, FAST_PERIODS / band.f_center)),
+            pole(REFERENCE_TIME),
+            pole(PEAK_TIME),
+            threshold_db(band.hit_sensitivity),
+            10 ** (-gate_db(band.hit_sensitivity) / 20),
+            ABSOLUTE_FLOOR,
+            int(math.ceil(MIN_INTERVAL * control_rate)),
+            pole(band.hit_decay),
+        )
         self._state = np.array([0.0, -200.0, 1.0, 0.0, -1.0])
 
     def process(self, detector):

@@ -44,8 +44,11 @@ def cascade(n_sections):
     def run(x, coef, state, mode, hop, out):
         """Filter x (float64, a whole number of hops) through coef rows (b0, b1, b2, a1, a2) in transposed
         direct form II, as scipy's sosfilt, with state (n_sections, 2) carried; write `out` by `mode`."""
-        b0, b1, b2 = (to_fixed_tuple(coef[:, 0], n_sections), to_fixed_tuple(coef[:, 1], n_sections),
-                      to_fixed_tuple(coef[:, 2], n_sections))
+        b0, b1, b2 = (
+            to_fixed_tuple(coef[:, 0], n_sections),
+            to_fixed_tuple(coef[:, 1], n_sections),
+            to_fixed_tuple(coef[:, 2], n_sections),
+        )
         a1, a2 = to_fixed_tuple(coef[:, 3], n_sections), to_fixed_tuple(coef[:, 4], n_sections)
         z0, z1 = to_fixed_tuple(state[:, 0], n_sections), to_fixed_tuple(state[:, 1], n_sections)
         for t in range(x.shape[0] // hop):

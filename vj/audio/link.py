@@ -51,8 +51,9 @@ def _import_aalink():
     try:
         import aalink
     except ImportError as exc:
-        raise LinkError(f"tempo_source: link needs the aalink package (Ableton Link); install it with: {INSTALL} "
-                        f"({exc})") from None
+        raise LinkError(
+            f"tempo_source: link needs the aalink package (Ableton Link); install it with: {INSTALL} ({exc})"
+        ) from None
     if not hasattr(aalink, "Link"):
         raise LinkError(f"the installed aalink has no Link class; reinstall it with: {INSTALL}")
     return aalink
@@ -105,8 +106,17 @@ class LinkClock:
     timeout: seconds to wait for the private event loop thread at start (only in the constructor).
     """
 
-    def __init__(self, bpm=120.0, beats_per_bar=4, beat_decay=0.1, *, enable=True, start_stop_sync=False,
-                 require_peers=False, timeout=5.0):
+    def __init__(
+        self,
+        bpm=120.0,
+        beats_per_bar=4,
+        beat_decay=0.1,
+        *,
+        enable=True,
+        start_stop_sync=False,
+        require_peers=False,
+        timeout=5.0,
+    ):
         bpm = _tempo(bpm)
         self.beats_per_bar = _positive("beats_per_bar", beats_per_bar)
         self.beat_decay = _positive("beat_decay", beat_decay)

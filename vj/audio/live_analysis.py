@@ -18,9 +18,10 @@ logger = logging.getLogger(__name__)
 
 class Snapshot(NamedTuple):
     """What the analysis thread publishes after each block; the frame loop reads the newest one."""
-    values: Mapping[str, float]   # read-only {variable name: value}
-    audio_time: float             # seconds of audio analysed since the start
-    heard_at: float               # time.monotonic() when the newest sample analysed arrived (audio-to-display latency)
+
+    values: Mapping[str, float]  # read-only {variable name: value}
+    audio_time: float  # seconds of audio analysed since the start
+    heard_at: float  # time.monotonic() when the newest sample analysed arrived (audio-to-display latency)
 
 
 class LiveAnalysis:
@@ -41,7 +42,7 @@ class LiveAnalysis:
         self._frames = 0
         self._heard_at = time.monotonic()
         self._snapshot = Snapshot(MappingProxyType(dict.fromkeys(analyzer.names, 0.0)), 0.0, self._heard_at)
-        self._calls = collections.deque()   # callables(analyzer) for the analysis thread (deque: thread-safe)
+        self._calls = collections.deque()  # callables(analyzer) for the analysis thread (deque: thread-safe)
         self._published = threading.Condition()
         self._stop = threading.Event()
         self._errors = RateLimitedLog(logger, "audio analysis blocks")
@@ -115,6 +116,7 @@ class LiveAnalysis:
                 analyzer.beats = self.analyzer.beats
             self.analyzer = analyzer
             self._publish()  # the new names at once, so the show never asks for a variable that is gone
+
         self._calls.append(swap)
 
     def _error(self, exc):

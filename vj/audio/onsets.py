@@ -95,7 +95,7 @@ class OnsetStrength:
         self.hop = int(hop)
         seconds, floor = signal
         self.n_fft = max(fft_size(self.sample_rate, seconds), self.hop)
-        self._scale = 4.0 / self.n_fft ** 2 / floor
+        self._scale = 4.0 / self.n_fft**2 / floor
         self.frame_rate = self.sample_rate / self.hop
         # time of a frame's onset relative to its end: the centre of its window
         self.delay = self.n_fft / 2 / self.sample_rate
@@ -116,9 +116,16 @@ class OnsetStrength:
         out = np.empty(count)
         for start in range(0, count, CHUNK_FRAMES):  # chunks that stay in the cache from window to flux
             n = min(CHUNK_FRAMES, count - start)
-            frames = _windowed_frames(buffer[start * self.hop:], self._window, self.hop, n)
-            _flux(scipy.fft.rfft(frames, axis=1), self._mel, self._first, self._end, self._scale,
-                  self._previous, out[start:start + n])
-        self._buffer = buffer[count * self.hop:]
+            frames = _windowed_frames(buffer[start * self.hop :], self._window, self.hop, n)
+            _flux(
+                scipy.fft.rfft(frames, axis=1),
+                self._mel,
+                self._first,
+                self._end,
+                self._scale,
+                self._previous,
+                out[start : start + n],
+            )
+        self._buffer = buffer[count * self.hop :]
         self.frames += count
         return out

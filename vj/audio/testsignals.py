@@ -62,8 +62,9 @@ def _pad(n, sr, rng):
     return out * np.minimum(t / 0.5, 1.0) / np.max(np.abs(out))
 
 
-def drum_pattern(segments, sample_rate=48000, swing=0.0, intro=0.0, intro_gain=0.05, hats=True, seed=0,
-                 tail=1.0, pad=0.0):
+def drum_pattern(
+    segments, sample_rate=48000, swing=0.0, intro=0.0, intro_gain=0.05, hats=True, seed=0, tail=1.0, pad=0.0
+):
     """Render [(bpm, n_beats), ...] as one track; `swing` delays every second eighth by that fraction
     of an eighth; `intro` seconds of hats only at `intro_gain` come first (the beats start after it);
     `pad` > 0 plays a sustained pad at that gain (relative to the drums' peak) through the intro, ending
@@ -98,8 +99,8 @@ def drum_pattern(segments, sample_rate=48000, swing=0.0, intro=0.0, intro_gain=0
         sound = sounds[name]
         for at, gain in zip(times, gains[name]):
             start = int(round(at * sr))
-            part = out[start:start + len(sound)]
-            part += gain * sound[:len(part)]
+            part = out[start : start + len(sound)]
+            part += gain * sound[: len(part)]
     if pad > 0:
         n = int(intro * sr)
         out[:n] += pad * np.max(np.abs(out)) * _pad(n, sr, rng)

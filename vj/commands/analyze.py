@@ -61,6 +61,7 @@ def _event_times(times, values):
 def plot(path, audio_path, offset, times, table, start, duration):
     """Band levels over time above the waveform of the same span, with onsets and beats marked."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import soundfile
@@ -84,14 +85,29 @@ def plot(path, audio_path, offset, times, table, start, duration):
         bottom.fill_between(t, chunks.min(axis=1), chunks.max(axis=1), linewidth=0, color="0.6")
     for name in table:
         if name.endswith(HIT_SUFFIX):
-            band = name[:-len(HIT_SUFFIX)]
+            band = name[: -len(HIT_SUFFIX)]
             hits = _event_times(times, table[name])
-            bottom.vlines(hits, 0.0, 1.0, transform=bottom.get_xaxis_transform(), colors=colours.get(band),
-                          linewidth=0.8, label=f"{name} onsets")
+            bottom.vlines(
+                hits,
+                0.0,
+                1.0,
+                transform=bottom.get_xaxis_transform(),
+                colors=colours.get(band),
+                linewidth=0.8,
+                label=f"{name} onsets",
+            )
     beats = _event_times(times, table["beat_count"])
     for axis in (top, bottom):
-        axis.vlines(beats, 0.0, 1.0, transform=axis.get_xaxis_transform(), colors="k", linestyles=":",
-                    linewidth=0.8, label="beats" if axis is top else None)
+        axis.vlines(
+            beats,
+            0.0,
+            1.0,
+            transform=axis.get_xaxis_transform(),
+            colors="k",
+            linestyles=":",
+            linewidth=0.8,
+            label="beats" if axis is top else None,
+        )
     bpm = table["bpm"][table["bpm"] > 0]
     top.set_title(f"tempo {np.median(bpm):.1f} BPM (median while locked)" if len(bpm) else "no beat locked")
     top.legend(loc="upper right", fontsize="small")

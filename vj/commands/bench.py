@@ -40,9 +40,11 @@ def run(model, vae, device, width, height, frames, steps, compile=False, dtype="
         compile_components(components)
     timer = StageTimer(components.device)
     engine = FrameEngine(components, EngineSettings(width=width, height=height, steps=steps))
+
     def request(i):
-        return FrameRequest(i, (("a misty forest", 1.0), ("sparks", 0.3)), strength=0.5,
-                            motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0))
+        return FrameRequest(
+            i, (("a misty forest", 1.0), ("sparks", 0.3)), strength=0.5, motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0)
+        )
 
     for i in range(3):  # warm-up (and the first txt2img frame)
         engine.render(request(i))
@@ -58,20 +60,35 @@ def run(model, vae, device, width, height, frames, steps, compile=False, dtype="
         engine.render(request(3 + frames + i))
     stages = {k: v / frames * 1e3 for k, v in timer.totals.items()}
     bare = bare_calls(engine, frames)
-    return {"model": model, "vae": vae, "device": str(components.device), "dtype": str(components.dtype),
-            "size": f"{width}x{height}", "steps": steps, "frames": frames, "fps": 1.0 / frame_time,
-            "frame_ms": frame_time * 1e3, "stage_ms": stages, "bare_unet_vae_ms": bare * 1e3,
-            "overhead_ratio": frame_time / bare, "torch_threads": torch.get_num_threads(), "compiled": compile}
+    return {
+        "model": model,
+        "vae": vae,
+        "device": str(components.device),
+        "dtype": str(components.dtype),
+        "size": f"{width}x{height}",
+        "steps": steps,
+        "frames": frames,
+        "fps": 1.0 / frame_time,
+        "frame_ms": frame_time * 1e3,
+        "stage_ms": stages,
+        "bare_unet_vae_ms": bare * 1e3,
+        "overhead_ratio": frame_time / bare,
+        "torch_threads": torch.get_num_threads(),
+        "compiled": compile,
+    }
 
 
 def main(args):
-    result = run(args.model, args.vae, args.device, args.width, args.height, args.frames, args.steps, args.compile,
-                 args.dtype)
+    result = run(
+        args.model, args.vae, args.device, args.width, args.height, args.frames, args.steps, args.compile, args.dtype
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['model']} ({result['vae']} VAE) on {result['device']} {result['dtype']}, {result['size']}, "
-          f"{result['steps']} step(s): {result['fps']:.2f} fps ({result['frame_ms']:.1f} ms/frame)")
+    print(
+        f"{result['model']} ({result['vae']} VAE) on {result['device']} {result['dtype']}, {result['size']}, "
+        f"{result['steps']} step(s): {result['fps']:.2f} fps ({result['frame_ms']:.1f} ms/frame)"
+    )
     for name, ms in result["stage_ms"].items():
         print(f"  {name:<13}{ms:9.2f} ms")
     print(f"  bare encode+UNet+decode {result['bare_unet_vae_ms']:.1f} ms; frame/bare = {result['overhead_ratio']:.3f}")

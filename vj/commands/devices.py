@@ -7,6 +7,7 @@ import os
 def _audio():
     from vj.audio.sources.devices import list_audio_devices
     from vj.errors import AudioError
+
     try:
         inputs, outputs = list_audio_devices()
     except AudioError as exc:
@@ -23,6 +24,7 @@ def _audio():
 
 def _midi():
     from vj.live.controls.midi.ports import MidiError, midi_port_names
+
     try:
         names = midi_port_names()
     except MidiError as exc:
@@ -35,6 +37,7 @@ def _displays():
         return ["displays: none (no DISPLAY: run from a desktop session or set DISPLAY)"]
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
+
     try:
         pygame.display.init()
         sizes = pygame.display.get_desktop_sizes()
@@ -47,6 +50,7 @@ def _displays():
 
 def _engine():
     from vj.engine.devices import available_devices, describe
+
     here = available_devices()
     return [f"engine devices (--device; auto picks {here[0]}):"] + [f"  {describe(name)}" for name in here]
 

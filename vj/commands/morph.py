@@ -35,15 +35,22 @@ def morph_texts(text, word, target, steps):
     for p, piece in enumerate(pieces):
         match = _whole_word(word, piece)
         if match:
-            pieces[p:p + 1] = [piece[:match.start()], piece[match.end():]]
+            pieces[p : p + 1] = [piece[: match.start()], piece[match.end() :]]
             return [format_text(pieces, groups[:p] + [[(1.0 - k, word), (k, target)]] + groups[p:]) for k in mixes]
     for g, terms in enumerate(groups):
         for j, (c, words) in enumerate(terms):
             match = _whole_word(word, words)
             if match:
-                other = words[:match.start()] + target + words[match.end():]
-                return [format_text(pieces, groups[:g] + [terms[:j] + [(c * (1.0 - k), words), (c * k, other)]
-                                                          + terms[j + 1:]] + groups[g + 1:]) for k in mixes]
+                other = words[: match.start()] + target + words[match.end() :]
+                return [
+                    format_text(
+                        pieces,
+                        groups[:g]
+                        + [terms[:j] + [(c * (1.0 - k), words), (c * k, other)] + terms[j + 1 :]]
+                        + groups[g + 1 :],
+                    )
+                    for k in mixes
+                ]
     return None
 
 
@@ -54,18 +61,27 @@ def main(args):
     out = Path(args.output)  # checked by the command line: .png or .mp4, and it can be written
     preset = load_preset(args.preset, {"model": args.model, "width": args.width, "height": args.height})
     if preset.image_model != "diffusion":
-        raise MorphError(f"vj morph edits the diffusion model's text embedding; the preset's image_model is "
-                         f"{preset.image_model}")
+        raise MorphError(
+            f"vj morph edits the diffusion model's text embedding; the preset's image_model is {preset.image_model}"
+        )
     from vj.show.blends import rest_env, rest_prompts
+
     prompts = list(rest_prompts(preset, 0, rest_env(preset)))  # as a scene's keyframe has them
-    found = next(((i, texts) for i, (text, _) in enumerate(prompts)
-                  if (texts := morph_texts(text, args.from_word, args.to_word, args.steps))), None)
+    found = next(
+        (
+            (i, texts)
+            for i, (text, _) in enumerate(prompts)
+            if (texts := morph_texts(text, args.from_word, args.to_word, args.steps))
+        ),
+        None,
+    )
     if found is None:
         listed = "; ".join(p.text for p in preset.scenes[0].prompts if not p.is_image)  # as the preset writes them
         raise MorphError(f"'{args.from_word}' is not a word of scene 1's prompts ({listed})")
     index, texts = found
     from vj.engine.diffusion.frames import FrameRequest
     from vj.show.session import ShowSession
+
     engine = ShowSession.open(preset, args.device, args.dtype, args.compile, guidance=False).engine()
     frames = []
     for text in texts:
@@ -74,9 +90,11 @@ def main(args):
         frames.append(engine.render(FrameRequest(index=0, prompts=request_prompts, seed=preset.seed)))
     if out.suffix.lower() == ".png":
         from PIL import Image
+
         Image.fromarray(np.concatenate(frames, axis=1)).save(out)
     else:
         from vj.video.mp4 import Mp4Writer
+
         writer = Mp4Writer(out, preset.frames_per_second, preset.width, preset.height)
         for frame in frames:
             writer.write(frame)

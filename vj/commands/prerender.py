@@ -11,23 +11,32 @@ def main(args):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
     if preset.transition_mode != "latent_blend":
-        print(f"{preset.path}: nothing to prerender: transition_mode is {preset.transition_mode}, whose "
-              "crossfades are computed as they play; only latent_blend transitions are computed ahead")
+        print(
+            f"{preset.path}: nothing to prerender: transition_mode is {preset.transition_mode}, whose "
+            "crossfades are computed as they play; only latent_blend transitions are computed ahead"
+        )
         return 0
     if preset.image_model != "diffusion":
-        print(f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
-              "(they need image_model: diffusion)", file=sys.stderr)
+        print(
+            f"vj prerender: {preset.path}: image_model {preset.image_model} has no latent-blend transitions "
+            "(they need image_model: diffusion)",
+            file=sys.stderr,
+        )
         return 2
     from vj.show.blends import all_pairs, show_pairs
+
     pairs = all_pairs(preset) if args.all_pairs else show_pairs(preset)
     if not pairs:
         print(f"{preset.path}: one scene, no transitions to compute")
         return 0
     from vj.show.session import ShowSession
+
     session = ShowSession.open(preset, args.device, args.dtype, args.compile, guidance=False)
     started = time.perf_counter()
     cached = session.prepare(pairs, desc="prerender")
     where = session.transitions.cache.folder or "in memory only: the cache folder cannot be written, see the warning"
-    print(f"{len(pairs)} transitions: {len(pairs) - cached} computed, {cached} already in the cache "
-          f"({where}) in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{len(pairs)} transitions: {len(pairs) - cached} computed, {cached} already in the cache "
+        f"({where}) in {time.perf_counter() - started:.1f} s"
+    )
     return 0

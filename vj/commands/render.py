@@ -52,14 +52,22 @@ def requests(preset, director, track, start, count):
 
 
 def main(args):
-    overrides = {"model": args.model, "vae": args.vae, "frames_per_second": args.fps, "width": args.width,
-                 "height": args.height, "seed": args.seed}
+    overrides = {
+        "model": args.model,
+        "vae": args.vae,
+        "frames_per_second": args.fps,
+        "width": args.width,
+        "height": args.height,
+        "seed": args.seed,
+    }
     preset = load_preset(args.preset, overrides)
     out = Path(args.output)  # checked by the command line: it can be written
     track, duration, count = plan(preset, args)
     if preset.tempo_source == "link":
-        print("vj render: note: tempo_source: link applies to live shows; this render takes the beat from the "
-              "track", file=sys.stderr)
+        print(
+            "vj render: note: tempo_source: link applies to live shows; this render takes the beat from the track",
+            file=sys.stderr,
+        )
     session = ShowSession.open(preset, args.device, args.dtype, args.compile)
     engine = session.engine()
     if session.blends():  # computed (or found in the cache) before the first frame, as a show does while a scene plays
@@ -67,8 +75,9 @@ def main(args):
         if pairs:
             session.prepare(pairs)
     director = session.director()
-    audio = (read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track
-             else None)
+    audio = (
+        read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
+    )
     frames_dir = Path(args.frames) if args.frames else None
     if frames_dir:
         frames_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +97,7 @@ def write(engine, request_stream, out, preset, audio, count, frames_dir=None):
                 writer.write(rgb)
                 if frames_dir:
                     from PIL import Image
+
                     Image.fromarray(rgb).save(frames_dir / f"frame_{request.index:06d}.png")
                 progress.update(1)
         finally:
@@ -95,12 +105,18 @@ def write(engine, request_stream, out, preset, audio, count, frames_dir=None):
             writer.close()
             progress.close()
     except KeyboardInterrupt:
-        print(f"vj render: interrupted; {writer.frames} of {count} frames ({writer.frames / fps:.2f} s) are in "
-              f"'{out}', which plays", file=sys.stderr)
+        print(
+            f"vj render: interrupted; {writer.frames} of {count} frames ({writer.frames / fps:.2f} s) are in "
+            f"'{out}', which plays",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         raise RenderError(f"{exc} (the {writer.frames} frames rendered before it are in '{out}', which plays)") from exc
     took = time.perf_counter() - started
-    print(f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}' in {took:.1f} s "
-          f"({writer.frames / took:.1f} frames/s, model loading excluded)", file=sys.stderr)
+    print(
+        f"wrote {writer.frames} frames ({writer.frames / fps:.2f} s at {fps:g} fps) to '{out}' in {took:.1f} s "
+        f"({writer.frames / took:.1f} frames/s, model loading excluded)",
+        file=sys.stderr,
+    )
     return 0

@@ -80,6 +80,7 @@ def keys(cls):
 
 # --- checks -------------------------------------------------------------------------------------------------
 
+
 def number(value, integer=False):
     """`value` as a float (or int), or ValueError: booleans, text and non-finite numbers are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -135,38 +136,47 @@ BOOLEAN = Check(_boolean, {"type": "boolean"}, "`true` or `false`")
 
 def in_range(lo, hi, integer=False):
     """A number (or integer) in lo..hi."""
+
     def convert(value):
         value = number(value, integer)
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo} and {hi}, got {value:g}")
         return value
+
     kind = "integer" if integer else "number"
     return Check(convert, {"type": kind, "minimum": lo, "maximum": hi}, f"{kind} {lo}..{hi}")
 
 
 def choice(*choices):
     """One of the given words."""
+
     def convert(value):
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}{did_you_mean(str(value), choices)}")
         return value
+
     return Check(convert, {"type": "string", "enum": list(choices)}, ", ".join(f"`{c}`" for c in choices))
 
 
 def or_auto(check):
     """`check`'s values or the word `auto` (a default that vj works out, e.g. from a band's frequencies)."""
+
     def convert(value):
         if isinstance(value, str) and value != "auto":
             raise ValueError(f"expected {_plain(check.doc)} or auto, got {value!r}")
         return "auto" if value == "auto" else check.convert(value)
-    return Check(convert, {"anyOf": [dict(check.schema), {"type": "string", "enum": ["auto"]}]},
-                 f"{check.doc} or `auto`")
+
+    return Check(
+        convert, {"anyOf": [dict(check.schema), {"type": "string", "enum": ["auto"]}]}, f"{check.doc} or `auto`"
+    )
 
 
 def optional(check):
     """`check`'s values or null (None)."""
+
     def convert(value):
         return None if value is None else check.convert(value)
+
     schema = dict(check.schema)
     types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
     schema["type"] = [*types, "null"]
@@ -186,6 +196,7 @@ def ordered_pair(lo=None, hi=None):
         if low >= high:
             raise ValueError(f"min {low:g} must be less than max {high:g}")
         return (low, high)
+
     schema = {"type": "array", "items": item.schema, "minItems": 2, "maxItems": 2}
     bounds = "min < max" if lo is None else f"{lo} ≤ min < max ≤ {hi}"
     return Check(convert, schema, f"[min, max] with {bounds}")
@@ -194,19 +205,23 @@ def ordered_pair(lo=None, hi=None):
 def list_of(cls, doc, example):
     """A list of mappings with the keys of dataclass `cls`. Only the list is checked here: its user checks the
     items one by one with their lines, so the list is returned as read (a LineList keeps its lines)."""
+
     def convert(value):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list of {example}")
         return value
+
     return Check(convert, {"type": "array", "items": object_schema(cls)}, doc)
 
 
 def mapping_of(cls, doc, example):
     """A mapping with the keys of dataclass `cls`; like `list_of`, its user checks the keys with their lines."""
+
     def convert(value):
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping like {example}")
         return value
+
     return Check(convert, object_schema(cls), doc)
 
 
@@ -221,18 +236,21 @@ def variable_name(*reserved):
     def convert(value):
         value = _text(value)
         if not re.fullmatch(_NAME, value) or keyword.iskeyword(value):
-            raise ValueError(f"'{value}' is not a valid name (ASCII letters, digits and _, not starting with a "
-                             "digit or __)")
+            raise ValueError(
+                f"'{value}' is not a valid name (ASCII letters, digits and _, not starting with a digit or __)"
+            )
         for names, what in groups:
             if value in names:
                 raise ValueError(f"'{value}' is reserved ({what}); choose another name")
         return value
+
     taken = sorted(set(keyword.kwlist).union(*(names for names, _ in groups)))
     schema = {"type": "string", "pattern": f"^{_NAME}$", "not": {"enum": taken}}
     return Check(convert, schema, "name (letters, digits, `_`)")
 
 
 # --- documents generated from the definitions --------------------------------------------------------------
+
 
 def _plain(markdown):
     return re.sub(r"[`*]", "", markdown)
@@ -267,8 +285,10 @@ def object_schema(cls):
 def markdown_table(cls, area=None):
     """README's table of the keys of dataclass `cls` (those of `area` only, if given): key, default, valid values,
     meaning."""
+
     def cell(text):
         return text.replace("|", "\\|")
+
     rows = ["| key | default | valid | meaning |", "| --- | --- | --- | --- |"]
     for name, spec in keys(cls).items():
         if area is not None and spec.area != area:

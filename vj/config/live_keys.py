@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from vj.config.keys import POSITIVE_INTEGER, REQUIRED, TEXT, choice, in_range, key, keys, list_of, optional
 
 QUANTIZE = ("none", "beat", "bar")  # when a live scene change starts (vj.live.scene_triggers.next_boundary)
-NOTE_ACTIONS = ("next_scene", "previous_scene", "scene", "queue", "blackout", "freeze", "tap_tempo", "downbeat",
-                "hud")
+NOTE_ACTIONS = ("next_scene", "previous_scene", "scene", "queue", "blackout", "freeze", "tap_tempo", "downbeat", "hud")
 SCENE_ACTIONS = ("scene", "queue")  # the note actions that take a scene
 CHANNEL = in_range(1, 16, integer=True)
 
@@ -22,8 +21,11 @@ class CCBinding:
 
     channel: int = key(CHANNEL, 1, "MIDI channel")
     cc: int = key(in_range(0, 127, integer=True), REQUIRED, "controller number")
-    control: str = key(TEXT, REQUIRED, "the control it sets (a `name` from `controls`); its range 0..127 maps to "
-                                       "the control's knob position 0..1")
+    control: str = key(
+        TEXT,
+        REQUIRED,
+        "the control it sets (a `name` from `controls`); its range 0..127 maps to the control's knob position 0..1",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,10 +34,13 @@ class NoteBinding:
 
     channel: int = key(CHANNEL, 1, "MIDI channel")
     note: int = key(in_range(0, 127, integer=True), REQUIRED, "note number (60: middle C)")
-    action: str = key(choice(*NOTE_ACTIONS), REQUIRED,
-                      "what a note-on does: `next_scene` (the queued one if any), `previous_scene`, `scene` (go to "
-                      "`scene`), `queue` (make `scene` the next one), `blackout` and `freeze` (toggles), "
-                      "`tap_tempo`, `downbeat` (this beat is a bar's first), `hud` (show or hide it)")
+    action: str = key(
+        choice(*NOTE_ACTIONS),
+        REQUIRED,
+        "what a note-on does: `next_scene` (the queued one if any), `previous_scene`, `scene` (go to "
+        "`scene`), `queue` (make `scene` the next one), `blackout` and `freeze` (toggles), "
+        "`tap_tempo`, `downbeat` (this beat is a bar's first), `hud` (show or hide it)",
+    )
     scene: int | None = key(optional(POSITIVE_INTEGER), None, "scene number (1 = the first) for `scene` and `queue`")
 
 
@@ -43,11 +48,16 @@ class NoteBinding:
 class MidiSection:
     """The preset's `midi` mapping, checked: CC bindings and note bindings."""
 
-    cc: tuple = key(list_of(CCBinding, "list of `{channel, cc, control}`", "{channel: 1, cc: 21, control: zoom}"),
-                    (), "knobs and faders: each sets a control")
-    notes: tuple = key(list_of(NoteBinding, "list of `{channel, note, action, scene}`",
-                               "{channel: 1, note: 36, action: next_scene}"), (), "notes and pads: each triggers an "
-                                                                                  "action")
+    cc: tuple = key(
+        list_of(CCBinding, "list of `{channel, cc, control}`", "{channel: 1, cc: 21, control: zoom}"),
+        (),
+        "knobs and faders: each sets a control",
+    )
+    notes: tuple = key(
+        list_of(NoteBinding, "list of `{channel, note, action, scene}`", "{channel: 1, note: 36, action: next_scene}"),
+        (),
+        "notes and pads: each triggers an action",
+    )
 
 
 CC_FIELDS = keys(CCBinding)

@@ -16,8 +16,20 @@ from vj.language.expressions.functions import BUILTIN_VARIABLES
 from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.language.scenes import SceneError, parse_scenes
-from vj.config.schema import (CONTROL_FIELDS, EXPRESSION, FIELDS, FILTER_FIELDS, GUIDE_FIELDS, MIDI_FIELDS,
-                              NOTE_FIELDS, PYTTI_ONLY, GuideImage, Preset, constant_out_of_range, input_variables_of)
+from vj.config.schema import (
+    CONTROL_FIELDS,
+    EXPRESSION,
+    FIELDS,
+    FILTER_FIELDS,
+    GUIDE_FIELDS,
+    MIDI_FIELDS,
+    NOTE_FIELDS,
+    PYTTI_ONLY,
+    GuideImage,
+    Preset,
+    constant_out_of_range,
+    input_variables_of,
+)
 
 
 class PresetError(VjError):
@@ -67,8 +79,9 @@ def _check_fields(raw, specs, problems, prefix=""):
     values = {}
     for name in raw:
         if name not in specs:
-            problems.add(_line(raw, name), f"{prefix}{name}",
-                         _unknown_key(name, list(specs), prefix.rstrip('.') or "preset"))
+            problems.add(
+                _line(raw, name), f"{prefix}{name}", _unknown_key(name, list(specs), prefix.rstrip(".") or "preset")
+            )
     for name, spec in specs.items():
         if name not in raw:
             if spec.required:
@@ -125,8 +138,14 @@ def _claim(name, hit, item, label, taken, problems, key="variable_name"):
 def _filters(raw_list, line, problems, audio_rate, taken):
     """Bands from the (list-checked) filter items; each item's keys, name clashes and band edges are checked."""
     bands = []
-    items = _items(raw_list, line, "input_audio_filters", FILTER_FIELDS, problems,
-                   "{variable_name: fLo, f_center: 105, f_width: 65}")
+    items = _items(
+        raw_list,
+        line,
+        "input_audio_filters",
+        FILTER_FIELDS,
+        problems,
+        "{variable_name: fLo, f_center: 105, f_width: 65}",
+    )
     for label, item, item_line, values, ok in items:
         if values["variable_name"] is not None:
             ok = _claim(values["variable_name"], values["hit"], item, label, taken, problems) and ok
@@ -146,8 +165,9 @@ def _controls(raw_list, line, problems, taken):
     checked. `names` also has the names of items with other problems, so that expressions using them are not
     reported too."""
     specs, names = [], []
-    items = _items(raw_list, line, "controls", CONTROL_FIELDS, problems,
-                   "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
+    items = _items(
+        raw_list, line, "controls", CONTROL_FIELDS, problems, "{name: zoom, default: 0.5, range: [0, 1], curve: linear}"
+    )
     for label, item, _, values, ok in items:
         if values["name"] is not None:
             if _claim(values["name"], False, item, label, taken, problems, key="name"):
@@ -159,11 +179,13 @@ def _controls(raw_list, line, problems, taken):
         (lo, hi), default, curve = values["range"], values["default"], values["curve"]
         default = lo if default is None else default
         if curve == "exponential" and lo <= 0:
-            problems.add(_line(item, "range"), f"{label}.range",
-                         f"an exponential curve needs 0 < lo < hi, got [{lo:g}, {hi:g}]")
+            problems.add(
+                _line(item, "range"), f"{label}.range", f"an exponential curve needs 0 < lo < hi, got [{lo:g}, {hi:g}]"
+            )
         elif not lo <= default <= hi:
-            problems.add(_line(item, "default"), f"{label}.default",
-                         f"{default:g} is outside the range [{lo:g}, {hi:g}]")
+            problems.add(
+                _line(item, "default"), f"{label}.default", f"{default:g} is outside the range [{lo:g}, {hi:g}]"
+            )
         else:
             specs.append(ControlSpec(values["name"], default, lo, hi, curve))
     return tuple(specs), tuple(names)
@@ -172,22 +194,33 @@ def _controls(raw_list, line, problems, taken):
 def _midi_cc(raw_list, line, problems, controls):
     """CCBindings from the (list-checked) `midi.cc` items: declared controls, one binding per knob and control."""
     bindings, by_knob, by_control = [], {}, {}
-    for label, item, _, b, ok in _items(raw_list, line, "midi.cc", CC_FIELDS, problems,
-                                        "{channel: 1, cc: 21, control: zoom}"):
+    for label, item, _, b, ok in _items(
+        raw_list, line, "midi.cc", CC_FIELDS, problems, "{channel: 1, cc: 21, control: zoom}"
+    ):
         if not ok:
             continue
         knob, control = (b["channel"], b["cc"]), b["control"]
         if control not in controls:
-            declared = (f"declared: {', '.join(controls)}" if controls
-                        else "no controls are declared (add them under `controls:`)")
-            problems.add(_line(item, "control"), f"{label}.control", f"'{control}' is not a declared control"
-                         f"{did_you_mean(str(control), controls)}; {declared}")
+            declared = (
+                f"declared: {', '.join(controls)}"
+                if controls
+                else "no controls are declared (add them under `controls:`)"
+            )
+            problems.add(
+                _line(item, "control"),
+                f"{label}.control",
+                f"'{control}' is not a declared control{did_you_mean(str(control), controls)}; {declared}",
+            )
         elif knob in by_knob:
-            problems.add(_line(item, "cc"), label,
-                         f"channel {knob[0]} cc {knob[1]} is already bound by {by_knob[knob]}")
+            problems.add(
+                _line(item, "cc"), label, f"channel {knob[0]} cc {knob[1]} is already bound by {by_knob[knob]}"
+            )
         elif control in by_control:
-            problems.add(_line(item, "control"), f"{label}.control",
-                         f"'{control}' is already bound by {by_control[control]} (one knob per control)")
+            problems.add(
+                _line(item, "control"),
+                f"{label}.control",
+                f"'{control}' is already bound by {by_control[control]} (one knob per control)",
+            )
         else:
             by_knob[knob] = by_control[control] = label
             bindings.append(CCBinding(**b))
@@ -198,23 +231,32 @@ def _midi_notes(raw_list, line, problems, scene_count):
     """NoteBindings from the (list-checked) `midi.notes` items: scenes that exist, one binding per note.
     `scene_count` is None when the scenes did not parse (scene numbers are not checked then)."""
     bindings, by_note = [], {}
-    for label, item, _, b, ok in _items(raw_list, line, "midi.notes", NOTE_FIELDS, problems,
-                                        "{channel: 1, note: 36, action: next_scene}"):
+    for label, item, _, b, ok in _items(
+        raw_list, line, "midi.notes", NOTE_FIELDS, problems, "{channel: 1, note: 36, action: next_scene}"
+    ):
         if not ok:
             continue
         note, action, scene = (b["channel"], b["note"]), b["action"], b["scene"]
         if action in SCENE_ACTIONS and scene is None:
-            problems.add(_line(item, "action"), f"{label}.scene",
-                         f"action '{action}' needs `scene: N` (1 = the first scene)")
+            problems.add(
+                _line(item, "action"), f"{label}.scene", f"action '{action}' needs `scene: N` (1 = the first scene)"
+            )
         elif action not in SCENE_ACTIONS and scene is not None:
-            problems.add(_line(item, "scene"), f"{label}.scene",
-                         f"only the actions {' and '.join(SCENE_ACTIONS)} take a scene, not '{action}'")
+            problems.add(
+                _line(item, "scene"),
+                f"{label}.scene",
+                f"only the actions {' and '.join(SCENE_ACTIONS)} take a scene, not '{action}'",
+            )
         elif scene is not None and scene_count is not None and scene > scene_count:
-            problems.add(_line(item, "scene"), f"{label}.scene",
-                         f"scene {scene} does not exist; the preset's scenes are 1..{scene_count}")
+            problems.add(
+                _line(item, "scene"),
+                f"{label}.scene",
+                f"scene {scene} does not exist; the preset's scenes are 1..{scene_count}",
+            )
         elif note in by_note:
-            problems.add(_line(item, "note"), label, f"channel {note[0]} note {note[1]} is already bound by "
-                                                     f"{by_note[note]}")
+            problems.add(
+                _line(item, "note"), label, f"channel {note[0]} note {note[1]} is already bound by {by_note[note]}"
+            )
         else:
             by_note[note] = label
             bindings.append(NoteBinding(**b))
@@ -224,8 +266,10 @@ def _midi_notes(raw_list, line, problems, scene_count):
 def _midi(raw, problems, controls, scene_count):
     """The MidiSection from the (mapping-checked) `midi` value."""
     section = _check_fields(raw, MIDI_FIELDS, problems, prefix="midi.")
-    return MidiSection(cc=_midi_cc(section["cc"], _line(raw, "cc"), problems, controls),
-                       notes=_midi_notes(section["notes"], _line(raw, "notes"), problems, scene_count))
+    return MidiSection(
+        cc=_midi_cc(section["cc"], _line(raw, "cc"), problems, controls),
+        notes=_midi_notes(section["notes"], _line(raw, "notes"), problems, scene_count),
+    )
 
 
 def resolve_path(path_text, base):
@@ -239,18 +283,31 @@ def _transition_plan(raw, values, problems):
     branches, injections = values["transition_branches"], values["transition_injections"]
     if (branches is None) != (injections is None):
         given = "transition_branches" if injections is None else "transition_injections"
-        problems.add(_line(raw, given), given, "give transition_branches and transition_injections together "
-                                               "(branches per level, injection strength per level)")
+        problems.add(
+            _line(raw, given),
+            given,
+            "give transition_branches and transition_injections together "
+            "(branches per level, injection strength per level)",
+        )
     elif branches is not None:
         if len(branches) != len(injections):
-            problems.add(_line(raw, "transition_injections"), "transition_injections",
-                         f"{len(injections)} injection strengths for {len(branches)} branch counts: one per level")
+            problems.add(
+                _line(raw, "transition_injections"),
+                "transition_injections",
+                f"{len(injections)} injection strengths for {len(branches)} branch counts: one per level",
+            )
         elif list(injections) != sorted(injections):
-            problems.add(_line(raw, "transition_injections"), "transition_injections",
-                         f"injection strengths must increase, got {list(injections)}")
+            problems.add(
+                _line(raw, "transition_injections"),
+                "transition_injections",
+                f"injection strengths must increase, got {list(injections)}",
+            )
         if values["transition_budget"] is not None:
-            problems.add(_line(raw, "transition_budget"), "transition_budget",
-                         "give either transition_budget or the lists transition_branches/transition_injections")
+            problems.add(
+                _line(raw, "transition_budget"),
+                "transition_budget",
+                "give either transition_budget or the lists transition_branches/transition_injections",
+            )
 
 
 def prompt_file_problems(prompts, base):
@@ -265,11 +322,21 @@ def prompt_file_problems(prompts, base):
         if mask.kind == "image" and not resolve_path(mask.value, base).is_file():
             yield False, f"{label}: mask image '{mask.value}' not found (relative to the preset)"
         elif mask.kind == "semantic":
-            yield False, (f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks are not); use "
-                          "an image mask like _[mask.png] or -[mask.png], or a direction a, r, l, u, d")
+            yield (
+                False,
+                (
+                    f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks are not); use "
+                    "an image mask like _[mask.png] or -[mask.png], or a direction a, r, l, u, d"
+                ),
+            )
         elif mask.kind == "direction" and mask.value in ("near", "far"):
-            yield False, (f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an image mask "
-                          "or a direction a, r, l, u, d")
+            yield (
+                False,
+                (
+                    f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an image mask "
+                    "or a direction a, r, l, u, d"
+                ),
+            )
         elif mask.cutoff is not None:
             yield True, f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks"
 
@@ -288,8 +355,12 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
     items = _items(raw_list, line, "guide_images", GUIDE_FIELDS, problems, "{image: ref.png, method: linear}")
     for label, item, item_line, values, ok in items:
         if image_model != "diffusion":
-            problems.add(item_line, label, f"guide images steer the diffusion conditioning; image_model is "
-                                           f"{image_model} (use an image prompt [path] there)")
+            problems.add(
+                item_line,
+                label,
+                f"guide images steer the diffusion conditioning; image_model is "
+                f"{image_model} (use an image prompt [path] there)",
+            )
             continue
         if not ok:
             continue
@@ -315,22 +386,35 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
 def _guidance(raw, values, scenes, variables, problems, base, warnings):
     """CLIP guidance keys that go together and the files they name; returns the parsed direct image prompts."""
     if values["image_model"] != "diffusion" and values["transition_mode"] == "latent_blend":
-        problems.add(_line(raw, "transition_mode"), "transition_mode",
-                     f"latent_blend needs image_model: diffusion (not {values['image_model']}); use slerp or linear")
+        problems.add(
+            _line(raw, "transition_mode"),
+            "transition_mode",
+            f"latent_blend needs image_model: diffusion (not {values['image_model']}); use slerp or linear",
+        )
     if values["cutouts"] % values["gradient_accumulation_steps"]:
-        problems.add(_line(raw, "gradient_accumulation_steps"), "gradient_accumulation_steps",
-                     f"{values['gradient_accumulation_steps']} does not divide cutouts ({values['cutouts']})")
+        problems.add(
+            _line(raw, "gradient_accumulation_steps"),
+            "gradient_accumulation_steps",
+            f"{values['gradient_accumulation_steps']} does not divide cutouts ({values['cutouts']})",
+        )
     for name in values["perceptors"]:
         # open_clip: only for presets naming one
         from vj.engine.guidance.perceptors import PerceptorError, parse_perceptor
+
         try:
             parse_perceptor(name)
         except PerceptorError as exc:
             problems.add(_line(raw, "perceptors"), "perceptors", str(exc))
     if values["init_image"] is None and raw.get("semantic_init_weight") not in (None, 0, "0"):
         warnings.append("semantic_init_weight has no effect without init_image")
-    _prompt_files(((f"scene {s.index + 1}, prompt '{p.source}'", p) for s in scenes for p in s.prompts), "scenes",
-                  _line(raw, "scenes"), base, problems, warnings)
+    _prompt_files(
+        ((f"scene {s.index + 1}, prompt '{p.source}'", p) for s in scenes for p in s.prompts),
+        "scenes",
+        _line(raw, "scenes"),
+        base,
+        problems,
+        warnings,
+    )
     direct = ()
     if values["direct_image_prompts"].strip():
         line = _line(raw, "direct_image_prompts")
@@ -346,15 +430,18 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
         for p in direct:
             if not p.is_image:
                 problems.add(line, "direct_image_prompts", f"'{p.source}' is not an image: write [path]:WEIGHT")
-        _prompt_files(((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base,
-                      problems, warnings)
-    values["guide_images"] = _guide_images(values["guide_images"], _line(raw, "guide_images"), problems, base,
-                                           variables, values["image_model"])
+        _prompt_files(
+            ((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base, problems, warnings
+        )
+    values["guide_images"] = _guide_images(
+        values["guide_images"], _line(raw, "guide_images"), problems, base, variables, values["image_model"]
+    )
     if values["target_palette"]:
         values["target_palette"] = resolve_path(values["target_palette"], base)
         if not values["target_palette"].is_file():
-            problems.add(_line(raw, "target_palette"), "target_palette",
-                         f"image file '{values['target_palette']}' not found")
+            problems.add(
+                _line(raw, "target_palette"), "target_palette", f"image file '{values['target_palette']}' not found"
+            )
     return direct
 
 
@@ -393,8 +480,11 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
     _transition_plan(raw, values, problems)
     if len(values["scene_duration"]) > max(len(scenes), 1):
-        problems.add(_line(raw, "scene_duration"), "scene_duration",
-                     f"{len(values['scene_duration'])} durations for {len(scenes)} scenes")
+        problems.add(
+            _line(raw, "scene_duration"),
+            "scene_duration",
+            f"{len(values['scene_duration'])} durations for {len(scenes)} scenes",
+        )
 
     for field_name, spec in FIELDS.items():
         if spec.check.late and field_name in raw:

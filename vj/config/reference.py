@@ -28,5 +28,10 @@ def json_schema_text():
 def key_tables():
     """README's tables of the preset keys (one per area), the filter keys and the guide image keys, in markdown."""
     areas = "\n".join(f"{title}:\n\n{markdown_table(Preset, area)}" for area, title in AREAS.items())
-    return (areas + "\nFilters (items of `input_audio_filters`; each makes the variable `variable_name`):\n\n"
-            + markdown_table(Band) + "\nGuide images (items of `guide_images`):\n\n" + markdown_table(GuideImage))
+    return (
+        areas
+        + "\nFilters (items of `input_audio_filters`; each makes the variable `variable_name`):\n\n"
+        + markdown_table(Band)
+        + "\nGuide images (items of `guide_images`):\n\n"
+        + markdown_table(GuideImage)
+    )

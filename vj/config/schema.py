@@ -11,8 +11,27 @@ from pathlib import Path
 from vj.engine.vocabulary import BORDER_MODES, INFILL_MODES, QUALITIES, SAMPLING_MODES
 from vj.config.bands import Band
 from vj.config.musical import MUSICAL_VARIABLES, hit_name
-from vj.config.keys import (BOOLEAN, NON_NEGATIVE, NUMBER, PATH, POSITIVE, REQUIRED, TEXT, Check, choice, in_range,
-                            key, keys, list_of, mapping_of, number, optional, or_auto, ordered_pair, variable_name)
+from vj.config.keys import (
+    BOOLEAN,
+    NON_NEGATIVE,
+    NUMBER,
+    PATH,
+    POSITIVE,
+    REQUIRED,
+    TEXT,
+    Check,
+    choice,
+    in_range,
+    key,
+    keys,
+    list_of,
+    mapping_of,
+    number,
+    optional,
+    or_auto,
+    ordered_pair,
+    variable_name,
+)
 from vj.config.live_keys import CURVES
 from vj.language.expressions import Expression, compile_expression
 from vj.config.live_keys import QUANTIZE, MidiSection, NoteBinding
@@ -25,7 +44,8 @@ PYTTI_ONLY = frozenset(
     "vqgan_model animation_mode depth_stabilization_weight "
     "flow_stabilization_weight video_path save_every save_every_n_frames file_namespace "
     "translate_z_3d rotate_3d field_of_view near_plane far_plane lock_camera "
-    "pre_animation_steps allow_overwrite display_every display_scale".split())
+    "pre_animation_steps allow_overwrite display_every display_scale".split()
+)
 
 
 def _size(value):
@@ -43,14 +63,21 @@ def _durations(value):
 
 
 SIZE = Check(_size, {"type": "integer", "minimum": 64, "multipleOf": 8}, "integer, a multiple of 8, ≥ 64")
-DURATIONS = Check(_durations, {"type": ["number", "array"], "exclusiveMinimum": 0, "items": POSITIVE.schema,
-                               "minItems": 1}, "number > 0, or a list of them")
+DURATIONS = Check(
+    _durations,
+    {"type": ["number", "array"], "exclusiveMinimum": 0, "items": POSITIVE.schema, "minItems": 1},
+    "number > 0, or a list of them",
+)
+
+
 def _number_list(item):
     """A list of `item`s (at least one)."""
+
     def convert(value):
         if not isinstance(value, (list, tuple)) or not value:
             raise ValueError(f"expected a list of {item.doc}, got {value!r}")
         return tuple(item.convert(v) for v in value)
+
     return Check(convert, {"type": "array", "items": item.schema, "minItems": 1}, f"list of {item.doc}")
 
 
@@ -58,22 +85,30 @@ def _image_model(value):
     if value in PIXEL_MODEL_SPELLINGS:
         return PIXEL_MODEL_SPELLINGS[value]
     if isinstance(value, str) and value.strip().lower() == "vqgan":
-        raise ValueError("VQGAN is not supported by vj (no VQGAN weights or code); use diffusion, "
-                         "unlimited_palette or limited_palette")
+        raise ValueError(
+            "VQGAN is not supported by vj (no VQGAN weights or code); use diffusion, "
+            "unlimited_palette or limited_palette"
+        )
     return choice(*IMAGE_MODELS).convert(value)
 
 
 IMAGE_MODELS = ("diffusion", "unlimited_palette", "limited_palette")
 PIXEL_MODEL_SPELLINGS = {"Unlimited Palette": "unlimited_palette", "Limited Palette": "limited_palette"}
-IMAGE_MODEL = Check(_image_model, {"type": "string", "enum": [*IMAGE_MODELS, *PIXEL_MODEL_SPELLINGS]},
-                    ", ".join(f"`{m}`" for m in IMAGE_MODELS))
+IMAGE_MODEL = Check(
+    _image_model,
+    {"type": "string", "enum": [*IMAGE_MODELS, *PIXEL_MODEL_SPELLINGS]},
+    ", ".join(f"`{m}`" for m in IMAGE_MODELS),
+)
+
+
 def _perceptors(value):
     """One open_clip name or a list of them."""
     return tuple(TEXT.convert(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
 
 
-PERCEPTORS = Check(_perceptors, {"type": ["array", "string"], "items": {"type": "string"}},
-                   "list of open_clip `NAME/TAG`")
+PERCEPTORS = Check(
+    _perceptors, {"type": ["array", "string"], "items": {"type": "string"}}, "list of open_clip `NAME/TAG`"
+)
 FLAG = optional(BOOLEAN)
 GUIDE_METHODS = ("linear", "threshold", "clustered", "concept")
 COMBINED_METHODS = GUIDE_METHODS[:3]  # those that combine, by their largest weight
@@ -93,10 +128,21 @@ def _guide_method(value):
     return tuple(names)
 
 
-GUIDE_METHOD = Check(_guide_method, {"anyOf": [
-    {"type": "string", "enum": list(GUIDE_METHODS)},
-    {"type": "array", "items": {"type": "string", "enum": list(COMBINED_METHODS)}, "minItems": 1,
-     "uniqueItems": True}]}, ", ".join(f"`{m}`" for m in GUIDE_METHODS) + " or a list of the first three")
+GUIDE_METHOD = Check(
+    _guide_method,
+    {
+        "anyOf": [
+            {"type": "string", "enum": list(GUIDE_METHODS)},
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": list(COMBINED_METHODS)},
+                "minItems": 1,
+                "uniqueItems": True,
+            },
+        ]
+    },
+    ", ".join(f"`{m}`" for m in GUIDE_METHODS) + " or a list of the first three",
+)
 
 
 # Expressions are compiled once the preset's variables are known: convert(source, variables).
@@ -115,15 +161,21 @@ MUSICAL_NAMES = (MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VAR
 class ControlItem:
     """One item of `controls` as written in a preset; parse_preset makes it a ControlSpec."""
 
-    name: str = key(variable_name(MUSICAL_NAMES), REQUIRED,
-                    "name of the variable in expressions; `NAME_prev` comes with it, and neither may clash with "
-                    "another variable")
-    default: float | None = key(optional(NUMBER), None, "its value when a show starts, and in renders; `null`: the "
-                                                        "low end of `range`")
+    name: str = key(
+        variable_name(MUSICAL_NAMES),
+        REQUIRED,
+        "name of the variable in expressions; `NAME_prev` comes with it, and neither may clash with another variable",
+    )
+    default: float | None = key(
+        optional(NUMBER), None, "its value when a show starts, and in renders; `null`: the low end of `range`"
+    )
     range: tuple = key(ordered_pair(), [0, 1], "[lo, hi]: the values it takes")
-    curve: str = key(choice(*CURVES), "linear",
-                     "knob position p (0..1) to value: `linear` lo + p·(hi − lo); `exponential` lo·(hi/lo)^p, for "
-                     "speeds and frequencies (needs 0 < lo); `square` lo + p²·(hi − lo), fine near lo")
+    curve: str = key(
+        choice(*CURVES),
+        "linear",
+        "knob position p (0..1) to value: `linear` lo + p·(hi − lo); `exponential` lo·(hi/lo)^p, for "
+        "speeds and frequencies (needs 0 < lo); `square` lo + p²·(hi − lo), fine near lo",
+    )
 
 
 @dataclass(frozen=True)
@@ -131,20 +183,29 @@ class GuideImage:
     """One item of `guide_images`: a picture whose CLIP image embedding is mixed into every scene's conditioning."""
 
     image: str = key(PATH, REQUIRED, "the picture, relative to the preset")
-    method: tuple = key(GUIDE_METHOD, "linear",
-                        "which tokens take the image: `linear` (a ramp from the back of the prompt, where style "
-                        "sits, to the front), `threshold` (tokens at least `threshold` similar), `clustered` (each "
-                        "local peak of similarity at or above the average, falling to the midpoints between "
-                        "peaks), `concept` (tokens of the prompt that match the `concept` prompt); a list such as "
-                        "`[linear, clustered, threshold]` takes each token's largest weight")
+    method: tuple = key(
+        GUIDE_METHOD,
+        "linear",
+        "which tokens take the image: `linear` (a ramp from the back of the prompt, where style "
+        "sits, to the front), `threshold` (tokens at least `threshold` similar), `clustered` (each "
+        "local peak of similarity at or above the average, falling to the midpoints between "
+        "peaks), `concept` (tokens of the prompt that match the `concept` prompt); a list such as "
+        "`[linear, clustered, threshold]` takes each token's largest weight",
+    )
     strength: Expression = key(EXPRESSION, 0.3, "how much of the image a token takes, at most (an expression)")
-    mapping: str = key(choice("tokens", "pooled"), "tokens",
-                       "linear / threshold / clustered: `tokens` moves each prompt token toward the image token "
-                       "that fits it best; `pooled` toward the one pooled image embedding")
-    threshold: float | str = key(or_auto(in_range(-1, 1)), "auto",
-                                 "threshold: the similarity a token needs (0..1, softmax over the prompt's "
-                                 "tokens), `auto` the average; concept: the cosine with the concept's words, "
-                                 "`auto` 0.2")
+    mapping: str = key(
+        choice("tokens", "pooled"),
+        "tokens",
+        "linear / threshold / clustered: `tokens` moves each prompt token toward the image token "
+        "that fits it best; `pooled` toward the one pooled image embedding",
+    )
+    threshold: float | str = key(
+        or_auto(in_range(-1, 1)),
+        "auto",
+        "threshold: the similarity a token needs (0..1, softmax over the prompt's "
+        "tokens), `auto` the average; concept: the cosine with the concept's words, "
+        "`auto` 0.2",
+    )
     concept: str = key(TEXT, "", "concept: the prompt that selects which tokens map (required with `concept`)")
     bos_cap: float = key(in_range(0, 1), 0.15, "the most the first token (BOS) takes: more gives noise (about 0.35)")
 
@@ -152,12 +213,17 @@ class GuideImage:
 # Items are checked one by one against their dataclass's keys (with lines and name clashes) by _filters,
 # _controls and _midi.
 FILTERS = list_of(Band, "list of filters (below)", "{variable_name, f_center, f_width, order}")
-CONTROLS = list_of(ControlItem, "list of `{name, default, range, curve}`",
-                   "{name: zoom, default: 0.5, range: [0, 1], curve: linear}")
-GUIDE_IMAGES = list_of(GuideImage, "list of `{image, method, strength, ...}` (below)",
-                       "{image: ref.png, method: linear, strength: 0.3}")
-MIDI = mapping_of(MidiSection, "`{cc: [{channel, cc, control}], notes: [{channel, note, action, scene}]}`",
-                  "{cc: [{channel: 1, cc: 21, control: zoom}], notes: [{note: 36, action: next_scene}]}")
+CONTROLS = list_of(
+    ControlItem, "list of `{name, default, range, curve}`", "{name: zoom, default: 0.5, range: [0, 1], curve: linear}"
+)
+GUIDE_IMAGES = list_of(
+    GuideImage, "list of `{image, method, strength, ...}` (below)", "{image: ref.png, method: linear, strength: 0.3}"
+)
+MIDI = mapping_of(
+    MidiSection,
+    "`{cc: [{channel, cc, control}], notes: [{channel, note, action, scene}]}`",
+    "{cc: [{channel: 1, cc: 21, control: zoom}], notes: [{note: 36, action: next_scene}]}",
+)
 
 
 # The areas of a preset, in README's order, with their titles there: each key names its one area (key(area=...)).
@@ -187,157 +253,297 @@ class Preset:
     (its text is in `scene_text`), path keys hold resolved Paths and expression keys compiled Expressions.
     """
 
-    scenes: list = key(TEXT, REQUIRED, "the scene string: `||` between scenes, `|` between prompts, each "
-                                       "`TEXT:WEIGHT` (see Scene grammar in README)", area="scenes")
+    scenes: list = key(
+        TEXT,
+        REQUIRED,
+        "the scene string: `||` between scenes, `|` between prompts, each `TEXT:WEIGHT` (see Scene grammar in README)",
+        area="scenes",
+    )
     scene_prefix: str = key(TEXT, "", "raw text glued before every scene (add your own `|`)", area="scenes")
     scene_suffix: str = key(TEXT, "", "raw text glued after every scene (add your own `|`)", area="scenes")
-    scene_duration: tuple = key(DURATIONS, 10, "seconds per scene in renders: one number, or a list with one per "
-                                               "scene (the last repeats)", area="scenes")
-    transition_time: float = key(NON_NEGATIVE, 1, "seconds over which a scene fades in over the previous one "
-                                                  "(its first seconds)", area="transitions")
-    transition_mode: str = key(choice(*TRANSITION_MODES), "slerp",
-                               "conditioning crossfade: linear, or slerp per token vector; `latent_blend`: the slerp "
-                               "crossfade guided by a latent-blending tree between the scenes, computed ahead and "
-                               "cached (see Transitions in README)", area="transitions")
-    transition_quality: str = key(choice(*QUALITIES), "medium",
-                                  "latent_blend: the tree's size, from `lowest` (5 frames) to `ultra` (33)",
-                                  area="transitions")
-    transition_depth: float = key(in_range(0, 1), 0.5,
-                                  "latent_blend `depth_strength`: near 0 the branches start from noise (creative, "
-                                  "new things may appear), near 1 late (close to an alpha blend)", area="transitions")
-    transition_steps: int = key(in_range(1, 50, integer=True), 4,
-                                "latent_blend: denoising steps of the tree's trajectories", area="transitions")
-    transition_branches: tuple | None = key(optional(_number_list(in_range(0, 64, integer=True))), None,
-                                            "latent_blend: branches per level, with `transition_injections` "
-                                            "(replaces `transition_quality`)", area="transitions")
-    transition_injections: tuple | None = key(optional(_number_list(in_range(0, 1))), None,
-                                              "latent_blend: injection strength per level (fraction of the steps "
-                                              "0..1, increasing)", area="transitions")
-    transition_budget: float | None = key(optional(POSITIVE), None,
-                                          "latent_blend: seconds of compute for the branches (replaces "
-                                          "`transition_quality`: as many branches as fit)", area="transitions")
-    transition_crossfeed_power: float | None = key(optional(in_range(0, 1)), None,
-                                                   "latent_blend parental crossfeed: how far each branch's latent "
-                                                   "is pulled toward its parents' before a step (1: replaced); "
-                                                   "`null`: latent blending's default, 1 for turbo models, else 0.3",
-                                                   area="transitions")
-    transition_crossfeed_range: float | None = key(optional(in_range(0, 1)), None,
-                                                   "latent_blend parental crossfeed: the fraction of the steps it "
-                                                   "acts in; `null`: 1 for turbo models, else 0.6", area="transitions")
-    transition_crossfeed_decay: float | None = key(optional(in_range(0, 1)), None,
-                                                   "latent_blend parental crossfeed: the power at the end of the "
-                                                   "range, as a fraction of it; `null`: 1 for turbo models, else 0.9",
-                                                   area="transitions")
-    transition_guide: float = key(in_range(0, 1), 0.8,
-                                  "latent_blend: how strongly the tree's frames pull the stream in the middle of "
-                                  "a transition (0 at both ends)", area="transitions")
-    scene_quantize: str = key(choice(*QUANTIZE), "none", "live shows: a scene change waits for the next beat or bar "
-                                                         "(`none`: it starts at once)", area="live")
-    duration: float | None = key(optional(POSITIVE), None, "render length in seconds; if not given: the track "
-                                                           "from `--start` on, else the scenes' total", area="output")
+    scene_duration: tuple = key(
+        DURATIONS,
+        10,
+        "seconds per scene in renders: one number, or a list with one per scene (the last repeats)",
+        area="scenes",
+    )
+    transition_time: float = key(
+        NON_NEGATIVE,
+        1,
+        "seconds over which a scene fades in over the previous one (its first seconds)",
+        area="transitions",
+    )
+    transition_mode: str = key(
+        choice(*TRANSITION_MODES),
+        "slerp",
+        "conditioning crossfade: linear, or slerp per token vector; `latent_blend`: the slerp "
+        "crossfade guided by a latent-blending tree between the scenes, computed ahead and "
+        "cached (see Transitions in README)",
+        area="transitions",
+    )
+    transition_quality: str = key(
+        choice(*QUALITIES),
+        "medium",
+        "latent_blend: the tree's size, from `lowest` (5 frames) to `ultra` (33)",
+        area="transitions",
+    )
+    transition_depth: float = key(
+        in_range(0, 1),
+        0.5,
+        "latent_blend `depth_strength`: near 0 the branches start from noise (creative, "
+        "new things may appear), near 1 late (close to an alpha blend)",
+        area="transitions",
+    )
+    transition_steps: int = key(
+        in_range(1, 50, integer=True), 4, "latent_blend: denoising steps of the tree's trajectories", area="transitions"
+    )
+    transition_branches: tuple | None = key(
+        optional(_number_list(in_range(0, 64, integer=True))),
+        None,
+        "latent_blend: branches per level, with `transition_injections` (replaces `transition_quality`)",
+        area="transitions",
+    )
+    transition_injections: tuple | None = key(
+        optional(_number_list(in_range(0, 1))),
+        None,
+        "latent_blend: injection strength per level (fraction of the steps 0..1, increasing)",
+        area="transitions",
+    )
+    transition_budget: float | None = key(
+        optional(POSITIVE),
+        None,
+        "latent_blend: seconds of compute for the branches (replaces `transition_quality`: as many branches as fit)",
+        area="transitions",
+    )
+    transition_crossfeed_power: float | None = key(
+        optional(in_range(0, 1)),
+        None,
+        "latent_blend parental crossfeed: how far each branch's latent "
+        "is pulled toward its parents' before a step (1: replaced); "
+        "`null`: latent blending's default, 1 for turbo models, else 0.3",
+        area="transitions",
+    )
+    transition_crossfeed_range: float | None = key(
+        optional(in_range(0, 1)),
+        None,
+        "latent_blend parental crossfeed: the fraction of the steps it acts in; `null`: 1 for turbo models, else 0.6",
+        area="transitions",
+    )
+    transition_crossfeed_decay: float | None = key(
+        optional(in_range(0, 1)),
+        None,
+        "latent_blend parental crossfeed: the power at the end of the "
+        "range, as a fraction of it; `null`: 1 for turbo models, else 0.9",
+        area="transitions",
+    )
+    transition_guide: float = key(
+        in_range(0, 1),
+        0.8,
+        "latent_blend: how strongly the tree's frames pull the stream in the middle of a transition (0 at both ends)",
+        area="transitions",
+    )
+    scene_quantize: str = key(
+        choice(*QUANTIZE),
+        "none",
+        "live shows: a scene change waits for the next beat or bar (`none`: it starts at once)",
+        area="live",
+    )
+    duration: float | None = key(
+        optional(POSITIVE),
+        None,
+        "render length in seconds; if not given: the track from `--start` on, else the scenes' total",
+        area="output",
+    )
     frames_per_second: float = key(in_range(1, 240), 24, "frames per second", area="output")
     width: int = key(SIZE, 512, "frame width in pixels", area="output")
     height: int = key(SIZE, 512, "frame height in pixels", area="output")
     seed: int = key(in_range(0, 2**63 - 1, integer=True), 0, "random seed", area="output")
-    input_audio: Path | None = key(optional(PATH), None, "track (wav, flac, ogg, mp3), relative to the preset; "
-                                                         "`--audio` replaces it", area="audio")
-    input_audio_offset: float = key(NON_NEGATIVE, 0, "seconds of the track skipped; time 0 of the show is this "
-                                                     "point", area="audio")
+    input_audio: Path | None = key(
+        optional(PATH), None, "track (wav, flac, ogg, mp3), relative to the preset; `--audio` replaces it", area="audio"
+    )
+    input_audio_offset: float = key(
+        NON_NEGATIVE, 0, "seconds of the track skipped; time 0 of the show is this point", area="audio"
+    )
     input_audio_filters: tuple = key(FILTERS, (), "bandpass filters; each becomes a variable", area="audio")
-    bpm: float | None = key(optional(in_range(20, 300)), None,
-                            "`null`: the tempo follows the audio; a number fixes the tempo (the beat phase still "
-                            "follows the audio)", area="beats")
-    tempo_range: tuple = key(ordered_pair(20, 300), [60, 200], "tempo range in BPM: the tempo estimate stays "
-                                                               "inside it", area="beats")
+    bpm: float | None = key(
+        optional(in_range(20, 300)),
+        None,
+        "`null`: the tempo follows the audio; a number fixes the tempo (the beat phase still follows the audio)",
+        area="beats",
+    )
+    tempo_range: tuple = key(
+        ordered_pair(20, 300), [60, 200], "tempo range in BPM: the tempo estimate stays inside it", area="beats"
+    )
     beats_per_bar: int = key(in_range(1, 16, integer=True), 4, "beats per bar, for `bar_phase`", area="beats")
     beat_decay: float = key(POSITIVE, 0.1, "seconds: time constant of the decay of the `beat` pulse", area="beats")
-    tempo_source: str = key(choice(*TEMPO_SOURCES), "audio",
-                            "`audio`, or `link`: tempo and phase from an Ableton Link session instead of the audio "
-                            "(it applies to live shows)", area="live")
-    controls: tuple = key(CONTROLS, (), "control variables set live (MIDI knobs, OSC): each makes the variable "
-                                        "`name` (and `name_prev`) for every expression; `range` [lo, hi] (default "
-                                        "[0, 1]), `default` (default lo), `curve` `linear`, `exponential` (needs "
-                                        "0 < lo) or `square`; renders use the defaults", area="live")
-    midi: MidiSection | None = key(optional(MIDI), None,
-                                   "MIDI bindings for live shows: each `cc` item sets a control from a knob (channel "
-                                   "1-16, default 1; cc 0-127); each `notes` item triggers `next_scene`, "
-                                   "`previous_scene`, `scene` or `queue` (with `scene: N`, 1 = the first), "
-                                   "`blackout`, `freeze`, `tap_tempo`, `downbeat` or `hud`. Knobs bound by MIDI "
-                                   "learn are kept in `NAME.midi.yaml` beside the preset and replace these",
-                                   area="live")
-    model: str = key(TEXT, "stabilityai/sd-turbo", "hub id or local diffusers folder, `tiny`, or `arch:sd-turbo`",
-                     area="diffusion")
-    vae: str = key(TEXT, "auto", "`auto` (the model's VAE), `taesd` (tiny VAE, `madebyollin/taesd`) or a hub "
-                                 "id/path", area="diffusion")
-    steps: int = key(in_range(1, 50, integer=True), 1, "denoising steps per frame (1-4 for Turbo/LCM)",
-                     area="diffusion")
-    strength: Expression = key(EXPRESSION, 0.5, "how much of each frame is re-imagined (clamped to 0.01..1)",
-                               area="diffusion")
-    fixed_noise: bool = key(BOOLEAN, True, "same noise every frame (steadier) or new noise per frame (seed + frame)",
-                            area="diffusion")
-    init_image: Path | None = key(optional(PATH), None, "first frame, relative to the preset; otherwise the first "
-                                                        "frame is generated from noise (txt2img)", area="init")
-    direct_init_weight: Expression = key(EXPRESSION, 0, "*w*: every frame's input is blended toward the init "
-                                                        "image by *w*/(1+*w*) (0: none, 1: half, large: mostly init)",
-                                     area="init")
-    semantic_init_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: the init image as a semantic image "
-                                                          "prompt in every scene (keeps what it depicts, not where)",
-                                       area="init")
-    image_model: str = key(IMAGE_MODEL, "diffusion",
-                           "`diffusion` (the frame engine), or pytti's pixel models without diffusion: "
-                           "`unlimited_palette` (RGB pixels) or `limited_palette` (palettes × palette_size colours), "
-                           "optimized by CLIP guidance (pytti's spellings `Unlimited Palette`, `Limited Palette` "
-                           "are accepted)", area="diffusion")
-    perceptors: tuple = key(PERCEPTORS, [], "CLIP guidance models, open_clip `NAME/TAG` (e.g. `ViT-B-32/openai`, "
-                                            "`ViT-B-16/laion2b_s34b_b88k`); the pytti flags below add theirs; none "
-                                            "given: `ViT-B-32/openai` when guidance is used", area="guidance")
-    clip_guidance_scale: Expression = key(EXPRESSION, 1, "diffusion: how far each CLIP gradient step moves the "
-                                                         "frame's latent (0: no guidance)", area="guidance")
-    clip_guidance_steps: int = key(in_range(0, 50, integer=True), 1,
-                                   "diffusion: CLIP gradient steps per denoising step, through the VAE decoder (0: "
-                                   "none; only when guidance is used)", area="guidance")
-    cutouts: int = key(in_range(1, 512, integer=True), 40, "CLIP guidance: crops per perceptor per step",
-                       area="cutouts")
+    tempo_source: str = key(
+        choice(*TEMPO_SOURCES),
+        "audio",
+        "`audio`, or `link`: tempo and phase from an Ableton Link session instead of the audio "
+        "(it applies to live shows)",
+        area="live",
+    )
+    controls: tuple = key(
+        CONTROLS,
+        (),
+        "control variables set live (MIDI knobs, OSC): each makes the variable "
+        "`name` (and `name_prev`) for every expression; `range` [lo, hi] (default "
+        "[0, 1]), `default` (default lo), `curve` `linear`, `exponential` (needs "
+        "0 < lo) or `square`; renders use the defaults",
+        area="live",
+    )
+    midi: MidiSection | None = key(
+        optional(MIDI),
+        None,
+        "MIDI bindings for live shows: each `cc` item sets a control from a knob (channel "
+        "1-16, default 1; cc 0-127); each `notes` item triggers `next_scene`, "
+        "`previous_scene`, `scene` or `queue` (with `scene: N`, 1 = the first), "
+        "`blackout`, `freeze`, `tap_tempo`, `downbeat` or `hud`. Knobs bound by MIDI "
+        "learn are kept in `NAME.midi.yaml` beside the preset and replace these",
+        area="live",
+    )
+    model: str = key(
+        TEXT, "stabilityai/sd-turbo", "hub id or local diffusers folder, `tiny`, or `arch:sd-turbo`", area="diffusion"
+    )
+    vae: str = key(
+        TEXT,
+        "auto",
+        "`auto` (the model's VAE), `taesd` (tiny VAE, `madebyollin/taesd`) or a hub id/path",
+        area="diffusion",
+    )
+    steps: int = key(
+        in_range(1, 50, integer=True), 1, "denoising steps per frame (1-4 for Turbo/LCM)", area="diffusion"
+    )
+    strength: Expression = key(
+        EXPRESSION, 0.5, "how much of each frame is re-imagined (clamped to 0.01..1)", area="diffusion"
+    )
+    fixed_noise: bool = key(
+        BOOLEAN, True, "same noise every frame (steadier) or new noise per frame (seed + frame)", area="diffusion"
+    )
+    init_image: Path | None = key(
+        optional(PATH),
+        None,
+        "first frame, relative to the preset; otherwise the first frame is generated from noise (txt2img)",
+        area="init",
+    )
+    direct_init_weight: Expression = key(
+        EXPRESSION,
+        0,
+        "*w*: every frame's input is blended toward the init "
+        "image by *w*/(1+*w*) (0: none, 1: half, large: mostly init)",
+        area="init",
+    )
+    semantic_init_weight: Expression = key(
+        EXPRESSION,
+        0,
+        "CLIP guidance: the init image as a semantic image prompt in every scene (keeps what it depicts, not where)",
+        area="init",
+    )
+    image_model: str = key(
+        IMAGE_MODEL,
+        "diffusion",
+        "`diffusion` (the frame engine), or pytti's pixel models without diffusion: "
+        "`unlimited_palette` (RGB pixels) or `limited_palette` (palettes × palette_size colours), "
+        "optimized by CLIP guidance (pytti's spellings `Unlimited Palette`, `Limited Palette` "
+        "are accepted)",
+        area="diffusion",
+    )
+    perceptors: tuple = key(
+        PERCEPTORS,
+        [],
+        "CLIP guidance models, open_clip `NAME/TAG` (e.g. `ViT-B-32/openai`, "
+        "`ViT-B-16/laion2b_s34b_b88k`); the pytti flags below add theirs; none "
+        "given: `ViT-B-32/openai` when guidance is used",
+        area="guidance",
+    )
+    clip_guidance_scale: Expression = key(
+        EXPRESSION,
+        1,
+        "diffusion: how far each CLIP gradient step moves the frame's latent (0: no guidance)",
+        area="guidance",
+    )
+    clip_guidance_steps: int = key(
+        in_range(0, 50, integer=True),
+        1,
+        "diffusion: CLIP gradient steps per denoising step, through the VAE decoder (0: "
+        "none; only when guidance is used)",
+        area="guidance",
+    )
+    cutouts: int = key(
+        in_range(1, 512, integer=True), 40, "CLIP guidance: crops per perceptor per step", area="cutouts"
+    )
     cut_pow: float = key(POSITIVE, 2, "cutout size power: larger makes smaller crops", area="cutouts")
-    cutout_border: float = key(in_range(0, 1), 0.25, "how far a crop may stick out of the frame (fraction of its "
-                                                     "side)", area="cutouts")
+    cutout_border: float = key(
+        in_range(0, 1), 0.25, "how far a crop may stick out of the frame (fraction of its side)", area="cutouts"
+    )
     border_mode: str = key(choice(*BORDER_MODES), "clamp", "what fills a crop outside the frame", area="cutouts")
-    augmentations: bool = key(BOOLEAN, True, "pytti's cutout augmentations (flip, affine, perspective, colour "
-                                             "jitter, erasing, noise)", area="cutouts")
-    gradient_accumulation_steps: int = key(in_range(1, 512, integer=True), 1,
-                                           "cutouts scored in this many batches (less memory; must divide "
-                                           "`cutouts`)", area="cutouts")
-    direct_image_prompts: str = key(TEXT, "", "pixel-loss image prompts for every scene, `[path]:WEIGHT:STOP` "
-                                              "separated by `|` (masks as in scenes)", area="guidance")
-    direct_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: pixel loss toward the warped "
-                                                                 "previous frame", area="guidance")
-    semantic_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: the warped previous frame as a "
-                                                                   "semantic image prompt", area="guidance")
-    edge_stabilization_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: loss on the Sobel edges of the "
-                                                               "warped previous frame", area="guidance")
-    smoothing_weight: Expression = key(EXPRESSION, 0, "CLIP guidance: total variation (smooths; negative adds "
-                                                      "detail)", area="guidance")
-    steps_per_frame: int = key(in_range(1, 1000, integer=True), 50, "pixel models: optimizer steps per frame",
-                               area="pixels")
-    learning_rate: float | None = key(optional(POSITIVE), None, "pixel models: Adam's learning rate (`null`: the "
-                                                                "model's default)", area="pixels")
+    augmentations: bool = key(
+        BOOLEAN,
+        True,
+        "pytti's cutout augmentations (flip, affine, perspective, colour jitter, erasing, noise)",
+        area="cutouts",
+    )
+    gradient_accumulation_steps: int = key(
+        in_range(1, 512, integer=True),
+        1,
+        "cutouts scored in this many batches (less memory; must divide `cutouts`)",
+        area="cutouts",
+    )
+    direct_image_prompts: str = key(
+        TEXT,
+        "",
+        "pixel-loss image prompts for every scene, `[path]:WEIGHT:STOP` separated by `|` (masks as in scenes)",
+        area="guidance",
+    )
+    direct_stabilization_weight: Expression = key(
+        EXPRESSION, 0, "CLIP guidance: pixel loss toward the warped previous frame", area="guidance"
+    )
+    semantic_stabilization_weight: Expression = key(
+        EXPRESSION, 0, "CLIP guidance: the warped previous frame as a semantic image prompt", area="guidance"
+    )
+    edge_stabilization_weight: Expression = key(
+        EXPRESSION, 0, "CLIP guidance: loss on the Sobel edges of the warped previous frame", area="guidance"
+    )
+    smoothing_weight: Expression = key(
+        EXPRESSION, 0, "CLIP guidance: total variation (smooths; negative adds detail)", area="guidance"
+    )
+    steps_per_frame: int = key(
+        in_range(1, 1000, integer=True), 50, "pixel models: optimizer steps per frame", area="pixels"
+    )
+    learning_rate: float | None = key(
+        optional(POSITIVE), None, "pixel models: Adam's learning rate (`null`: the model's default)", area="pixels"
+    )
     reset_lr_each_frame: bool = key(BOOLEAN, True, "pixel models: a fresh optimizer every frame", area="pixels")
     palette_size: int = key(in_range(1, 255, integer=True), 6, "limited_palette: colours per palette", area="pixels")
     palettes: int = key(in_range(1, 255, integer=True), 9, "limited_palette: number of palettes", area="pixels")
     gamma: float = key(POSITIVE, 1, "limited_palette: gamma of the palette colours", area="pixels")
     hdr_weight: float = key(NUMBER, 0.01, "limited_palette: weight of the loss keeping colours in range", area="pixels")
-    palette_normalization_weight: float = key(NUMBER, 0.2, "limited_palette: weight of the palette normalization "
-                                                           "loss", area="pixels")
+    palette_normalization_weight: float = key(
+        NUMBER, 0.2, "limited_palette: weight of the palette normalization loss", area="pixels"
+    )
     random_initial_palette: bool = key(BOOLEAN, False, "limited_palette: start from random colours", area="pixels")
-    target_palette: Path | None = key(optional(PATH), None, "limited_palette: a picture whose colours seed the "
-                                                            "palette, relative to the preset", area="pixels")
+    target_palette: Path | None = key(
+        optional(PATH),
+        None,
+        "limited_palette: a picture whose colours seed the palette, relative to the preset",
+        area="pixels",
+    )
     lock_palette: bool = key(BOOLEAN, False, "limited_palette: keep the palette fixed", area="pixels")
     show_palette: bool = key(BOOLEAN, False, "limited_palette: draw the palette on the frames", area="pixels")
-    guide_images: tuple = key(GUIDE_IMAGES, (), "pictures whose CLIP image embedding is mixed into every scene's "
-                                                "conditioning token by token (diffusion; see Embedding editing in "
-                                                "README)", area="diffusion")
-    ViTB32: bool | None = key(FLAG, None, "pytti flag: `true` adds the perceptor `ViT-B-32/openai`, `false` "
-                                          "keeps it out of the default", area="guidance")
+    guide_images: tuple = key(
+        GUIDE_IMAGES,
+        (),
+        "pictures whose CLIP image embedding is mixed into every scene's "
+        "conditioning token by token (diffusion; see Embedding editing in "
+        "README)",
+        area="diffusion",
+    )
+    ViTB32: bool | None = key(
+        FLAG,
+        None,
+        "pytti flag: `true` adds the perceptor `ViT-B-32/openai`, `false` keeps it out of the default",
+        area="guidance",
+    )
     ViTB16: bool | None = key(FLAG, None, "pytti flag: `ViT-B-16/openai`", area="guidance")
     ViTL14: bool | None = key(FLAG, None, "pytti flag: `ViT-L-14/openai`", area="guidance")
     ViTL14_336px: bool | None = key(FLAG, None, "pytti flag: `ViT-L-14-336/openai`", area="guidance")
@@ -349,10 +555,18 @@ class Preset:
     translate_x: Expression = key(EXPRESSION, 0, "pixels per frame to the right", area="motion")
     translate_y: Expression = key(EXPRESSION, 0, "pixels per frame down", area="motion")
     rotate_2d: Expression = key(EXPRESSION, 0, "degrees per frame, counterclockwise", area="motion")
-    zoom_x_2d: Expression = key(EXPRESSION, 0, "pixels per frame of horizontal zoom, positive zooms in (sampling "
-                                               "scale (W − zoom)/W, as pytti)", area="motion")
-    zoom_y_2d: Expression = key(EXPRESSION, 0, "pixels per frame of vertical zoom, positive zooms in (sampling "
-                                               "scale (H − zoom)/H, as pytti)", area="motion")
+    zoom_x_2d: Expression = key(
+        EXPRESSION,
+        0,
+        "pixels per frame of horizontal zoom, positive zooms in (sampling scale (W − zoom)/W, as pytti)",
+        area="motion",
+    )
+    zoom_y_2d: Expression = key(
+        EXPRESSION,
+        0,
+        "pixels per frame of vertical zoom, positive zooms in (sampling scale (H − zoom)/H, as pytti)",
+        area="motion",
+    )
     infill_mode: str = key(choice(*INFILL_MODES), "mirror", "what fills the edges uncovered by motion", area="motion")
     sampling_mode: str = key(choice(*SAMPLING_MODES), "bicubic", "interpolation of the motion warp", area="motion")
     path: Path | None = None

@@ -13,7 +13,7 @@ import numpy as np
 class Engine(Protocol):
     """A frame engine. `render` raises EngineError subclasses only (OutOfMemory when the device ran out)."""
 
-    settings: object   # the frame's size and options (EngineSettings, PixelSettings); a new size is a new engine
+    settings: object  # the frame's size and options (EngineSettings, PixelSettings); a new size is a new engine
     objective: object  # CLIP guidance (guidance.objective.Objective) or None; a show may replace it between frames
 
     def render(self, request) -> np.ndarray:

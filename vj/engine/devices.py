@@ -56,8 +56,10 @@ def describe(name):
 
 def _unavailable(name, missing):
     here = available_devices()
-    return DeviceUnavailable(f"--device {name} was asked for, but {missing}; available here: {', '.join(here)} "
-                             f"(--device auto picks {here[0]})")
+    return DeviceUnavailable(
+        f"--device {name} was asked for, but {missing}; available here: {', '.join(here)} "
+        f"(--device auto picks {here[0]})"
+    )
 
 
 def pick_device(name="auto"):
@@ -73,8 +75,11 @@ def pick_device(name="auto"):
     if name == "mps":
         if not mps_available():
             built = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_built()
-            why = ("this machine is no Apple silicon Mac with macOS 12.3 or later" if built
-                   else "this torch build has no MPS support (it needs an arm64 macOS build)")
+            why = (
+                "this machine is no Apple silicon Mac with macOS 12.3 or later"
+                if built
+                else "this torch build has no MPS support (it needs an arm64 macOS build)"
+            )
             raise _unavailable(name, f"torch sees no Apple GPU (MPS): {why}")
         return torch.device("mps")
     index = _CUDA_INDEX.fullmatch(name)
@@ -83,8 +88,11 @@ def pick_device(name="auto"):
             raise _unavailable(name, "torch sees no CUDA GPU")
         count = torch.cuda.device_count()
         if index and int(index.group(1)) >= count:
-            raise _unavailable(name, f"torch sees {count} CUDA GPU{'s' if count != 1 else ''} "
-                                     f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+            raise _unavailable(
+                name,
+                f"torch sees {count} CUDA GPU{'s' if count != 1 else ''} "
+                f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})",
+            )
         return torch.device(name)
     raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
 

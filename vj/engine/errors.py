@@ -25,6 +25,7 @@ def _allocation_failed(exc):
     """Whether `exc` is a device or host allocation failure. torch raises OutOfMemoryError for CUDA and MPS, but a
     plain RuntimeError from its CPU allocator: that one is known by its text, the only type-less case."""
     import torch
+
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)

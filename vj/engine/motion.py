@@ -28,7 +28,7 @@ class Motion:
 
 def affine_theta(motion, width, height):
     """The (1, 2, 3) matrix for affine_grid: output coordinates -> where to sample the input."""
-    sx = (width - motion.zoom_x) / width     # pytti: sampling scale (W - zoom) / W
+    sx = (width - motion.zoom_x) / width  # pytti: sampling scale (W - zoom) / W
     sy = (height - motion.zoom_y) / height
     a = math.radians(motion.rotate)
     cos, sin = math.cos(a), math.sin(a)

@@ -28,7 +28,7 @@ def _bytes_to_unicode():
 
 @functools.lru_cache(maxsize=None)
 def _vocab_and_merges():
-    lines = gzip.open(VOCAB).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    lines = gzip.open(VOCAB).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     merges = [tuple(line.split()) for line in lines if line]
     symbols = _bytes_to_unicode()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]

@@ -25,11 +25,25 @@ RANGES = {
     "guidance weight": (-1e6, 1e6, "weight"),
 }
 # preset keys whose expressions are held to a range, and their kinds
-KEY_KINDS = {"translate_x": "translate", "translate_y": "translate", "rotate_2d": "rotate", "zoom_x_2d": "zoom",
-             "zoom_y_2d": "zoom", "clip_guidance_scale": "guidance scale",
-             **dict.fromkeys(("direct_init_weight", "semantic_init_weight", "direct_stabilization_weight",
-                              "semantic_stabilization_weight", "edge_stabilization_weight", "smoothing_weight"),
-                             "guidance weight")}
+KEY_KINDS = {
+    "translate_x": "translate",
+    "translate_y": "translate",
+    "rotate_2d": "rotate",
+    "zoom_x_2d": "zoom",
+    "zoom_y_2d": "zoom",
+    "clip_guidance_scale": "guidance scale",
+    **dict.fromkeys(
+        (
+            "direct_init_weight",
+            "semantic_init_weight",
+            "direct_stabilization_weight",
+            "semantic_stabilization_weight",
+            "edge_stabilization_weight",
+            "smoothing_weight",
+        ),
+        "guidance weight",
+    ),
+}
 LOG_INTERVAL = 1.0  # seconds between log lines about clamped values
 
 

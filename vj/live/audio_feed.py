@@ -59,8 +59,11 @@ class LinkTempo:
 
     def __init__(self, preset):
         self.settings = _beat_settings(preset)
-        self.clock = LinkClock(bpm=min(max(preset.bpm or 120.0, MIN_BPM), MAX_BPM),
-                               beats_per_bar=preset.beats_per_bar, beat_decay=preset.beat_decay)
+        self.clock = LinkClock(
+            bpm=min(max(preset.bpm or 120.0, MIN_BPM), MAX_BPM),
+            beats_per_bar=preset.beats_per_bar,
+            beat_decay=preset.beat_decay,
+        )
         self._taps = TapTimes()
         log.info("tempo from Ableton Link (%d other peer(s) now)", self.clock.peers)
 
@@ -141,13 +144,13 @@ class SilentAudio(ShowAudio):
 
     def __init__(self, preset, clock):
         super().__init__(preset)
-        self._clock = clock                 # the show clock
-        self._calls = collections.deque()   # taps and reloads from other threads, applied by `snapshot`
+        self._clock = clock  # the show clock
+        self._calls = collections.deque()  # taps and reloads from other threads, applied by `snapshot`
         self._use_analyzer(preset)
 
     def _use_analyzer(self, preset):
         self.analyzer = AudioAnalyzer.for_preset(SilenceSource(), preset)
-        self._origin = self._clock()        # show time of the analyzer's time 0
+        self._origin = self._clock()  # show time of the analyzer's time 0
 
     def snapshot(self):
         while self._calls:
@@ -181,6 +184,7 @@ class LiveAudio(ShowAudio):
 
     def __init__(self, source, preset):
         from vj.audio.live_analysis import LiveAnalysis
+
         super().__init__(preset)
         self.source = source
         self.preset = preset
@@ -215,8 +219,9 @@ class LiveAudio(ShowAudio):
             self._note(f"audio filters refused: {exc}; the previous ones stay")
             return
         self.analysis.replace(analyzer, keep_beats=beats_same)
-        log.info("audio analysis: %s changed; new analyzer from the next block",
-                 "filters" if beats_same else "beat options")
+        log.info(
+            "audio analysis: %s changed; new analyzer from the next block", "filters" if beats_same else "beat options"
+        )
 
     def close(self):
         self.analysis.close()
@@ -234,20 +239,31 @@ def open_audio(args, preset, clock):
     from vj.audio.sources.devices import LiveAudioError
     from vj.audio.sources.file_playback import FilePlayback
     from vj.audio.sources.live_input import LiveInput
+
     if args.audio:
         try:
             source = FilePlayback(args.audio, playback=not args.no_playback, device=args.audio_output)
         except LiveAudioError as exc:  # only playing needs a device
             # a machine without a sound card (a CI box, a server) can still rehearse: silently, by the clock
             raise LiveAudioError(f"{exc}; to rehearse without playing the file, add --no-playback") from None
-        heard = ("not played (--no-playback)" if args.no_playback
-                 else f"played on {args.audio_output or 'the default output'}")
+        heard = (
+            "not played (--no-playback)"
+            if args.no_playback
+            else f"played on {args.audio_output or 'the default output'}"
+        )
         description = f"file {args.audio} ({source.duration:.0f} s, {source.sample_rate} Hz), {heard}"
     else:
-        source = LiveInput(device=args.audio_device, sample_rate=args.sample_rate, channels=args.channels,
-                           blocksize=args.blocksize, latency=args.latency)
-        description = (f"input {args.audio_device or '(the default)'}, channels "
-                       f"{','.join(map(str, source.channels))} mixed to mono, {source.sample_rate} Hz")
+        source = LiveInput(
+            device=args.audio_device,
+            sample_rate=args.sample_rate,
+            channels=args.channels,
+            blocksize=args.blocksize,
+            latency=args.latency,
+        )
+        description = (
+            f"input {args.audio_device or '(the default)'}, channels "
+            f"{','.join(map(str, source.channels))} mixed to mono, {source.sample_rate} Hz"
+        )
     try:
         audio = LiveAudio(source, preset)
     except Exception:
@@ -255,4 +271,3 @@ def open_audio(args, preset, clock):
         raise
     audio.description = description
     return audio
-

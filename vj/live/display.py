@@ -26,19 +26,26 @@ from vj.errors import VjError
 log = logging.getLogger(__name__)
 
 BLACK = (0, 0, 0)
-FPS_WINDOW = 1.0        # seconds of presents that `fps` averages over
-BLEND_MIN_RATIO = 1.5   # crossfade only when engine frames come at least this many display frames apart
+FPS_WINDOW = 1.0  # seconds of presents that `fps` averages over
+BLEND_MIN_RATIO = 1.5  # crossfade only when engine frames come at least this many display frames apart
 CENTERED_ON = 0x2FFF0000  # SDL_WINDOWPOS_CENTERED_DISPLAY(n) is this | n
 
 KEY_ACTIONS = {
-    pygame.K_RIGHT: act.NextScene, pygame.K_SPACE: act.NextScene, pygame.K_LEFT: act.PreviousScene,
-    pygame.K_b: act.Blackout, pygame.K_f: act.Freeze, pygame.K_h: act.ToggleHud,
-    pygame.K_F11: act.ToggleFullscreen, pygame.K_ESCAPE: act.Quit, pygame.K_q: act.Quit,
+    pygame.K_RIGHT: act.NextScene,
+    pygame.K_SPACE: act.NextScene,
+    pygame.K_LEFT: act.PreviousScene,
+    pygame.K_b: act.Blackout,
+    pygame.K_f: act.Freeze,
+    pygame.K_h: act.ToggleHud,
+    pygame.K_F11: act.ToggleFullscreen,
+    pygame.K_ESCAPE: act.Quit,
+    pygame.K_q: act.Quit,
 }
 TIMED_KEYS = {pygame.K_t: act.TapTempo, pygame.K_d: act.Downbeat}
-DIGITS = {**{getattr(pygame, f"K_{k}"): k for k in range(1, 10)},
-          **{getattr(pygame, f"K_KP{k}"): k for k in range(1, 10)}}
-
+DIGITS = {
+    **{getattr(pygame, f"K_{k}"): k for k in range(1, 10)},
+    **{getattr(pygame, f"K_KP{k}"): k for k in range(1, 10)},
+}
 
 
 def _load_triton_first():
@@ -47,6 +54,7 @@ def _load_triton_first():
     a reload) crashes the process."""
     if importlib.util.find_spec("triton") is not None:
         import triton  # noqa: F401
+
 
 class DisplayError(VjError):
     """The window cannot be opened: no display, a monitor that does not exist, or a mode SDL refuses."""
@@ -76,8 +84,10 @@ def fit_rect(frame_size, window_size):
 
 def no_display(why):
     """The one-line error for a machine without a usable screen."""
-    return (f"no display: SDL cannot open a screen ({why}); run from a desktop session or set DISPLAY to an X "
-            f"server (e.g. DISPLAY=:0), and try --windowed if fullscreen is the problem")
+    return (
+        f"no display: SDL cannot open a screen ({why}); run from a desktop session or set DISPLAY to an X "
+        f"server (e.g. DISPLAY=:0), and try --windowed if fullscreen is the problem"
+    )
 
 
 def describe_monitors(sizes):
@@ -94,8 +104,18 @@ class Display:
     TapTempo and Downbeat keys; `timer` (monotonic seconds) times presents and fades, replaceable in tests.
     """
 
-    def __init__(self, size=(1280, 720), fullscreen=False, display_index=0, vsync=True, title="vj", blend=False,
-                 max_fps=60, clock=None, timer=time.monotonic):
+    def __init__(
+        self,
+        size=(1280, 720),
+        fullscreen=False,
+        display_index=0,
+        vsync=True,
+        title="vj",
+        blend=False,
+        max_fps=60,
+        clock=None,
+        timer=time.monotonic,
+    ):
         w, h = size if isinstance(size, (tuple, list)) and len(size) == 2 else (None, None)
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             raise DisplayError(f"window size must be two positive whole numbers of pixels, not {size!r}")
@@ -104,9 +124,9 @@ class Display:
         self.blend = blend
         self.max_fps = max_fps
         self.vsync = False
-        self.shown = None          # the ShownFrame on screen (None: none yet)
-        self.shown_at = None       # timer() (time.monotonic) of the present that first showed it
-        self.flipped_at = None     # time.monotonic() of the latest flip
+        self.shown = None  # the ShownFrame on screen (None: none yet)
+        self.shown_at = None  # timer() (time.monotonic) of the present that first showed it
+        self.flipped_at = None  # time.monotonic() of the latest flip
         self.engine_interval = None  # smoothed seconds between the engine frames seen (from made_at)
         self._want_vsync = vsync
         self._windowed_size = (w, h)
@@ -184,8 +204,7 @@ class Display:
             if position is not None:
                 window.position = position
         except (ImportError, AttributeError, pygame.error) as exc:
-            log.info("could not set the window to %dx%d at %s (%s); keeping pygame's", size[0], size[1], position,
-                     exc)
+            log.info("could not set the window to %dx%d at %s (%s); keeping pygame's", size[0], size[1], position, exc)
 
     def _leave_window(self):
         """Before fullscreen: remember where the window is, and cover the monitor with it. pygame makes the
@@ -204,9 +223,9 @@ class Display:
         """Forget the scaled surfaces (new window size or mode); the next present scales the frame again."""
         self._fit_key = None
         self._rect = None
-        self._scaled = None     # reused destination of smoothscale, in the window's pixel format
-        self._current = None    # the current frame, scaled to self._rect
-        self._previous = None   # window-sized picture faded from (blend)
+        self._scaled = None  # reused destination of smoothscale, in the window's pixel format
+        self._current = None  # the current frame, scaled to self._rect
+        self._previous = None  # window-sized picture faded from (blend)
         self._fade_from = None
         self._last_frame = None
 
@@ -312,10 +331,18 @@ class Display:
     def _take(self, frame, now):
         """Scale a new engine frame into the window's format; with blend, keep what is on screen to fade from."""
         rgb = frame.rgb
-        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
-                and rgb.shape[0] > 0 and rgb.shape[1] > 0):
-            self._bad_frames.drop(f"frame {frame.index}: {getattr(rgb, 'shape', None)} "
-                                  f"{getattr(rgb, 'dtype', type(rgb).__name__)}, expected (height, width, 3) uint8")
+        if not (
+            isinstance(rgb, np.ndarray)
+            and rgb.ndim == 3
+            and rgb.shape[2] == 3
+            and rgb.dtype == np.uint8
+            and rgb.shape[0] > 0
+            and rgb.shape[1] > 0
+        ):
+            self._bad_frames.drop(
+                f"frame {frame.index}: {getattr(rgb, 'shape', None)} "
+                f"{getattr(rgb, 'dtype', type(rgb).__name__)}, expected (height, width, 3) uint8"
+            )
             return
         fade = self.blend and self._current is not None
         if fade:

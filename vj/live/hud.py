@@ -13,8 +13,8 @@ TEXT = (230, 230, 230)
 WARNING = (255, 176, 32)
 BAR = (70, 200, 120)
 BAR_BACK = (60, 60, 60)
-PANEL = (0, 0, 0, 150)            # translucent black behind the HUD
-MARGIN = 8                        # pixels between the window corner and the panel, and inside the panel
+PANEL = (0, 0, 0, 150)  # translucent black behind the HUD
+MARGIN = 8  # pixels between the window corner and the panel, and inside the panel
 NOT_LEVELS = ("bpm", "beat_count")  # musical variables that are not 0..1
 
 
@@ -41,7 +41,7 @@ class ControlView:
     name: str
     value: float
     knob: float | None = None
-    learning: bool = False      # MIDI learn: the next knob moved binds to this control
+    learning: bool = False  # MIDI learn: the next knob moved binds to this control
 
 
 def status_line(engine_fps=None, display_fps=None, latency_ms=None, vsync=None):
@@ -89,9 +89,26 @@ def control_lines(controls):
     return lines
 
 
-def hud_lines(*, engine_fps=None, display_fps=None, latency_ms=None, vsync=None, scene=None, scene_count=None,
-              queued=None, bpm=None, bar_phase=None, beats_per_bar=4, activity=None, controls=(), warnings=(),
-              blackout=False, frozen=False, transition=None, notes=()):
+def hud_lines(
+    *,
+    engine_fps=None,
+    display_fps=None,
+    latency_ms=None,
+    vsync=None,
+    scene=None,
+    scene_count=None,
+    queued=None,
+    bpm=None,
+    bar_phase=None,
+    beats_per_bar=4,
+    activity=None,
+    controls=(),
+    warnings=(),
+    blackout=False,
+    frozen=False,
+    transition=None,
+    notes=(),
+):
     """Every HUD line in order: status, scene, transition, beat, input activity, BLACKOUT/FROZEN, controls,
     notes (passing confirmations such as 'reloaded show.yaml'), warnings."""
     lines = [status_line(engine_fps, display_fps, latency_ms, vsync)]
@@ -192,10 +209,17 @@ class Hud:
 
         now = self._clock()
         # Height and level names change the layout: redo it now. New text or level values wait for `refresh`.
-        key = (surface.get_height(), tuple(lv.name for lv in levels), tuple(lines),
-               tuple(round(lv.value, 2) for lv in levels))
-        if self._layout is None or key[:2] != self._key[:2] or (
-                key != self._key and now - self._laid_out_at >= self.refresh):
+        key = (
+            surface.get_height(),
+            tuple(lv.name for lv in levels),
+            tuple(lines),
+            tuple(round(lv.value, 2) for lv in levels),
+        )
+        if (
+            self._layout is None
+            or key[:2] != self._key[:2]
+            or (key != self._key and now - self._laid_out_at >= self.refresh)
+        ):
             self._layout = self._lay_out(surface.get_height(), lines, levels)
             self._key, self._laid_out_at = key, now
         texts, bars, (bar_w, bar_h), panel_size = self._layout

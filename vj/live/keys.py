@@ -9,12 +9,20 @@ KEY_HELP = (
     ("Shift+1-9", "queue", 'queue scene 1-9 for "next"'),
     ("B / F", "blackout / freeze", "blackout / freeze on-off"),
     ("H", "HUD", "HUD on-off"),
-    ("F11", "fullscreen", "fullscreen on-off (fullscreen covers the monitor from its origin, with or without a window "
-                          "manager; back in the window: its old size and place)"),
+    (
+        "F11",
+        "fullscreen",
+        "fullscreen on-off (fullscreen covers the monitor from its origin, with or without a window "
+        "manager; back in the window: its old size and place)",
+    ),
     ("T", "tap tempo", "tap tempo"),
     ("D", "downbeat", "downbeat: this beat is the first of the bar"),
-    ("L / Shift+L", "MIDI learn", "MIDI learn: pick the next / previous control (the HUD marks it `> NAME ... LEARN`); "
-                                  "move a knob to bind it; past the last control, learning stops"),
+    (
+        "L / Shift+L",
+        "MIDI learn",
+        "MIDI learn: pick the next / previous control (the HUD marks it `> NAME ... LEARN`); "
+        "move a knob to bind it; past the last control, learning stops",
+    ),
     ("Esc, Q, closing the window", "quit", "quit"),
 )
 

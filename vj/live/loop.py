@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
 MIN_SIZE = 64
-IDLE_PRESENT = 0.25        # without HUD or blend the picture is presented again at least this often
-HUD_FPS = 30               # with the HUD, its level bars move this often between engine frames
-POLL_SECONDS = 1.0 / 60    # the longest the display loop waits for a frame between two looks at the keys
+IDLE_PRESENT = 0.25  # without HUD or blend the picture is presented again at least this often
+HUD_FPS = 30  # with the HUD, its level bars move this often between engine frames
+POLL_SECONDS = 1.0 / 60  # the longest the display loop waits for a frame between two looks at the keys
 
 
 def _toggle(current, wanted):
@@ -68,7 +68,7 @@ class EngineLoop:
 
     def __init__(self, state, make_engine, settings, audio, slot, clock):
         self.state = state
-        self.make_engine = make_engine      # settings -> FrameEngine (same components)
+        self.make_engine = make_engine  # settings -> FrameEngine (same components)
         self.settings = settings
         self.engine = make_engine(settings)
         self.audio = audio
@@ -81,10 +81,10 @@ class EngineLoop:
         self.rate = Rate()
         self.errors = 0
         self.last_values = {}
-        self.on_reload = []                 # callables(preset) run after a hot reload (e.g. the MIDI map)
-        self.on_preset = []                 # callables(preset) run when the preset changes (reload, typed prompt)
+        self.on_reload = []  # callables(preset) run after a hot reload (e.g. the MIDI map)
+        self.on_preset = []  # callables(preset) run when the preset changes (reload, typed prompt)
         self._preset = state.preset
-        self.worker = None                  # a TransitionWorker computing latent-blend transitions ahead
+        self.worker = None  # a TransitionWorker computing latent-blend transitions ahead
 
     def start(self):
         self._thread.start()
@@ -152,8 +152,10 @@ class EngineLoop:
         smaller_settings = smaller(self.settings)
         if smaller_settings is None:
             raise exc
-        self.state.warnings.add(f"out of memory at {self.settings.width}x{self.settings.height}: now "
-                                f"{smaller_settings.width}x{smaller_settings.height}")
+        self.state.warnings.add(
+            f"out of memory at {self.settings.width}x{self.settings.height}: now "
+            f"{smaller_settings.width}x{smaller_settings.height}"
+        )
         self.engine = None  # let the failed engine's memory go before the new one takes its own
         self.settings = smaller_settings
         self.engine = self.make_engine(smaller_settings)
@@ -198,7 +200,7 @@ class Show:
         self._presented_at = -float("inf")
         self.quit = threading.Event()
         self.latency_ms = 0.0
-        self.greeting = []   # what `vj live` prints once the show is up (main.build fills it)
+        self.greeting = []  # what `vj live` prints once the show is up (main.build fills it)
 
     def handle_pending(self):
         """Apply (or pass on) every action the inputs queued; returns whether there were any."""
@@ -302,20 +304,35 @@ class Show:
         state = self.loop.state
         values = self.loop.last_values
         waiting = self.midi.waiting_for_pickup() if self.midi is not None else {}
-        knobs = {name: state.controls.specs[name].value(knob) for name, (knob, _) in waiting.items()
-                 if name in state.controls.specs}
+        knobs = {
+            name: state.controls.specs[name].value(knob)
+            for name, (knob, _) in waiting.items()
+            if name in state.controls.specs
+        }
         learning = self.midi.learning if self.midi is not None else None
-        controls = [hud.ControlView(name, value, knobs.get(name), name == learning)
-                    for name, value in state.controls.values.items()]
+        controls = [
+            hud.ControlView(name, value, knobs.get(name), name == learning)
+            for name, value in state.controls.values.items()
+        ]
         lines = hud.hud_lines(
-            engine_fps=self.loop.rate.value, display_fps=self.display.fps, latency_ms=self.latency_ms,
-            vsync=self.display.vsync, scene=state.scenes.current, scene_count=state.scenes.count,
-            queued=state.scenes.queued, bpm=values.get("bpm", 0.0), bar_phase=values.get("bar_phase"),
+            engine_fps=self.loop.rate.value,
+            display_fps=self.display.fps,
+            latency_ms=self.latency_ms,
+            vsync=self.display.vsync,
+            scene=state.scenes.current,
+            scene_count=state.scenes.count,
+            queued=state.scenes.queued,
+            bpm=values.get("bpm", 0.0),
+            bar_phase=values.get("bar_phase"),
             beats_per_bar=state.preset.beats_per_bar,
             activity={source: self.bus.active(source) for source in ("midi", "osc", "keys")},
-            controls=controls, warnings=state.warnings.current() + [w for w in self._input_warnings() if w],
-            blackout=self.blackout, frozen=self.loop.frozen.is_set(), transition=self._transition_text(),
-            notes=state.notes.current())
+            controls=controls,
+            warnings=state.warnings.current() + [w for w in self._input_warnings() if w],
+            blackout=self.blackout,
+            frozen=self.loop.frozen.is_set(),
+            transition=self._transition_text(),
+            notes=state.notes.current(),
+        )
         levels = hud.hud_levels({name: values.get(name, 0.0) for name in state.preset.input_variables})
         return lines, levels
 
@@ -347,9 +364,9 @@ class Show:
             "latency_ms": round(self.latency_ms, 1),
             "dropped_frames": self.loop.slot.dropped,
             "scene": scenes.current,
-            "scene_number": scenes.current + 1,   # as keys 1-9 and OSC /vj/scene number scenes
+            "scene_number": scenes.current + 1,  # as keys 1-9 and OSC /vj/scene number scenes
             "scene_count": scenes.count,
-            "queued_scene": None if queued is None else queued + 1,   # a scene number, as /vj/scene/queue takes
+            "queued_scene": None if queued is None else queued + 1,  # a scene number, as /vj/scene/queue takes
             "blackout": self.blackout,
             "frozen": self.loop.frozen.is_set(),
             "hud": self.hud,

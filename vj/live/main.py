@@ -30,18 +30,28 @@ def build(args, stack):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     preset = load_preset(args.preset, overrides)
     from vj.show.session import ShowSession
+
     session = ShowSession.open(preset, args.device, args.dtype, args.compile)
     make_engine = session.engines
 
     from vj.live.display import Display
+
     clock = ShowClock()
-    display = stack.enter_context(Display(size=(preset.width, preset.height), fullscreen=not args.windowed,
-                                          display_index=args.display, blend=args.blend, clock=clock))
+    display = stack.enter_context(
+        Display(
+            size=(preset.width, preset.height),
+            fullscreen=not args.windowed,
+            display_index=args.display,
+            blend=args.blend,
+            clock=clock,
+        )
+    )
     bus = ActionBus()
     controls = Controls(preset.controls)
     audio = open_audio(args, preset, clock)
     stack.callback(audio.close)
     from vj.show.blends import TransitionWorker
+
     transitions = session.transitions
     state = ShowState(preset, controls, overrides, transitions=transitions)
     loop = EngineLoop(state, make_engine, session.settings, audio, FrameSlot(), clock)
@@ -52,21 +62,32 @@ def build(args, stack):
     def new_guidance(p):
         for warning in make_engine.use_preset(p, loop.engine):
             state.warnings.add(warning)
+
     loop.on_preset.append(new_guidance)
     midi = None
     if args.midi:
         from vj.live.controls.midi.input import MidiInput
         from vj.live.controls.midi.map import MidiMap
+
         midi = stack.enter_context(MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock))
         loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
-    show = Show(loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi,
-                duration=args.duration)
+    show = Show(
+        loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi, duration=args.duration
+    )
     listening = "off"
     if args.osc != "off":
         from vj.live.controls.osc import OscInput, parse_endpoint
+
         host, port = parse_endpoint(args.osc)
-        osc = OscInput(host, port, controls=controls, bus=bus, scene_count=lambda: state.scenes.count,
-                       status=show.record, allow=args.osc_allow)
+        osc = OscInput(
+            host,
+            port,
+            controls=controls,
+            bus=bus,
+            scene_count=lambda: state.scenes.count,
+            status=show.record,
+            allow=args.osc_allow,
+        )
         stack.callback(osc.close)
         listening = f"listening on {osc.endpoint} (UDP; /vj/status replies with the show's state)"
     show.greeting = [

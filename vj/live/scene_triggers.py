@@ -31,9 +31,9 @@ class LiveScenes:
         self.quantize = quantize
         self.current = 0
         self.previous = None
-        self.started = -float("inf")   # show time the current scene's fade-in began
-        self.queued = None              # where NextScene goes instead of current + 1
-        self.pending = None             # (index, time) of a change waiting for its beat or bar
+        self.started = -float("inf")  # show time the current scene's fade-in began
+        self.queued = None  # where NextScene goes instead of current + 1
+        self.pending = None  # (index, time) of a change waiting for its beat or bar
 
     def jump(self, index, now, beat):
         """Change to scene `index` at the next boundary (now, beat or bar)."""
@@ -70,8 +70,12 @@ class LiveScenes:
     def upcoming(self):
         """The (from, to) scene changes that may come next, most likely first: a pending change, the queued
         scene, the next and the previous one."""
-        targets = [self.pending[0] if self.pending is not None else None, self.queued,
-                   (self.current + 1) % self.count, (self.current - 1) % self.count]
+        targets = [
+            self.pending[0] if self.pending is not None else None,
+            self.queued,
+            (self.current + 1) % self.count,
+            (self.current - 1) % self.count,
+        ]
         pairs = []
         for target in targets:
             if target is not None and target != self.current and (self.current, target) not in pairs:

@@ -10,10 +10,10 @@ import numpy as np
 class ShownFrame:
     """An engine frame and what the HUD reports about it."""
 
-    rgb: np.ndarray          # (height, width, 3) uint8
-    index: int               # frame number of the engine
-    heard_at: float          # time.monotonic() when the newest audio the frame's variables used arrived
-    made_at: float           # time.monotonic() when the engine finished it
+    rgb: np.ndarray  # (height, width, 3) uint8
+    index: int  # frame number of the engine
+    heard_at: float  # time.monotonic() when the newest audio the frame's variables used arrived
+    made_at: float  # time.monotonic() when the engine finished it
 
 
 class FrameSlot:
@@ -24,7 +24,7 @@ class FrameSlot:
         self._frame = None
         self._serial = 0
         self._taken = 0
-        self.dropped = 0          # frames replaced before the display took them
+        self.dropped = 0  # frames replaced before the display took them
 
     def put(self, frame):
         with self._lock:

@@ -21,7 +21,7 @@ from vj.language.scenes import SceneError, parse_scenes, split_scenes
 log = logging.getLogger(__name__)
 
 WARNING_SECONDS = 8.0  # how long a warning stays in the HUD
-NOTE_SECONDS = 3.0     # how long a note ("reloaded show.yaml") stays in the HUD
+NOTE_SECONDS = 3.0  # how long a note ("reloaded show.yaml") stays in the HUD
 RELOAD_CHECK_SECONDS = 0.5
 # What the show builds once at the start (the weights, the init image, a pixel model's palette picture): a reload
 # that changes them is taken without them and says so. image_model is the engine factory's to say.
@@ -103,8 +103,8 @@ class ShowState:
         self.warnings = warnings or Warnings()
         self.notes = Warnings(seconds=NOTE_SECONDS, level=logging.INFO)  # the HUD's passing confirmations
         self.watcher = PresetWatcher(preset.path) if preset.path else None
-        self._reload_warnings = []      # what the latest reload said: the next one replaces it
-        self.started_with = preset      # what RESTART_KEYS hold until a restart
+        self._reload_warnings = []  # what the latest reload said: the next one replaces it
+        self.started_with = preset  # what RESTART_KEYS hold until a restart
         self.preset = None
         self.scenes = LiveScenes(len(preset.scenes), preset.transition_time, preset.scene_quantize)
         self._use(preset)
@@ -178,8 +178,12 @@ class ShowState:
         if status == "changed":
             return self.reload()
         if status == "missing":
-            self._say_about_reload([f"preset file {Path(self.preset.path).name} is gone (deleted, moved or out of "
-                                    f"reach): the show keeps the last good version and reloads when the file is back"])
+            self._say_about_reload(
+                [
+                    f"preset file {Path(self.preset.path).name} is gone (deleted, moved or out of "
+                    f"reach): the show keeps the last good version and reloads when the file is back"
+                ]
+            )
         return None
 
     def reload(self):
@@ -221,6 +225,7 @@ class ShowState:
 
     def engine_settings(self):
         from vj.show.engines import engine_settings
+
         return engine_settings(self.preset)
 
     # -- frames ----------------------------------------------------------------------------------------------

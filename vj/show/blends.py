@@ -34,7 +34,7 @@ from vj.show.variables import FrameVariables
 
 log = logging.getLogger(__name__)
 
-LAYOUT = 2          # what a cached transition holds (leaves, fractions, times): part of every key
+LAYOUT = 2  # what a cached transition holds (leaves, fractions, times): part of every key
 KEYFRAMES_KEPT = 8  # keyframe trajectories kept for chains (a few MB each at 512x512)
 
 
@@ -44,16 +44,18 @@ def tree_plan(preset, step_seconds=None):
     if preset.transition_branches is not None:
         return explicit_plan(preset.transition_branches, preset.transition_injections, preset.transition_steps)
     if preset.transition_budget is not None and step_seconds is not None:
-        return budget_plan(preset.transition_budget, step_seconds, step_seconds, preset.transition_depth,
-                           preset.transition_steps)
+        return budget_plan(
+            preset.transition_budget, step_seconds, step_seconds, preset.transition_depth, preset.transition_steps
+        )
     return quality_plan(preset.transition_quality, preset.transition_depth, preset.transition_steps)
 
 
 def tree_crossfeed(preset, model):
     """The preset's parental crossfeed on the model named `model`: its keys, else latent blending's defaults for
     that model (1, 1, 1 for turbo models, else 0.3, 0.6, 0.9)."""
-    return model_crossfeed(model, preset.transition_crossfeed_power, preset.transition_crossfeed_range,
-                           preset.transition_crossfeed_decay)
+    return model_crossfeed(
+        model, preset.transition_crossfeed_power, preset.transition_crossfeed_range, preset.transition_crossfeed_decay
+    )
 
 
 def guide_weight(preset, progress):
@@ -86,13 +88,22 @@ class _Setup:
         self.rest_env = rest_env(preset)
         self.crossfeed = tree_crossfeed(preset, components.name)
         self.keys = {}  # (a, b) -> cache key
-        self.settings = dict(model=components.name, vae=preset.vae, dtype=str(components.dtype),
-                             device=components.device.type,
-                             width=preset.width, height=preset.height, seed=self.seed, steps=preset.transition_steps,
-                             quality=preset.transition_quality, depth=preset.transition_depth,
-                             branches=preset.transition_branches, injections=preset.transition_injections,
-                             budget=preset.transition_budget,
-                             crossfeed=[self.crossfeed.power, self.crossfeed.range, self.crossfeed.decay])
+        self.settings = dict(
+            model=components.name,
+            vae=preset.vae,
+            dtype=str(components.dtype),
+            device=components.device.type,
+            width=preset.width,
+            height=preset.height,
+            seed=self.seed,
+            steps=preset.transition_steps,
+            quality=preset.transition_quality,
+            depth=preset.transition_depth,
+            branches=preset.transition_branches,
+            injections=preset.transition_injections,
+            budget=preset.transition_budget,
+            crossfeed=[self.crossfeed.power, self.crossfeed.range, self.crossfeed.decay],
+        )
 
     def rest_prompts(self, scene):
         """Scene `scene`'s (text, weight) prompts at rest: the keyframe's."""
@@ -118,10 +129,10 @@ class Transitions:
         self.c = components
         self.cache = cache
         self._conds = ConditioningCache(components.text_encoder, components.tokenizer, components.device)
-        self._keyframes = collections.OrderedDict()   # keyframe key -> Path
-        self._compute_lock = threading.Lock()          # one tree at a time
+        self._keyframes = collections.OrderedDict()  # keyframe key -> Path
+        self._compute_lock = threading.Lock()  # one tree at a time
         self._step_seconds = None
-        self.generation = 0                            # counts preset versions (a worker's done list follows it)
+        self.generation = 0  # counts preset versions (a worker's done list follows it)
         self.use_preset(preset, seed)
 
     def use_preset(self, preset, seed=None):
@@ -141,8 +152,14 @@ class Transitions:
         setup = setup or self._setup
         key = setup.keys.get((a, b))
         if key is None:
-            key = setup.keys[(a, b)] = cache_key(__version__, kind="latent_blend", layout=LAYOUT,
-                                                 a=self._cond(setup, a), b=self._cond(setup, b), **setup.settings)
+            key = setup.keys[(a, b)] = cache_key(
+                __version__,
+                kind="latent_blend",
+                layout=LAYOUT,
+                a=self._cond(setup, a),
+                b=self._cond(setup, b),
+                **setup.settings,
+            )
         return key
 
     def ready(self, a, b):
@@ -162,18 +179,34 @@ class Transitions:
                 return hit["leaves"]
             conds = self._cond(setup, a), self._cond(setup, b)
             ends = [self._keyframe(setup, cond, fraction) for cond, fraction in zip(conds, (0.0, 1.0))]
-            paths = blend_tree(setup.trajectories, *conds, setup.seed, tree_plan(setup.preset, self._step_seconds),
-                               ends=ends, crossfeed=setup.crossfeed)
+            paths = blend_tree(
+                setup.trajectories,
+                *conds,
+                setup.seed,
+                tree_plan(setup.preset, self._step_seconds),
+                ends=ends,
+                crossfeed=setup.crossfeed,
+            )
             leaves = np.stack([to_rgb(p.image) for p in paths])
-            self.cache.put(key, {"leaves": leaves, "fractions": np.array([p.fraction for p in paths]),
-                                 "times": np.array(timing([p.image for p in paths]))})
+            self.cache.put(
+                key,
+                {
+                    "leaves": leaves,
+                    "fractions": np.array([p.fraction for p in paths]),
+                    "times": np.array(timing([p.image for p in paths])),
+                },
+            )
             return leaves
 
     def _keyframe(self, setup, cond, fraction):
         """A scene's keyframe trajectory (kept for chains); the first one measures the cost of a UNet step."""
         s = setup.settings
-        key = cache_key(__version__, kind="keyframe", cond=fingerprint(cond), **{k: s[k] for k in
-                        ("model", "vae", "dtype", "device", "width", "height", "seed", "steps")})
+        key = cache_key(
+            __version__,
+            kind="keyframe",
+            cond=fingerprint(cond),
+            **{k: s[k] for k in ("model", "vae", "dtype", "device", "width", "height", "seed", "steps")},
+        )
         path = self._keyframes.get(key)
         if path is None:
             started = time.perf_counter()
@@ -201,10 +234,10 @@ class TransitionWorker:
 
     def __init__(self, transitions):
         self.transitions = transitions
-        self.computing = None          # the (a, b) being computed, for the HUD
+        self.computing = None  # the (a, b) being computed, for the HUD
         self.errors = 0
         self._wanted = []
-        self._done = set()             # (preset generation, pair) computed or failed
+        self._done = set()  # (preset generation, pair) computed or failed
         self._changed = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="vj-transitions", daemon=True)
@@ -259,8 +292,11 @@ def scene_changes(preset, start=0.0, duration=None):
     """The (from, to) scene pairs whose transitions a render of [start, start + duration] plays."""
     starts = np.concatenate(([0.0], np.cumsum(preset.scene_durations())))
     end = math.inf if duration is None else start + duration
-    return [(i - 1, i) for i in range(1, len(preset.scenes))
-            if starts[i] < end and starts[i] + preset.transition_time > start]
+    return [
+        (i - 1, i)
+        for i in range(1, len(preset.scenes))
+        if starts[i] < end and starts[i] + preset.transition_time > start
+    ]
 
 
 def show_pairs(preset):

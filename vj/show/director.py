@@ -26,10 +26,10 @@ class Director:
         self.preset = preset
         self.hold = ValueGuard(notify)  # every value reaching a tensor, in its range; `notify`: the live HUD
         self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
-        self.blending = None            # the last scene change: 'latent blend', 'crossfade' (not ready) or None
-        self._change = None             # ((from, to), mix) of the scene change playing
-        self._joined = None             # the mix at which its latent blend joined (0: ready from its start)
-        self._missed = False            # whether a frame of it had no latent blend ready
+        self.blending = None  # the last scene change: 'latent blend', 'crossfade' (not ready) or None
+        self._change = None  # ((from, to), mix) of the scene change playing
+        self._joined = None  # the mix at which its latent blend joined (0: ready from its start)
+        self._missed = False  # whether a frame of it had no latent blend ready
         self.seed = preset.seed if seed is None else seed
         self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
@@ -56,8 +56,9 @@ class Director:
             seed=self.seed,
             previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
             mix=position.mix,
-            init_weight=self.hold(KEY_KINDS["direct_init_weight"], "direct_init_weight",
-                                  max(0.0, preset.direct_init_weight(env))),
+            init_weight=self.hold(
+                KEY_KINDS["direct_init_weight"], "direct_init_weight", max(0.0, preset.direct_init_weight(env))
+            ),
             guide=guide,
             guide_weight=weight,
             guidance=self._guidance(position, env) if self.guided else None,
@@ -70,8 +71,9 @@ class Director:
         if position.previous is None or position.mix >= 1.0:
             return request
         before = guidance_request(self.preset, position.previous, env, self.hold)
-        return replace(request, targets=_faded(before.targets, 1.0 - position.mix)
-                       + _faded(request.targets, position.mix))
+        return replace(
+            request, targets=_faded(before.targets, 1.0 - position.mix) + _faded(request.targets, position.mix)
+        )
 
     def _guide(self, position):
         """(the latent-blend tree's picture, its weight) while a scene change plays; (None, 0) otherwise. A tree
@@ -84,7 +86,7 @@ class Director:
             return None, 0.0
         pair = (position.previous, position.scene)
         if self._change is None or self._change[0] != pair or position.mix < self._change[1]:
-            self._joined, self._missed = None, False    # a new scene change
+            self._joined, self._missed = None, False  # a new scene change
         self._change = (pair, position.mix)
         found = self.transitions.guide(position.previous, position.scene, position.mix)
         if found is None:

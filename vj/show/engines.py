@@ -19,9 +19,9 @@ class EngineFactory:
     """Makes the preset's engine for given EngineSettings (a live show makes a new one after a size change)."""
 
     preset: object
-    components: object      # diffusion Components, or None for pixel models
-    objective: object       # vj.engine.guidance.objective.Objective, or None without guidance
-    init: object            # the init image (uint8 HxWx3) at the preset's size, or None
+    components: object  # diffusion Components, or None for pixel models
+    objective: object  # vj.engine.guidance.objective.Objective, or None without guidance
+    init: object  # the init image (uint8 HxWx3) at the preset's size, or None
     device: torch.device
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
     guides: dict = dataclasses.field(default_factory=dict)  # guide image number (text) -> GuideEmbedding
@@ -32,10 +32,12 @@ class EngineFactory:
         (the running one) and the engines made from now on, and pixel models' optimizer keys. Returns warnings
         for what cannot change without a restart or failed; the show then keeps what it had."""
         from vj.engine.errors import EngineError
+
         warnings = []
         if preset.image_model != self.preset.image_model:
-            warnings.append(f"image_model {preset.image_model}: takes effect at restart (the show keeps "
-                            f"{self.preset.image_model})")
+            warnings.append(
+                f"image_model {preset.image_model}: takes effect at restart (the show keeps {self.preset.image_model})"
+            )
         if self.components is not None:
             try:
                 self.guides = self.embed_guides(preset)
@@ -47,6 +49,7 @@ class EngineFactory:
         try:
             if names:
                 from vj.engine.guidance.objective import Objective
+
                 same = self.objective is not None and perceptor_names(self.preset) == names
                 perceptors = self.objective.perceptors if same else load_perceptors(names, preset.model, self.device)
                 self.objective = Objective(perceptors, load_assets(preset, self.init), cutout_settings(preset))
@@ -66,15 +69,19 @@ class EngineFactory:
         init = self.init if self.init is None or self.init.shape[:2] == (settings.height, settings.width) else None
         if self.components is None:
             from vj.engine.pixels.engine import PixelEngine
-            return PixelEngine(pixel_settings(self.preset, settings), self.objective, init, self.device,
-                               self.target_palette)
+
+            return PixelEngine(
+                pixel_settings(self.preset, settings), self.objective, init, self.device, self.target_palette
+            )
         from vj.engine.diffusion.frames import FrameEngine
+
         return FrameEngine(self.components, settings, init, objective=self.objective, guide_images=self.guides)
 
     def embed_guides(self, preset):
         """The preset's guide images embedded by the CLIP image tower paired with the model's text encoder. The
         tower is loaded only for pictures not embedded before, and let go afterwards (it is only needed here)."""
         from vj.engine.diffusion.frames import GuideEmbedding
+
         pair, guides = None, {}
         for i, g in enumerate(preset.guide_images):
             stat = g.image.stat()
@@ -86,8 +93,17 @@ class EngineFactory:
         return guides
 
 
-RESTART_PIXEL_KEYS = ("model", "palette_size", "palettes", "gamma", "hdr_weight", "palette_normalization_weight",
-                      "random_initial_palette", "lock_palette", "seed")
+RESTART_PIXEL_KEYS = (
+    "model",
+    "palette_size",
+    "palettes",
+    "gamma",
+    "hdr_weight",
+    "palette_normalization_weight",
+    "random_initial_palette",
+    "lock_palette",
+    "seed",
+)
 
 
 def _use_pixel_settings(engine, settings):
@@ -101,16 +117,25 @@ def pixel_settings(preset, settings):
     """The PixelEngine's settings: the frame's size and motion options from `settings`, the model's from the
     preset's `pixels` area (but its palette picture, which build_engines reads)."""
     from vj.engine.pixels.engine import PixelSettings
+
     pixels = preset.area("pixels")
     del pixels["target_palette"]
-    return PixelSettings(**pixels, model=preset.image_model, seed=preset.seed, width=settings.width,
-                         height=settings.height, infill_mode=settings.infill_mode, sampling_mode=settings.sampling_mode)
+    return PixelSettings(
+        **pixels,
+        model=preset.image_model,
+        seed=preset.seed,
+        width=settings.width,
+        height=settings.height,
+        infill_mode=settings.infill_mode,
+        sampling_mode=settings.sampling_mode,
+    )
 
 
 def load_perceptors(names, model, device, dtype=torch.float32):
     """The perceptors by open_clip `NAME/TAG`: with model `tiny` one tiny random perceptor stands for them all;
     with `arch:...` models each has its real architecture with random weights (benchmarks)."""
     from vj.engine.guidance import perceptors
+
     if model == "tiny":
         return [perceptors.tiny_perceptor(device, dtype)]
     pairs = list(dict.fromkeys(perceptors.parse_perceptor(name) for name in names))  # ViTB32 = ViT-B-32/openai
@@ -122,12 +147,17 @@ def load_perceptors(names, model, device, dtype=torch.float32):
 def engine_settings(preset):
     """The engine's settings from a preset (renders and live shows alike)."""
     from vj.engine.diffusion.frames import EngineSettings
-    return EngineSettings(width=preset.width, height=preset.height, steps=preset.steps,
-                          fixed_noise=preset.fixed_noise, infill_mode=preset.infill_mode,
-                          sampling_mode=preset.sampling_mode,
-                          # latent_blend plays its tree over the slerp crossfade of the conditionings
-                          transition_mode=("slerp" if preset.transition_mode == "latent_blend"
-                                           else preset.transition_mode))
+
+    return EngineSettings(
+        width=preset.width,
+        height=preset.height,
+        steps=preset.steps,
+        fixed_noise=preset.fixed_noise,
+        infill_mode=preset.infill_mode,
+        sampling_mode=preset.sampling_mode,
+        # latent_blend plays its tree over the slerp crossfade of the conditionings
+        transition_mode=("slerp" if preset.transition_mode == "latent_blend" else preset.transition_mode),
+    )
 
 
 def build_engines(preset, device="auto", dtype="auto", compile=False, init=None, guidance=True):
@@ -135,6 +165,7 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
     perceptors, assets, guide images and palette picture."""
     from vj.engine.devices import pick_device
     from vj.engine.diffusion.models import compile_components, load_components
+
     components = None
     if preset.image_model == "diffusion":
         components = load_components(preset.model, preset.vae, device, dtype)
@@ -147,6 +178,7 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
     names = perceptor_names(preset) if guidance else ()
     if names:
         from vj.engine.guidance.objective import Objective
+
         perceptors = load_perceptors(names, preset.model, device)
         objective = Objective(perceptors, load_assets(preset, init), cutout_settings(preset))
     palette = read_picture(preset.target_palette) if guidance and preset.target_palette else None
@@ -159,10 +191,13 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
 # The CLIP image towers whose embeddings are as wide as, and trained with, a text encoder's token states: SD 2.x and
 # SD-Turbo use OpenCLIP ViT-H/14's text tower (1024 wide), SD 1.x OpenAI's ViT-L/14 (768 wide).
 PAIRED_TOWERS = {1024: "ViT-H-14/laion2b_s32b_b79k", 768: "ViT-L-14/openai"}
+
+
 def guide_options(guide):
     """The (name, value) options of a guide image's methods that its preset item holds, and the BOS cap (the
     concept's conditioning is the engine's to add)."""
     from vj.engine.diffusion.image_conditioning import OPTIONS
+
     names = dict.fromkeys(n for m in guide.method for n in sum(OPTIONS[m], ()) if n != "concept_conditioning")
     return tuple((name, getattr(guide, name)) for name in [*names, "bos_cap"])
 
@@ -171,13 +206,16 @@ def pair_perceptor(components, model, device):
     """The CLIP image tower paired with the model's text encoder (a tiny one of the same width for `tiny`)."""
     from vj.engine.guidance import perceptors
     from vj.engine.errors import EngineError
+
     width = components.text_encoder.config.hidden_size
     if model == "tiny":
         return perceptors.tiny_perceptor(device, embed_dim=width)
     name = PAIRED_TOWERS.get(width)
     if name is None:
-        raise EngineError(f"guide_images: no CLIP image tower is known for the text encoder of '{model}' "
-                          f"({width} wide); they work with SD 1.x, SD 2.x and SD-Turbo models")
+        raise EngineError(
+            f"guide_images: no CLIP image tower is known for the text encoder of '{model}' "
+            f"({width} wide); they work with SD 1.x, SD 2.x and SD-Turbo models"
+        )
     name, tag = perceptors.parse_perceptor(name)
     if model.startswith("arch:"):
         return perceptors.random_perceptor(name, device)

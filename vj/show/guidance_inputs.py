@@ -17,8 +17,13 @@ from vj.config.loading import resolve_path
 from vj.language.value_ranges import KEY_KINDS, UNREPORTED
 
 DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)
-WEIGHT_KEYS = ("semantic_init_weight", "direct_stabilization_weight", "semantic_stabilization_weight",
-               "edge_stabilization_weight", "smoothing_weight")
+WEIGHT_KEYS = (
+    "semantic_init_weight",
+    "direct_stabilization_weight",
+    "semantic_stabilization_weight",
+    "edge_stabilization_weight",
+    "smoothing_weight",
+)
 
 
 def _is_zero(expression):
@@ -43,15 +48,19 @@ def perceptor_names(preset):
     names += [name for name in flagged if name not in names]
     if names:
         return names
-    needed = (preset.image_model != "diffusion" or preset.direct_image_prompts
-              or any(_clip_only(p) for s in preset.scenes for p in s.prompts)
-              or not all(_is_zero(getattr(preset, k)) for k in WEIGHT_KEYS))
+    needed = (
+        preset.image_model != "diffusion"
+        or preset.direct_image_prompts
+        or any(_clip_only(p) for s in preset.scenes for p in s.prompts)
+        or not all(_is_zero(getattr(preset, k)) for k in WEIGHT_KEYS)
+    )
     return [DEFAULT_PERCEPTOR] if needed and preset.ViTB32 is not False else []
 
 
 def read_picture(path, grey=False):
     """A picture file as uint8 HxWx3 (HxW with `grey`); an unreadable file is a PresetError naming it."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("L" if grey else "RGB"))
@@ -71,6 +80,7 @@ def mask_key(mask):
 def load_assets(preset, init=None):
     """Every picture and mask the preset names, read once (paths relative to the preset)."""
     from vj.engine.guidance.objective import Assets
+
     base = Path(preset.path).parent if preset.path else Path(".")
     pictures, masks = {}, {}
     prompts = [p for s in preset.scenes for p in s.prompts] + list(preset.direct_image_prompts)
@@ -87,9 +97,15 @@ def load_assets(preset, init=None):
 def cutout_settings(preset):
     """The preset's cutout keys for the engine."""
     from vj.engine.guidance.objective import CutoutSettings
-    return CutoutSettings(count=preset.cutouts, cut_pow=preset.cut_pow, border=preset.cutout_border,
-                          border_mode=preset.border_mode, augment=preset.augmentations,
-                          accumulation=preset.gradient_accumulation_steps)
+
+    return CutoutSettings(
+        count=preset.cutouts,
+        cut_pow=preset.cut_pow,
+        border=preset.cutout_border,
+        border_mode=preset.border_mode,
+        augment=preset.augmentations,
+        accumulation=preset.gradient_accumulation_steps,
+    )
 
 
 def guidance_request(preset, scene, env, hold=UNREPORTED):
@@ -106,14 +122,28 @@ def guidance_request(preset, scene, env, hold=UNREPORTED):
         value = getattr(preset, name)(env)
         return hold(KEY_KINDS[name], name, value if low is None else max(low, value))
 
-    targets = tuple(Target("picture" if p.is_image else "text", p.path if p.is_image else plain_prompt_text(p),
-                           weight(p, p.path if p.is_image else plain_prompt_text(p)), p.stop(env), mask_key(p.mask))
-                    for p in preset.scenes[scene].prompts)
-    pixels = tuple(PixelTarget(p.path, weight(p, p.path), p.stop(env), mask_key(p.mask))
-                   for p in preset.direct_image_prompts)
+    targets = tuple(
+        Target(
+            "picture" if p.is_image else "text",
+            p.path if p.is_image else plain_prompt_text(p),
+            weight(p, p.path if p.is_image else plain_prompt_text(p)),
+            p.stop(env),
+            mask_key(p.mask),
+        )
+        for p in preset.scenes[scene].prompts
+    )
+    pixels = tuple(
+        PixelTarget(p.path, weight(p, p.path), p.stop(env), mask_key(p.mask)) for p in preset.direct_image_prompts
+    )
     return GuidanceRequest(
-        targets=targets, pixel_targets=pixels, scale=key("clip_guidance_scale", 0.0), steps=preset.clip_guidance_steps,
-        semantic_init=key("semantic_init_weight"), direct_init=key("direct_init_weight"),
+        targets=targets,
+        pixel_targets=pixels,
+        scale=key("clip_guidance_scale", 0.0),
+        steps=preset.clip_guidance_steps,
+        semantic_init=key("semantic_init_weight"),
+        direct_init=key("direct_init_weight"),
         direct_stabilization=key("direct_stabilization_weight"),
         semantic_stabilization=key("semantic_stabilization_weight"),
-        edge_stabilization=key("edge_stabilization_weight"), smoothing=key("smoothing_weight"))
+        edge_stabilization=key("edge_stabilization_weight"),
+        smoothing=key("smoothing_weight"),
+    )

@@ -19,6 +19,7 @@ from vj.show.engines import build_engines, engine_settings
 def load_image(path, width, height):
     """The picture at `path` as uint8 HxWx3 at the frame's size, or PresetError naming it."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS))
@@ -31,15 +32,14 @@ class ShowSession:
     """A preset's models and the makers of everything that renders it; open one with `ShowSession.open`."""
 
     preset: object
-    engines: object            # EngineFactory: EngineSettings -> a frame engine (diffusion or pixel model)
+    engines: object  # EngineFactory: EngineSettings -> a frame engine (diffusion or pixel model)
     _transitions: object = None
 
     @classmethod
     def open(cls, preset, device="auto", dtype="auto", compile=False, guidance=True):
         """Load the preset's models on `device`. Without `guidance` (prerender, morph) only the diffusion
         components load: no perceptors, guide images, init image or palette picture."""
-        init = (load_image(preset.init_image, preset.width, preset.height)
-                if guidance and preset.init_image else None)
+        init = load_image(preset.init_image, preset.width, preset.height) if guidance and preset.init_image else None
         return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance))
 
     @property
@@ -63,6 +63,7 @@ class ShowSession:
         if self._transitions is None and self.components is not None:
             from vj.engine.transitions.cache import TransitionCache
             from vj.show.blends import Transitions
+
             self._transitions = Transitions(self.components, self.preset, TransitionCache())
         return self._transitions
 
@@ -76,6 +77,7 @@ class ShowSession:
         from tqdm import tqdm
 
         from vj.show.blends import prepare
+
         with tqdm(total=len(pairs), unit="transition", desc=desc, file=sys.stderr, dynamic_ncols=True) as progress:
             return prepare(self.transitions, pairs, progress)
 

@@ -44,8 +44,11 @@ class Mp4Writer:
         if self.audio is not None:
             end = min(self.samples.shape[1], int(round(self.frames / self.fps * self.rate)))
             if end > self._audio_pos:
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(self.samples[:, self._audio_pos:end]),
-                                                   format="fltp", layout=self.audio.layout.name)
+                chunk = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(self.samples[:, self._audio_pos : end]),
+                    format="fltp",
+                    layout=self.audio.layout.name,
+                )
                 chunk.sample_rate, chunk.pts = self.rate, self._audio_pos
                 self.container.mux(self.audio.encode(chunk))
                 self._audio_pos = end

@@ -11,8 +11,10 @@ from typing import NamedTuple
 from vj.errors import AudioError
 
 LATENCIES = ("low", "high")
-PORTAUDIO_MISSING = "the PortAudio library is not installed: install the system package libportaudio2 " \
-                    "(Debian/Ubuntu: sudo apt-get install libportaudio2)"
+PORTAUDIO_MISSING = (
+    "the PortAudio library is not installed: install the system package libportaudio2 "
+    "(Debian/Ubuntu: sudo apt-get install libportaudio2)"
+)
 
 
 class LiveAudioError(AudioError):
@@ -21,6 +23,7 @@ class LiveAudioError(AudioError):
 
 class AudioDevice(NamedTuple):
     """One PortAudio device as `vj devices` lists it (channels: its inputs or its outputs)."""
+
     index: int
     name: str
     channels: int
@@ -51,7 +54,7 @@ def list_audio_devices():
 
 
 PA_LOCK = threading.RLock()  # serializes opening, closing and rescanning across threads
-OPEN_STREAMS = set()         # the KeptStream objects with an open stream (a rescan would close them)
+OPEN_STREAMS = set()  # the KeptStream objects with an open stream (a rescan would close them)
 
 
 def rescan_devices():
@@ -62,7 +65,7 @@ def rescan_devices():
     """
     sd = portaudio()
     with PA_LOCK:
-        sd._terminate()   # the maintainer's advice (python-sounddevice issue #125); private functions
+        sd._terminate()  # the maintainer's advice (python-sounddevice issue #125); private functions
         sd._initialize()
 
 
@@ -115,4 +118,3 @@ def check_latency(latency):
     if latency in LATENCIES or (isinstance(latency, (int, float)) and not isinstance(latency, bool) and latency > 0):
         return latency
     raise LiveAudioError(f"audio latency {latency!r} is not valid: 'low', 'high' or seconds > 0")
-

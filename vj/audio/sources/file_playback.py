@@ -44,8 +44,16 @@ class FilePlayback:
             self._fill()  # decode ahead so playback does not start with a gap
 
             def open_stream(at):
-                return sd.OutputStream(device=at, samplerate=self.sample_rate, channels=channels, dtype="float32",
-                                       blocksize=blocksize, latency=latency, callback=self._callback)
+                return sd.OutputStream(
+                    device=at,
+                    samplerate=self.sample_rate,
+                    channels=channels,
+                    dtype="float32",
+                    blocksize=blocksize,
+                    latency=latency,
+                    callback=self._callback,
+                )
+
             self._kept = KeptStream("output", device, index, open_stream, channels, self.sample_rate, stall_timeout)
             self._kept.open()
         except LiveAudioError:

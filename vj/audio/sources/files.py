@@ -40,7 +40,7 @@ class ArraySource:
         self._pos = int(round(offset * self.sample_rate))
 
     def read(self, frames):
-        out = self._signal[self._pos:self._pos + frames]
+        out = self._signal[self._pos : self._pos + frames]
         self._pos += len(out)
         return out
 
@@ -70,8 +70,9 @@ class FileSource:
         self.sample_rate = int(info.samplerate)
         self.duration = info.frames / info.samplerate - offset
         if offset < 0 or offset >= info.frames / info.samplerate:
-            raise AudioError(f"input_audio_offset {offset:g} s is outside '{path}' "
-                             f"(0 to {info.frames / info.samplerate:.3f} s)")
+            raise AudioError(
+                f"input_audio_offset {offset:g} s is outside '{path}' (0 to {info.frames / info.samplerate:.3f} s)"
+            )
         self._file = soundfile.SoundFile(str(path))
         self._file.seek(int(round(offset * self.sample_rate)))
 

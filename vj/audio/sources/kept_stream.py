@@ -9,19 +9,26 @@ import time
 
 import numpy as np
 
-from vj.audio.sources.devices import (OPEN_STREAMS, PA_LOCK, LiveAudioError, device_listing, find_device, portaudio,
-                                      rescan_devices)
+from vj.audio.sources.devices import (
+    OPEN_STREAMS,
+    PA_LOCK,
+    LiveAudioError,
+    device_listing,
+    find_device,
+    portaudio,
+    rescan_devices,
+)
 from vj.audio.sources.pacer import Pacer
 from vj.audio.sources.ring import Ring
 from vj.throttled_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
-RING_SECONDS = 4.0      # audio the ring holds: room for the reader to fall behind without losing samples
-RETRY_SECONDS = 1.0     # pause between attempts to reopen a lost device
-STALL_SECONDS = 2.0     # a running stream that delivers nothing for this long counts as lost
-STARTUP_GRACE = 5.0     # extra time for a fresh stream's first block (PulseAudio through ALSA takes ~2 s)
-NOTICE_SECONDS = 2.0    # how long a glitch (overflow, late reader) stays in `warning`
+RING_SECONDS = 4.0  # audio the ring holds: room for the reader to fall behind without losing samples
+RETRY_SECONDS = 1.0  # pause between attempts to reopen a lost device
+STALL_SECONDS = 2.0  # a running stream that delivers nothing for this long counts as lost
+STARTUP_GRACE = 5.0  # extra time for a fresh stream's first block (PulseAudio through ALSA takes ~2 s)
+NOTICE_SECONDS = 2.0  # how long a glitch (overflow, late reader) stays in `warning`
 
 
 class KeptStream:
@@ -35,21 +42,21 @@ class KeptStream:
     def __init__(self, kind, device, index, open_stream, channels, sample_rate, stall_timeout):
         self.sd = portaudio()
         self.kind = kind
-        self.device = device               # as asked for: a reopen looks it up again the same way
+        self.device = device  # as asked for: a reopen looks it up again the same way
         self.ring = Ring(RING_SECONDS * sample_rate, channels)
         self.sample_rate = sample_rate
         self.stall_timeout = stall_timeout
-        self.data = threading.Event()      # set by the callback after each block
+        self.data = threading.Event()  # set by the callback after each block
         self.stamp = (0, time.monotonic())  # (ring.written, time.monotonic()) after the callback's latest block
-        self.arrival = self.stamp[1]       # time.monotonic() when the last frame `read` returned arrived
-        self.glitches = 0                  # callbacks with status flags (written by the callback)
+        self.arrival = self.stamp[1]  # time.monotonic() when the last frame `read` returned arrived
+        self.glitches = 0  # callbacks with status flags (written by the callback)
         self.last_status = None
-        self._open_stream = open_stream    # device index -> an opened, not yet started stream
+        self._open_stream = open_stream  # device index -> an opened, not yet started stream
         self._closing = threading.Event()
-        self._lost = None                  # why the stream is lost, None while it runs
+        self._lost = None  # why the stream is lost, None while it runs
         self._silence = None
         self._keeper = None
-        self.attempts = 0                  # failed reopen attempts since the stream was lost (the log)
+        self.attempts = 0  # failed reopen attempts since the stream was lost (the log)
         self._seen_glitches = self._seen_dropped = 0
         self._notice, self._notice_time = None, -float("inf")
         self._flags_log = RateLimitedLog(logger, f"audio {kind} blocks")
@@ -64,9 +71,11 @@ class KeptStream:
                 stream = self._start(self.index)
             except (self.sd.PortAudioError, ValueError) as exc:
                 rate = self.sd.query_devices(self.index)["default_samplerate"]
-                raise LiveAudioError(f"audio {self.kind} {self.label} cannot be opened at {self.sample_rate} Hz "
-                                     f"({exc}); its default rate is {rate:g} Hz; "
-                                     f"{self.kind}s: {device_listing(self.sd, self.kind)}") from None
+                raise LiveAudioError(
+                    f"audio {self.kind} {self.label} cannot be opened at {self.sample_rate} Hz "
+                    f"({exc}); its default rate is {rate:g} Hz; "
+                    f"{self.kind}s: {device_listing(self.sd, self.kind)}"
+                ) from None
         self._take(stream)
 
     def note(self, status):
@@ -161,14 +170,16 @@ class KeptStream:
 
     def _lose(self, reason, since):
         """Switch to silence paced from `since` and start the helper thread that reopens the device."""
-        logger.warning("audio %s %s lost (%s); trying to reopen it every %g s",
-                       self.kind, self.label, reason, RETRY_SECONDS)
+        logger.warning(
+            "audio %s %s lost (%s); trying to reopen it every %g s", self.kind, self.label, reason, RETRY_SECONDS
+        )
         self._silence = Pacer(self.sample_rate, since)
         self.attempts = 0
         self._lost = reason
         old, self._stream = self._stream, None
-        self._keeper = threading.Thread(target=self._reopen, args=(old,), name=f"vj-audio-{self.kind}-reopen",
-                                        daemon=True)
+        self._keeper = threading.Thread(
+            target=self._reopen, args=(old,), name=f"vj-audio-{self.kind}-reopen", daemon=True
+        )
         self._keeper.start()
 
     def _close_stream(self, stream):

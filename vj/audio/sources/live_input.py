@@ -15,8 +15,9 @@ class LiveInput:
     meanwhile `read` gives silence at the real-time rate and `warning` says so.
     """
 
-    def __init__(self, device=None, sample_rate=None, channels=None, blocksize=0, latency="high",
-                 stall_timeout=STALL_SECONDS):
+    def __init__(
+        self, device=None, sample_rate=None, channels=None, blocksize=0, latency="high", stall_timeout=STALL_SECONDS
+    ):
         sd = portaudio()
         latency = check_latency(latency)
         index = resolve_device(sd, device, "input")
@@ -26,8 +27,10 @@ class LiveInput:
             channels = [1, 2][:available]
         channels = list(channels)
         if not channels or not all(isinstance(c, int) and 1 <= c <= available for c in channels):
-            raise LiveAudioError(f"audio input {index} '{info['name']}' has {available} channel(s); channels must "
-                                 f"be numbers 1..{available} (got {channels})")
+            raise LiveAudioError(
+                f"audio input {index} '{info['name']}' has {available} channel(s); channels must "
+                f"be numbers 1..{available} (got {channels})"
+            )
         self.channels = channels
         self.sample_rate = int(sample_rate or info["default_samplerate"])
         # at least 2 channels where there are 2: asked for 1, ALSA's plug and pulse devices give the mono mix
@@ -35,8 +38,16 @@ class LiveInput:
         self._select = None if channels == list(range(1, opened + 1)) else [c - 1 for c in channels]
 
         def open_stream(at):
-            return sd.InputStream(device=at, samplerate=self.sample_rate, channels=opened, dtype="float32",
-                                  blocksize=blocksize, latency=latency, callback=self._callback)
+            return sd.InputStream(
+                device=at,
+                samplerate=self.sample_rate,
+                channels=opened,
+                dtype="float32",
+                blocksize=blocksize,
+                latency=latency,
+                callback=self._callback,
+            )
+
         self._kept = KeptStream("input", device, index, open_stream, opened, self.sample_rate, stall_timeout)
         self._kept.open()
 

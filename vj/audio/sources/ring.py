@@ -36,8 +36,8 @@ class Ring:
         self.dropped += len(block) - n
         start = self.written % size
         first = min(n, size - start)
-        self.buffer[start:start + first] = block[:first]
-        self.buffer[:n - first] = block[first:n]
+        self.buffer[start : start + first] = block[:first]
+        self.buffer[: n - first] = block[first:n]
         self.written += n  # published after the copy, so the consumer never sees unwritten frames
 
     def read_into(self, out):
@@ -46,7 +46,7 @@ class Ring:
         n = min(len(out), self.written - self.taken)
         start = self.taken % size
         first = min(n, size - start)
-        out[:first] = self.buffer[start:start + first]
-        out[first:n] = self.buffer[:n - first]
+        out[:first] = self.buffer[start : start + first]
+        out[first:n] = self.buffer[: n - first]
         self.taken += n
         return n

@@ -35,8 +35,9 @@ class ConditioningCache:
             self.hits += 1
             return cached
         self.misses += 1
-        ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        ids = self.tokenizer(
+            text, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         mask = None
         if getattr(self.text_encoder.config, "use_attention_mask", False):
             mask = (ids != self.tokenizer.pad_token_id).long()
@@ -48,6 +49,7 @@ class ConditioningCache:
     def _edited(self, text):
         if self._editor is None:
             from vj.engine.diffusion.prompt_edits import PromptEditor
+
             self._editor = PromptEditor(self)
         return self._editor.embed(text)
 

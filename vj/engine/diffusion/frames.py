@@ -13,8 +13,14 @@ from vj.engine.errors import EngineError, out_of_memory
 from vj.engine.motion import Motion, warp
 from vj.engine.guidance.objective import GUIDED_PREDICTIONS, clip_guided, steer
 from vj.engine.diffusion.image_conditioning import image_guided_conditioning
-from vj.engine.diffusion.sampler import (denoise, guidance_embedding, img2img_schedule, noise_scales,
-                                         txt2img_schedule, unet_model)
+from vj.engine.diffusion.sampler import (
+    denoise,
+    guidance_embedding,
+    img2img_schedule,
+    noise_scales,
+    txt2img_schedule,
+    unet_model,
+)
 from vj.engine.vocabulary import INFILL_MODES, SAMPLING_MODES
 
 
@@ -40,7 +46,7 @@ class GuideEmbedding:
     embedding: torch.Tensor
     method: tuple = ("linear",)  # linear, threshold, clustered (combined by their largest weight) or concept
     options: tuple = ()  # (name, value) pairs for image_guided_conditioning: mapping, threshold, bos_cap
-    concept: str = ""    # the concept method's prompt
+    concept: str = ""  # the concept method's prompt
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,9 @@ class FrameRequest:
     mix: float = 1.0
     init_weight: float = 0.0
     guide: object = field(default=None, compare=False)  # HxWx3 image (0..255) the input is pulled toward
-    guide_weight: float = 0.0                            # 0..1: how far (a latent-blend transition's frame)
+    guide_weight: float = 0.0  # 0..1: how far (a latent-blend transition's frame)
     guidance: object = field(default=None, compare=False)  # a GuidanceRequest (CLIP guidance), or None
-    image_conditioning: tuple = ()                       # (guide image key, strength): mixed into the conditioning
+    image_conditioning: tuple = ()  # (guide image key, strength): mixed into the conditioning
 
 
 class _NoTimer:
@@ -123,8 +129,9 @@ class FrameEngine:
         self._concept_rows = {}  # concept prompt -> its end (BOS and words) in the token sequence
         kind = c.scheduler.config.get("prediction_type", "epsilon")
         if objective is not None and kind not in GUIDED_PREDICTIONS:
-            raise EngineError(f"CLIP guidance needs a model predicting {' or '.join(GUIDED_PREDICTIONS)}; "
-                              f"'{c.name}' predicts {kind}")
+            raise EngineError(
+                f"CLIP guidance needs a model predicting {' or '.join(GUIDED_PREDICTIONS)}; '{c.name}' predicts {kind}"
+            )
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
@@ -155,7 +162,7 @@ class FrameEngine:
             end = self._concept_rows.get(guide.concept)
             if end is None:
                 end = self._concept_rows[guide.concept] = len(self.cache.tokenizer(guide.concept).input_ids) - 1
-            options["concept_conditioning"] = self.cache.embed(guide.concept)[0, 1:max(2, end)]
+            options["concept_conditioning"] = self.cache.embed(guide.concept)[0, 1 : max(2, end)]
         return image_guided_conditioning(cond, guide.embedding, guide.method, strength, **options)
 
     def encode(self, image, generator):
@@ -178,6 +185,7 @@ class FrameEngine:
 
         def refine(x0):
             return steer(x0, decode01, self.objective, request.guidance, reference, cuts)
+
         return clip_guided(model, c.scheduler, refine)
 
     def render_tensor(self, request):
@@ -226,9 +234,11 @@ class FrameEngine:
 
     def render(self, request):
         """The frame as uint8 HxWx3 on the host."""
-        with out_of_memory(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
-                           "--width/--height, --vae taesd, or fewer steps"
-                           + (", cutouts or more gradient_accumulation_steps" if self.objective else "")):
+        with out_of_memory(
+            f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+            "--width/--height, --vae taesd, or fewer steps"
+            + (", cutouts or more gradient_accumulation_steps" if self.objective else "")
+        ):
             image = self.render_tensor(request)
         with self.timer.stage("host copy"):
             return to_rgb(image)

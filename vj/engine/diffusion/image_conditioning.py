@@ -51,8 +51,8 @@ Decisions:
 
 import torch
 
-BOS_CAP = 0.15           # token 0 (BOS) is never mixed beyond this
-LOGIT_SCALE = 100.0      # CLIP's trained temperature: the scale of the cosines before the softmax
+BOS_CAP = 0.15  # token 0 (BOS) is never mixed beyond this
+LOGIT_SCALE = 100.0  # CLIP's trained temperature: the scale of the cosines before the softmax
 CONCEPT_THRESHOLD = 0.2  # concept's `auto`: the cosine a token needs with the concept's words
 METHODS = ("clustered", "concept", "linear", "threshold")
 MAPPINGS = ("pooled", "tokens")
@@ -84,8 +84,10 @@ def _image_rows(image, width, device, dtype):
     if rows.dim() != 2 or rows.shape[0] == 0:
         raise ValueError(f"image tokens must have shape (D,), (T, D) or (1, T, D), not {tuple(rows.shape)}")
     if rows.shape[1] != width:
-        raise ValueError(f"image embedding width {rows.shape[1]} does not match the token width {width}: "
-                         "use the image tower of the text encoder's own CLIP pair")
+        raise ValueError(
+            f"image embedding width {rows.shape[1]} does not match the token width {width}: "
+            "use the image tower of the text encoder's own CLIP pair"
+        )
     rows = rows.to(device=device, dtype=dtype)
     if not torch.isfinite(rows).all() or not bool((rows.norm(dim=-1) > 0).all()):
         raise ValueError("image embedding must be finite and nonzero")
@@ -177,9 +179,11 @@ def clustered_weights(similarity, strength):
 def combined_weights(similarity, methods, strength, threshold="auto"):
     """The element-wise maximum of the weights of `methods` (linear, threshold, clustered) on one similarity."""
     s = torch.as_tensor(similarity).float()
-    made = {"linear": lambda: linear_weights(s.shape[0], strength, s.device),
-            "threshold": lambda: threshold_weights(s, strength, threshold),
-            "clustered": lambda: clustered_weights(s, strength)}
+    made = {
+        "linear": lambda: linear_weights(s.shape[0], strength, s.device),
+        "threshold": lambda: threshold_weights(s, strength, threshold),
+        "clustered": lambda: clustered_weights(s, strength),
+    }
     return torch.stack([made[m]() for m in methods]).amax(dim=0)
 
 
@@ -257,8 +261,9 @@ def _methods(method):
     methods = (method,) if isinstance(method, str) else tuple(method)
     unknown = [m for m in methods if m not in OPTIONS]
     if unknown or not methods:
-        raise ValueError(f"unknown image guidance method {unknown[0] if unknown else method!r}; "
-                         f"valid: {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown image guidance method {unknown[0] if unknown else method!r}; valid: {', '.join(METHODS)}"
+        )
     if len(set(methods)) != len(methods) or ("concept" in methods and len(methods) > 1):
         raise ValueError(f"methods {', '.join(methods)}: each at most once, and concept only alone")
     return methods
@@ -274,8 +279,10 @@ def image_guided_conditioning(conditioning, image_tokens, method, strength, **op
     missing = [name for name in required if name not in options]
     unknown = sorted(set(options) - allowed)
     if missing or unknown:
-        raise ValueError(f"method {'+'.join(methods)}: missing {missing}, unknown {unknown}; "
-                         f"options: {', '.join(sorted(allowed) + ['bos_cap'])}")
+        raise ValueError(
+            f"method {'+'.join(methods)}: missing {missing}, unknown {unknown}; "
+            f"options: {', '.join(sorted(allowed) + ['bos_cap'])}"
+        )
     tokens = _tokens(conditioning)
     image = _image_rows(image_tokens, tokens.shape[-1], tokens.device, _compute_dtype(tokens.dtype))
     threshold = options.get("threshold", "auto")

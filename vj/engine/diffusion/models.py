@@ -20,9 +20,11 @@ CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 TAESD = "madebyollin/taesd"
 HUB_PROBE_TIMEOUT = 3.0  # seconds; the hub answers well within it, so silence means it cannot be reached
-_HOW_TO_GET = ("where there is internet run `hf download {source}` (then copy ~/.cache/huggingface here), or pass a "
-               "local diffusers folder; without weights use --model tiny (random, for trying the app) or "
-               "arch:sd-turbo (benchmarks)")
+_HOW_TO_GET = (
+    "where there is internet run `hf download {source}` (then copy ~/.cache/huggingface here), or pass a "
+    "local diffusers folder; without weights use --model tiny (random, for trying the app) or "
+    "arch:sd-turbo (benchmarks)"
+)
 
 
 @dataclass
@@ -40,8 +42,10 @@ class Components:
 
     @property
     def vae_scale(self):
-        return 2 ** (len(self.vae.config.decoder_block_out_channels if self.is_tiny_vae
-                         else self.vae.config.block_out_channels) - 1)
+        return 2 ** (
+            len(self.vae.config.decoder_block_out_channels if self.is_tiny_vae else self.vae.config.block_out_channels)
+            - 1
+        )
 
     @property
     def is_tiny_vae(self):
@@ -50,14 +54,20 @@ class Components:
 
 def _euler_turbo():
     from diffusers import EulerDiscreteScheduler
+
     return EulerDiscreteScheduler.from_config(json.loads((CONFIGS / "sd-turbo" / "scheduler.json").read_text()))
 
 
 def _random_taesd(tiny):
     from diffusers import AutoencoderTiny
+
     if tiny:
-        vae = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
-                              num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+        vae = AutoencoderTiny(
+            encoder_block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            num_encoder_blocks=(1, 1, 1, 1),
+            num_decoder_blocks=(1, 1, 1, 1),
+        )
         # With default init this decodes to near-black (output ~0 in 0..1); centre it on mid-grey and
         # give it a spread like a random KL decoder's (std ~50 of 255), so a CPU try-out shows texture.
         with torch.no_grad():
@@ -78,14 +88,31 @@ def build_tiny():
 
     torch.manual_seed(0)
     # attention_head_dim is diffusers' legacy name for the number of heads: 2 heads of 32 channels
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=2)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=2,
+    )
     autoencoder = _random_taesd(tiny=True)
-    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-                                                hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                                                num_hidden_layers=2, vocab_size=49408, max_position_embeddings=77))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=49408,
+            max_position_embeddings=77,
+        )
+    )
     return unet, autoencoder, text_encoder, clip_tokenizer(), _euler_turbo()
 
 
@@ -100,8 +127,11 @@ def build_architecture(name, vae="auto"):
         raise ModelError(f"unknown architecture 'arch:{name}'; known: {known}")
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(json.loads((folder / "unet.json").read_text()))
-    autoencoder = (_random_taesd(tiny=False) if vae == "taesd"
-                   else AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text())))
+    autoencoder = (
+        _random_taesd(tiny=False)
+        if vae == "taesd"
+        else AutoencoderKL.from_config(json.loads((folder / "vae.json").read_text()))
+    )
     text_config = json.loads((folder / "text_encoder.json").read_text())
     text_encoder = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in text_config.items() if k != "architectures"}))
     return unet, autoencoder, text_encoder, clip_tokenizer(pad_token="!"), _euler_turbo()
@@ -141,8 +171,9 @@ def _hub_unreachable():
 
     def probe():
         try:
-            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"),
-                                   timeout=HUB_PROBE_TIMEOUT).close()
+            urllib.request.urlopen(
+                urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_TIMEOUT
+            ).close()
             outcome[0] = None
         except urllib.error.HTTPError:  # a server answered, if only with an error status
             outcome[0] = None
@@ -176,8 +207,10 @@ class _Fetcher:
                 return load()
         except (OSError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"could not load '{source}' ({part}): {reason}. Weights come from the Hugging "
-                             f"Face hub on first use: {_HOW_TO_GET.format(source=source)}") from None
+            raise ModelError(
+                f"could not load '{source}' ({part}): {reason}. Weights come from the Hugging "
+                f"Face hub on first use: {_HOW_TO_GET.format(source=source)}"
+            ) from None
 
     def _check_hub(self, source):
         from huggingface_hub import constants
@@ -189,8 +222,10 @@ class _Fetcher:
             raise ModelError(f"{missing} and HF_HUB_OFFLINE is set: {_HOW_TO_GET.format(source=source)}")
         reason = _hub_unreachable()
         if reason is not None:
-            raise ModelError(f"{missing} and the hub ({constants.ENDPOINT}) cannot be reached ({reason}): "
-                             f"{_HOW_TO_GET.format(source=source)}")
+            raise ModelError(
+                f"{missing} and the hub ({constants.ENDPOINT}) cannot be reached ({reason}): "
+                f"{_HOW_TO_GET.format(source=source)}"
+            )
         self.hub_checked = True
 
 
@@ -232,20 +267,25 @@ def _load_pretrained(model, vae):
     if (Path(model) / "model_index.json").is_file():
         index = json.loads((Path(model) / "model_index.json").read_text())
         if "text_encoder_2" in index:
-            raise ModelError(f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
-                             "checkpoints (sd-turbo, LCM fine-tunes) so far")
+            raise ModelError(
+                f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
+                "checkpoints (sd-turbo, LCM fine-tunes) so far"
+            )
     fetch = _Fetcher()
     unet = fetch(model, "unet", lambda **kw: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **kw))
     if unet.config.get("addition_embed_type") == "text_time":
-        raise ModelError(f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
-                         "checkpoints (sd-turbo, LCM fine-tunes) so far")
+        raise ModelError(
+            f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
+            "checkpoints (sd-turbo, LCM fine-tunes) so far"
+        )
     if vae == "auto":
         autoencoder = fetch(model, "vae", lambda **kw: load_vae(model, "vae", **kw))
     else:
         source = TAESD if vae == "taesd" else vae
         autoencoder = fetch(source, "vae", lambda **kw: load_vae(source, None, **kw))
-    text_encoder = fetch(model, "text_encoder",
-                         lambda **kw: CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **kw))
+    text_encoder = fetch(
+        model, "text_encoder", lambda **kw: CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **kw)
+    )
     return unet, autoencoder, text_encoder, fetch(model, "tokenizer", tokenizer), fetch(model, "scheduler", scheduler)
 
 
@@ -256,24 +296,29 @@ def load_components(model=DEFAULT_MODEL, vae="auto", device="auto", dtype="auto"
     dtype = resolve_dtype(dtype, device)
     if model == "tiny":
         if vae not in ("auto", "taesd"):
-            raise ModelError(f"--vae {vae}: the tiny model has its own small TAESD-shaped VAE; "
-                             "use 'auto' or 'taesd' with it")
+            raise ModelError(
+                f"--vae {vae}: the tiny model has its own small TAESD-shaped VAE; use 'auto' or 'taesd' with it"
+            )
         parts = build_tiny()
     elif model.startswith("arch:"):
         parts = build_architecture(model[5:], vae)
     elif "/" in model or Path(model).exists():
         parts = _load_pretrained(model, vae)
     else:
-        raise ModelError(f"unknown model '{model}': use a hub id like {DEFAULT_MODEL}, a local diffusers folder, "
-                         "'tiny' or 'arch:sd-turbo'")
+        raise ModelError(
+            f"unknown model '{model}': use a hub id like {DEFAULT_MODEL}, a local diffusers folder, "
+            "'tiny' or 'arch:sd-turbo'"
+        )
     unet, autoencoder, text_encoder, tokenizer, scheduler = parts
     try:
         for module in (unet, autoencoder, text_encoder):
             # nn.Module.to, not diffusers' override: that one warns about fp32-only modules these models lack
             torch.nn.Module.to(module, device=device, dtype=dtype).eval().requires_grad_(False)
     except torch.OutOfMemoryError:
-        raise ModelError(f"out of GPU memory loading '{model}' in {str(dtype)[6:]}: close other programs on the "
-                         "GPU, use --dtype float16 and --vae taesd, or a smaller model") from None
+        raise ModelError(
+            f"out of GPU memory loading '{model}' in {str(dtype)[6:]}: close other programs on the "
+            "GPU, use --dtype float16 and --vae taesd, or a smaller model"
+        ) from None
     autoencoder.to(memory_format=torch.channels_last)  # faster convolutions on CPU too (oneDNN), ~1.5x here
     if device.type == "cuda":
         unet.to(memory_format=torch.channels_last)  # on CPU the UNet gains nothing from it
@@ -296,8 +341,10 @@ def compile_components(components, backend="inductor"):
     logging.getLogger("torch.utils.cpp_extension").addFilter(_skip_cuda_home_probe)
 
     def compiled(module):
-        return torch.compile(module, backend=backend, fullgraph=True,
-                             mode="max-autotune" if backend == "inductor" else None)
+        return torch.compile(
+            module, backend=backend, fullgraph=True, mode="max-autotune" if backend == "inductor" else None
+        )
+
     components.unet = compiled(components.unet)
     components.vae.encoder = compiled(components.vae.encoder)
     components.vae.decoder = compiled(components.vae.decoder)

@@ -31,8 +31,8 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-PLAN_CACHE = 256    # text structures (sentences, slot positions, term vectors) kept per ConditioningCache
-RESULT_CACHE = 32   # edited conditionings kept (the same coefficients on consecutive frames cost nothing)
+PLAN_CACHE = 256  # text structures (sentences, slot positions, term vectors) kept per ConditioningCache
+RESULT_CACHE = 32  # edited conditionings kept (the same coefficients on consecutive frames cost nothing)
 
 _EXPONENT = re.compile(r"(?:^|[^\w.])(?:\d+\.?\d*|\.\d+)[eE]$")
 
@@ -52,19 +52,24 @@ def split_groups(text):
     for i, c in enumerate(text):
         if c == "{":
             if open_at is not None:
-                raise EditSyntaxError(f"'{{' inside a group at character {i + 1}: groups do not nest "
-                                      "(write {cat + 0.5*dog})")
+                raise EditSyntaxError(
+                    f"'{{' inside a group at character {i + 1}: groups do not nest (write {{cat + 0.5*dog}})"
+                )
             pieces.append(text[start:i])
             open_at = i
         elif c == "}":
             if open_at is None:
-                raise EditSyntaxError(f"'}}' at character {i + 1} closes no '{{' (a group is {{cat + 0.5*dog}}; "
-                                      "braces cannot be literal text)")
-            bodies.append(text[open_at + 1:i])
+                raise EditSyntaxError(
+                    f"'}}' at character {i + 1} closes no '{{' (a group is {{cat + 0.5*dog}}; "
+                    "braces cannot be literal text)"
+                )
+            bodies.append(text[open_at + 1 : i])
             start, open_at = i + 1, None
     if open_at is not None:
-        raise EditSyntaxError(f"'{{' at character {open_at + 1} is never closed (a group is {{cat + 0.5*dog}}; "
-                              "braces cannot be literal text)")
+        raise EditSyntaxError(
+            f"'{{' at character {open_at + 1} is never closed (a group is {{cat + 0.5*dog}}; "
+            "braces cannot be literal text)"
+        )
     pieces.append(text[start:])
     return tuple(pieces), tuple(bodies)
 
@@ -80,7 +85,7 @@ def _separators(body):
             if depth < 0:
                 raise EditSyntaxError(f"')' at character {i + 1} of '{{{body}}}' closes no '('")
         elif c in "+-" and depth == 0 and content:
-            before, after = body[i - 1], body[i + 1:i + 2]
+            before, after = body[i - 1], body[i + 1 : i + 2]
             hyphen = c == "-" and before.isalpha() and after.isalpha()
             exponent = after.isdigit() and _EXPONENT.search(body[:i]) is not None
             if not (hyphen or exponent):
@@ -109,23 +114,26 @@ def split_terms(body):
         raise EditSyntaxError("empty group '{}': write at least one term, like {cat} or {cat + 0.5*dog}")
     cuts = _separators(body)
     signs = [1] + [-1 if body[i] == "-" else 1 for i in cuts]
-    parts = [body[a + (k > 0):b] for k, (a, b) in enumerate(zip([0] + cuts, cuts + [len(body)]))]
+    parts = [body[a + (k > 0) : b] for k, (a, b) in enumerate(zip([0] + cuts, cuts + [len(body)]))]
     terms = []
     for sign, part in zip(signs, parts):
         text = part.strip()
         if not text:
-            raise EditSyntaxError(f"empty term in '{{{body}}}': terms are WORDS or COEF*WORDS separated by + or -, "
-                                  "like {cat + 0.4*tabby - 0.2*kitten}")
+            raise EditSyntaxError(
+                f"empty term in '{{{body}}}': terms are WORDS or COEF*WORDS separated by + or -, "
+                "like {cat + 0.4*tabby - 0.2*kitten}"
+            )
         star = _last_star(text)
         if star < 0:
             while text[:1] in ("+", "-"):
                 sign, text = (-sign if text[0] == "-" else sign), text[1:].strip()
             coefficient = None
         else:
-            coefficient, text = text[:star].strip(), text[star + 1:].strip()
+            coefficient, text = text[:star].strip(), text[star + 1 :].strip()
             if not coefficient:
-                raise EditSyntaxError(f"term '{part.strip()}' has no coefficient before '*' "
-                                      "(write COEF*WORDS, like 0.5*dog)")
+                raise EditSyntaxError(
+                    f"term '{part.strip()}' has no coefficient before '*' (write COEF*WORDS, like 0.5*dog)"
+                )
         if not text:
             raise EditSyntaxError(f"term '{part.strip()}' has no words (write WORDS or COEF*WORDS, like 0.5*dog)")
         terms.append((sign, coefficient, text))
@@ -170,8 +178,10 @@ def parse_text(text):
             try:
                 value = 1.0 if coefficient is None else float(coefficient)
             except ValueError:
-                raise EditSyntaxError(f"coefficient '{coefficient}' in '{{{body}}}' is not a number: the engine gets "
-                                      "evaluated coefficients (vj.language.scenes.edits.prompt_text)") from None
+                raise EditSyntaxError(
+                    f"coefficient '{coefficient}' in '{{{body}}}' is not a number: the engine gets "
+                    "evaluated coefficients (vj.language.scenes.edits.prompt_text)"
+                ) from None
             terms.append((sign * value, words))
         groups.append(tuple(terms))
     return EditedText(pieces, tuple(groups))
@@ -179,13 +189,14 @@ def parse_text(text):
 
 # ---- token positions ------------------------------------------------------------------------------------
 
+
 def _tokens(tokenizer, text):
     """Token ids of `text` without BOS/EOS and without truncation."""
     return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) if text.strip() else []
 
 
 def _find(haystack, needle, near):
-    hits = [i for i in range(len(haystack) - len(needle) + 1) if haystack[i:i + len(needle)] == needle]
+    hits = [i for i in range(len(haystack) - len(needle) + 1) if haystack[i : i + len(needle)] == needle]
     return min(hits, key=lambda i: abs(i - near)) if hits else None
 
 
@@ -197,7 +208,7 @@ def slot_span(tokenizer, prefix, words, suffix):
     window = getattr(tokenizer, "model_max_length", 77)
     end = min(len(full) + 2, window) - 1
     start = len(before)
-    if not (full[:start] == before and full[start:start + len(own)] == own):
+    if not (full[:start] == before and full[start : start + len(own)] == own):
         found = _find(full, own, start) if own else None
         if found is not None:
             start = found
@@ -209,7 +220,7 @@ def slot_span(tokenizer, prefix, words, suffix):
             tail = 0
             while tail < min(len(full) - start, len(after)) and full[-1 - tail] == after[-1 - tail]:
                 tail += 1
-            own = full[start:len(full) - tail]
+            own = full[start : len(full) - tail]
     return start + 1, len(own), end
 
 
@@ -226,11 +237,12 @@ def resample_positions(count, target):
 
 # ---- the edited conditioning --------------------------------------------------------------------------
 
+
 @dataclass
 class _Group:
     start: int
-    count: int          # target positions kept (the first term's tokens inside the window)
-    vectors: list       # per term: (count, D) float32, resampled from the term sentence's slot
+    count: int  # target positions kept (the first term's tokens inside the window)
+    vectors: list  # per term: (count, D) float32, resampled from the term sentence's slot
 
 
 class PromptEditor:
@@ -238,8 +250,8 @@ class PromptEditor:
 
     def __init__(self, cache):
         self.cache = cache
-        self._plans = OrderedDict()     # structure -> (base embedding, [_Group])
-        self._results = OrderedDict()   # canonical text -> edited embedding
+        self._plans = OrderedDict()  # structure -> (base embedding, [_Group])
+        self._results = OrderedDict()  # canonical text -> edited embedding
 
     def embed(self, text):
         """The edited conditioning (1, L, D) of a canonical numeric text."""
@@ -271,8 +283,8 @@ class PromptEditor:
         base = self.cache.embed(substitute(pieces, first))
         groups = []
         for g, terms in enumerate(words):
-            prefix = substitute(pieces[:g + 1], first[:g])
-            suffix = substitute(pieces[g + 1:], first[g + 1:])
+            prefix = substitute(pieces[: g + 1], first[:g])
+            suffix = substitute(pieces[g + 1 :], first[g + 1 :])
             start, n0, end = slot_span(self.cache.tokenizer, prefix, terms[0], suffix)
             count = max(0, min(n0, end - start))
             vectors = [self._term_vectors(prefix, term, suffix, n0, count) for term in terms]
@@ -291,7 +303,7 @@ class PromptEditor:
         embedding = self.cache.embed(prefix + term + suffix)[0].float()
         if count == 0 or have == 0:
             return None
-        source = embedding[start:start + have]
+        source = embedding[start : start + have]
         if n == n0 == have:
             return source[:count].clone()
         idx = resample_positions(n, n0)[:count]
@@ -315,5 +327,5 @@ def edit(base, groups, coefficients):
                 total = vectors * c if total is None else total + vectors * c
         if total is None:
             total = torch.zeros_like(group.vectors[0])
-        out[0, group.start:group.start + group.count] = total.to(out.dtype)
+        out[0, group.start : group.start + group.count] = total.to(out.dtype)
     return out

@@ -59,8 +59,10 @@ def guidance_embedding(unet, scale, batch, device, dtype):
 def unet_model(unet, conditioning, timestep_cond=None):
     """The prediction function model(x, t) of a conditioned UNet (no CFG): what samplers call and wrappers
     (CLIP guidance) wrap."""
+
     def model(x, t):
         return unet(x, t, encoder_hidden_states=conditioning, timestep_cond=timestep_cond, return_dict=False)[0]
+
     return model
 
 

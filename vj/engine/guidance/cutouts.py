@@ -50,8 +50,8 @@ from vj.engine.vocabulary import BORDER_MODES
 
 P_FLIP, P_AFFINE, P_PERSPECTIVE, P_JITTER, P_ERASE = 0.3, 0.8, 0.4, 0.7, 0.7
 MAX_ANGLE = math.radians(30)
-MAX_SHIFT = 0.2           # in [-1, 1] crop units: a tenth of the crop side
-MAX_DISTORTION = 0.2      # corner displacement, same units
+MAX_SHIFT = 0.2  # in [-1, 1] crop units: a tenth of the crop side
+MAX_DISTORTION = 0.2  # corner displacement, same units
 HUE, SATURATION = 0.01, 0.01  # hue as a fraction of the colour circle, saturation as a factor around 1
 ERASE_AREA = (0.1, 0.4)
 ERASE_RATIO = (0.3, 1 / 0.3)
@@ -65,7 +65,7 @@ class Cutouts:
     """A batch of augmented crops and the source coordinates of each of their pixels."""
 
     images: Tensor  # (N, C, S, S) in [0, 1]
-    grid: Tensor    # (N, S, S, 2) grid_sample coordinates (x, y), align_corners=False
+    grid: Tensor  # (N, S, S, 2) grid_sample coordinates (x, y), align_corners=False
 
 
 def make_cutouts(image, count, size, cut_pow=2.0, border=0.25, border_mode="clamp", generator=None, augment=True):
@@ -160,11 +160,14 @@ def _square_to_quad(corners):
     det = dx1 * dy2 - dx2 * dy1
     g = (sx * dy2 - dx2 * sy) / det
     h = (dx1 * sy - sx * dy1) / det
-    unit = torch.stack([  # Heckbert's closed form, from the unit square [0, 1]^2
-        torch.stack([x1 - x0 + g * x1, x3 - x0 + h * x3, x0], -1),
-        torch.stack([y1 - y0 + g * y1, y3 - y0 + h * y3, y0], -1),
-        torch.stack([g, h, torch.ones_like(g)], -1),
-    ], 1)
+    unit = torch.stack(
+        [  # Heckbert's closed form, from the unit square [0, 1]^2
+            torch.stack([x1 - x0 + g * x1, x3 - x0 + h * x3, x0], -1),
+            torch.stack([y1 - y0 + g * y1, y3 - y0 + h * y3, y0], -1),
+            torch.stack([g, h, torch.ones_like(g)], -1),
+        ],
+        1,
+    )
     to_unit = torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], device=corners.device)
     return unit @ to_unit
 
@@ -207,8 +210,9 @@ def _sample(tensor, grid):
     grid = grid.to(tensor.dtype)
     points = _refine(grid, factor) if factor > 1 else grid
     side = size * factor
-    out = F.grid_sample(tensor, points.reshape(1, count * side, side, 2), mode="bilinear",
-                        padding_mode="border", align_corners=False)
+    out = F.grid_sample(
+        tensor, points.reshape(1, count * side, side, 2), mode="bilinear", padding_mode="border", align_corners=False
+    )
     out = out.view(tensor.shape[1], count, side, side).transpose(0, 1)
     if factor > 1:
         out = F.avg_pool2d(out, factor)

@@ -53,23 +53,27 @@ class PixelTarget:
 class GuidanceRequest:
     """One frame's guidance, numbers and keys only."""
 
-    targets: tuple = ()          # Target
-    pixel_targets: tuple = ()    # PixelTarget
-    scale: float = 1.0           # diffusion: gradient step size factor
-    steps: int = 1               # diffusion: gradient steps per denoising step
+    targets: tuple = ()  # Target
+    pixel_targets: tuple = ()  # PixelTarget
+    scale: float = 1.0  # diffusion: gradient step size factor
+    steps: int = 1  # diffusion: gradient steps per denoising step
     semantic_init: float = 0.0
-    direct_init: float = 0.0     # pixel engine only: the diffusion engine blends its input toward the init instead
+    direct_init: float = 0.0  # pixel engine only: the diffusion engine blends its input toward the init instead
     direct_stabilization: float = 0.0
     semantic_stabilization: float = 0.0
     edge_stabilization: float = 0.0
     smoothing: float = 0.0
 
-
     def active(self, init=False):
         """Whether any term can move the picture (with `init`: the direct init term counts too)."""
         weights = [t.weight for t in self.targets + self.pixel_targets]
-        weights += [self.semantic_init, self.direct_stabilization, self.semantic_stabilization,
-                    self.edge_stabilization, self.smoothing] + ([self.direct_init] if init else [])
+        weights += [
+            self.semantic_init,
+            self.direct_stabilization,
+            self.semantic_stabilization,
+            self.edge_stabilization,
+            self.smoothing,
+        ] + ([self.direct_init] if init else [])
         return any(weights)
 
 
@@ -97,18 +101,25 @@ class Assets:
 
     def picture(self, key, height, width, device):
         """Picture `key` as (1, 3, height, width) in [0, 1] on `device`."""
-        return self._cached(("picture", key, height, width, device),
-                            lambda: _resize(torch.from_numpy(np.array(self.pictures[key])).permute(2, 0, 1)
-                                            [None].float() / 255.0, height, width).to(device))
+        return self._cached(
+            ("picture", key, height, width, device),
+            lambda: _resize(
+                torch.from_numpy(np.array(self.pictures[key])).permute(2, 0, 1)[None].float() / 255.0, height, width
+            ).to(device),
+        )
 
     def mask(self, key, height, width, device):
         """Mask `key` as (1, 1, height, width) in [0, 1] on `device`."""
         if key.startswith("dir:"):
-            return self._cached(("mask", key, height, width, device),
-                                lambda: direction_mask(key[4:], height, width, device))
-        return self._cached(("mask", key, height, width, device),
-                            lambda: _resize(torch.from_numpy(np.array(self.masks[key], np.float32))
-                                            [None, None], height, width).to(device))
+            return self._cached(
+                ("mask", key, height, width, device), lambda: direction_mask(key[4:], height, width, device)
+            )
+        return self._cached(
+            ("mask", key, height, width, device),
+            lambda: _resize(torch.from_numpy(np.array(self.masks[key], np.float32))[None, None], height, width).to(
+                device
+            ),
+        )
 
     def _cached(self, key, make):
         if key not in self._resized:
@@ -157,8 +168,9 @@ class Objective:
     def reference_embeddings(self, reference):
         """Each perceptor's embedding of the whole warped previous frame (semantic stabilization's target)."""
         with torch.no_grad():
-            return [p.encode_image(_resize(reference, p.input_size, p.input_size).to(p.dtype))[0]
-                    for p in self.perceptors]
+            return [
+                p.encode_image(_resize(reference, p.input_size, p.input_size).to(p.dtype))[0] for p in self.perceptors
+            ]
 
     def semantic_loss(self, image, request, reference=None, generator=None, references=None):
         """Semantic prompts over one batch of cutouts (1/accumulation of them), averaged over perceptors; a
@@ -172,8 +184,16 @@ class Objective:
         per_batch = self.cutouts.count // self.cutouts.accumulation
         total = image.new_zeros(())
         for index, perceptor in enumerate(self.perceptors):
-            cuts = make_cutouts(image, per_batch, perceptor.input_size, self.cutouts.cut_pow, self.cutouts.border,
-                                self.cutouts.border_mode, generator, self.cutouts.augment)
+            cuts = make_cutouts(
+                image,
+                per_batch,
+                perceptor.input_size,
+                self.cutouts.cut_pow,
+                self.cutouts.border,
+                self.cutouts.border_mode,
+                generator,
+                self.cutouts.augment,
+            )
             images = cuts.images.to(perceptor.dtype)
             embeds = perceptor.encode_image(images)
             masked = {}  # mask key -> (embeddings whose gradient reaches only the masked pixels, coverage per cut)
@@ -187,8 +207,10 @@ class Objective:
                     if mask not in masked:
                         h, w = image.shape[-2:]
                         m = cut_like(self.assets.mask(mask, h, w, image.device), cuts.grid).to(images.dtype)
-                        masked[mask] = (perceptor.encode_image(images * m + images.detach() * (1 - m)),
-                                        mask_coverage(m))
+                        masked[mask] = (
+                            perceptor.encode_image(images * m + images.detach() * (1 - m)),
+                            mask_coverage(m),
+                        )
                     scored, weights = masked[mask]
                 total = total + prompt_loss(scored, target.to(scored.device), weight, stop, weights)
         return total / (len(self.perceptors) * self.cutouts.accumulation)
@@ -201,8 +223,9 @@ class Objective:
         for target in request.pixel_targets:
             if target.weight:
                 mask = None if target.mask is None else self.assets.mask(target.mask, h, w, device)
-                total = total + pixel_loss(image, self.assets.picture(target.key, h, w, device), target.weight,
-                                           target.stop, mask)
+                total = total + pixel_loss(
+                    image, self.assets.picture(target.key, h, w, device), target.weight, target.stop, mask
+                )
         if request.direct_init and init is not None:
             total = total + pixel_loss(image, _resize(init, h, w), request.direct_init)
         if reference is not None:
@@ -278,5 +301,5 @@ def clip_guided(model, scheduler, refine):
         with torch.inference_mode(False), torch.enable_grad():
             x0 = refine(x0.clone()).to(x.dtype)
         return ((x - sa * x0) / sb if kind == "epsilon" else (sa * x - x0) / sb).to(out.dtype)
-    return guided
 
+    return guided

@@ -27,9 +27,11 @@ from vj.engine.errors import EngineError
 from vj.engine.vocabulary import PYTTI_FLAGS
 
 # A CLIP small enough to run 32 cutouts in milliseconds on a CPU: 64-pixel input, 2 layers per tower.
-TINY_CONFIG = dict(embed_dim=64,
-                   vision_cfg=dict(image_size=64, patch_size=8, width=64, layers=2, head_width=32),
-                   text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2))
+TINY_CONFIG = dict(
+    embed_dim=64,
+    vision_cfg=dict(image_size=64, patch_size=8, width=64, layers=2, head_width=32),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2),
+)
 PICTURE_CACHE_SIZE = 256  # picture embeddings kept (most recently used); a long show may embed many frames
 
 
@@ -60,8 +62,9 @@ class Perceptor:
     def encode_image(self, pixels):
         """(N, 3, S, S) pixels in [0, 1], S = input_size -> (N, D) normalised float32, differentiable."""
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, self.input_size, self.input_size):
-            raise ValueError(f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, "
-                             f"not {tuple(pixels.shape)}")
+            raise ValueError(
+                f"{self.name} takes (N, 3, {self.input_size}, {self.input_size}) pixels, not {tuple(pixels.shape)}"
+            )
         normalised = (pixels.to(self.device, self.dtype) - self._mean) / self._std
         return F.normalize(self.model.encode_image(normalised).float(), dim=-1)
 
@@ -82,8 +85,9 @@ class Perceptor:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"a picture is a uint8 H x W x 3 array, not {rgb.dtype} {rgb.shape}")
         pixels = torch.from_numpy(np.array(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255
-        return F.interpolate(pixels, size=(self.input_size, self.input_size), mode="bicubic",
-                             antialias=True, align_corners=False).clamp(0, 1)
+        return F.interpolate(
+            pixels, size=(self.input_size, self.input_size), mode="bicubic", antialias=True, align_corners=False
+        ).clamp(0, 1)
 
     def encode_picture(self, rgb):
         """uint8 H x W x 3 picture, squashed whole to input_size -> (D,) normalised float32, no grad; cached."""
@@ -104,8 +108,12 @@ class Perceptor:
         and projection (open_clip gives the patch tokens normed but unprojected). ViT towers with a class token
         only."""
         visual = self.model.visual
-        if (getattr(visual, "pool_type", None) != "tok" or visual.attn_pool is not None
-                or visual.final_ln_after_pool or visual.proj is None):
+        if (
+            getattr(visual, "pool_type", None) != "tok"
+            or visual.attn_pool is not None
+            or visual.final_ln_after_pool
+            or visual.proj is None
+        ):
             raise ValueError(f"{self.name}: its image tower has no class token and projected patch tokens")
         pixels = (self._picture_pixels(rgb).to(self.dtype) - self._mean) / self._std
         kept, visual.output_tokens = visual.output_tokens, True
@@ -134,11 +142,14 @@ def _check(name, tag):
         raise PerceptorError(
             f"unknown CLIP model '{name}'{_did_you_mean(name, [*PYTTI_FLAGS, *known])}: use a pytti flag "
             f"({', '.join(PYTTI_FLAGS)}) or an open_clip name with its weights, NAME/TAG (the names: "
-            "python -c 'import open_clip; print(open_clip.list_pretrained())')")
+            "python -c 'import open_clip; print(open_clip.list_pretrained())')"
+        )
     tags = open_clip.list_pretrained_tags_by_model(name)
     if not tags:
-        raise PerceptorError(f"CLIP model '{name}' has no pretrained weights in open_clip; "
-                             "pick one that has: python -c 'import open_clip; print(open_clip.list_pretrained())'")
+        raise PerceptorError(
+            f"CLIP model '{name}' has no pretrained weights in open_clip; "
+            "pick one that has: python -c 'import open_clip; print(open_clip.list_pretrained())'"
+        )
     if tag is None:
         if "openai" not in tags:
             raise PerceptorError(f"CLIP model '{name}': name its weights as {name}/TAG, TAG one of {', '.join(tags)}")
@@ -146,8 +157,9 @@ def _check(name, tag):
     tag = tag.strip()
     canonical = {t.lower().replace("-", "_"): t for t in tags}.get(tag.lower().replace("-", "_"))
     if canonical is None:
-        raise PerceptorError(f"CLIP model '{name}' has no weights '{tag}'{_did_you_mean(tag, tags)}; "
-                             f"its weights: {', '.join(tags)}")
+        raise PerceptorError(
+            f"CLIP model '{name}' has no weights '{tag}'{_did_you_mean(tag, tags)}; its weights: {', '.join(tags)}"
+        )
     return name, canonical
 
 
@@ -173,8 +185,12 @@ def _weights(name, tag):
     open_clip's safetensors alternative first, then the named file, as open_clip looks for them.
     """
     from huggingface_hub import constants, try_to_load_from_cache
-    from open_clip.pretrained import (HF_WEIGHTS_NAME, _get_safe_alternatives, download_pretrained_from_hf,
-                                      get_pretrained_cfg)
+    from open_clip.pretrained import (
+        HF_WEIGHTS_NAME,
+        _get_safe_alternatives,
+        download_pretrained_from_hf,
+        get_pretrained_cfg,
+    )
 
     repo, filename = os.path.split(get_pretrained_cfg(name, tag)["hf_hub"])
     files = [*_get_safe_alternatives(filename or HF_WEIGHTS_NAME), filename or HF_WEIGHTS_NAME]
@@ -182,10 +198,13 @@ def _weights(name, tag):
         path = try_to_load_from_cache(repo, file)
         if isinstance(path, str):
             return path
-    missing = (f"the weights of CLIP '{name}/{tag}' ({repo}) are not in the Hugging Face cache "
-               f"({constants.HF_HUB_CACHE})")
-    how = (f"where there is internet run `hf download {repo} {files[0]}` (then copy ~/.cache/huggingface here) "
-           "or run vj once with internet; without weights use --model tiny")
+    missing = (
+        f"the weights of CLIP '{name}/{tag}' ({repo}) are not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    )
+    how = (
+        f"where there is internet run `hf download {repo} {files[0]}` (then copy ~/.cache/huggingface here) "
+        "or run vj once with internet; without weights use --model tiny"
+    )
     if constants.HF_HUB_OFFLINE:
         raise PerceptorError(f"{missing} and HF_HUB_OFFLINE is set: {how}")
     reason = models._hub_unreachable()
@@ -213,13 +232,19 @@ def load_perceptor(name, pretrained, device, dtype=torch.float32):
         # Loading the file (not the tag) keeps open_clip off the network; the tag's preprocessing and
         # activation come along as overrides. OpenAI's weights need QuickGELU, which open_clip only warns about.
         model = open_clip.create_model(
-            name, pretrained=path, device=device, force_quick_gelu=config.get("quick_gelu", False),
-            force_preprocess_cfg={key: value for key, value in config.items() if key != "size"})
+            name,
+            pretrained=path,
+            device=device,
+            force_quick_gelu=config.get("quick_gelu", False),
+            force_preprocess_cfg={key: value for key, value in config.items() if key != "size"},
+        )
         model.to(dtype=dtype)
         tokenizer = open_clip.get_tokenizer(name)
     except torch.OutOfMemoryError:
-        raise PerceptorError(f"out of GPU memory loading CLIP '{name}/{pretrained}' in {str(dtype)[6:]}: use a "
-                             "smaller perceptor or fewer of them, or --dtype float16") from None
+        raise PerceptorError(
+            f"out of GPU memory loading CLIP '{name}/{pretrained}' in {str(dtype)[6:]}: use a "
+            "smaller perceptor or fewer of them, or --dtype float16"
+        ) from None
     except (OSError, RuntimeError, ValueError) as exc:
         raise PerceptorError(f"could not load CLIP '{name}/{pretrained}' from {path}: {_first_line(exc)}") from None
     return Perceptor(f"{name}/{pretrained}", model, tokenizer)
@@ -243,7 +268,9 @@ def tiny_perceptor(device, dtype=torch.float32, seed=0, embed_dim=TINY_CONFIG["e
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's random state
         torch.manual_seed(seed)
         model = open_clip.CLIP(**{**TINY_CONFIG, "embed_dim": embed_dim})
-    open_clip.set_model_preprocess_cfg(model, {"size": model.visual.image_size, "mean": open_clip.OPENAI_DATASET_MEAN,
-                                               "std": open_clip.OPENAI_DATASET_STD})
+    open_clip.set_model_preprocess_cfg(
+        model,
+        {"size": model.visual.image_size, "mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD},
+    )
     model.to(device=device, dtype=dtype)
     return Perceptor("tiny", model, open_clip.SimpleTokenizer(context_length=TINY_CONFIG["text_cfg"]["context_length"]))

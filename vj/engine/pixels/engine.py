@@ -46,10 +46,20 @@ def make_model(settings, device, target_palette=None):
     if s.model == "unlimited_palette":
         return UnlimitedPalette(s.width, s.height, device=device, seed=s.seed)
     if s.model == "limited_palette":
-        return LimitedPalette(s.width, s.height, palette_size=s.palette_size, palettes=s.palettes, gamma=s.gamma,
-                              hdr_weight=s.hdr_weight, palette_normalization_weight=s.palette_normalization_weight,
-                              random_initial_palette=s.random_initial_palette, target_palette=target_palette,
-                              lock_palette=s.lock_palette, device=device, seed=s.seed)
+        return LimitedPalette(
+            s.width,
+            s.height,
+            palette_size=s.palette_size,
+            palettes=s.palettes,
+            gamma=s.gamma,
+            hdr_weight=s.hdr_weight,
+            palette_normalization_weight=s.palette_normalization_weight,
+            random_initial_palette=s.random_initial_palette,
+            target_palette=target_palette,
+            lock_palette=s.lock_palette,
+            device=device,
+            seed=s.seed,
+        )
     raise EngineError(f"unknown pixel image model '{s.model}': use unlimited_palette or limited_palette")
 
 
@@ -58,8 +68,10 @@ class PixelEngine:
 
     def __init__(self, settings, objective, init_image=None, device="cpu", target_palette=None):
         if objective is None:
-            raise EngineError(f"image_model {settings.model} is steered by CLIP guidance alone and needs a perceptor "
-                              "(ViTB32: false turned the default off; name one in `perceptors`)")
+            raise EngineError(
+                f"image_model {settings.model} is steered by CLIP guidance alone and needs a perceptor "
+                "(ViTB32: false turned the default off; name one in `perceptors`)"
+            )
         self.settings = settings
         self.objective = objective
         self.device = torch.device(device)
@@ -94,6 +106,7 @@ class PixelEngine:
         def backward():
             if active:
                 self.objective.backward(self.model.decode, guidance, reference, self.init, generator)
+
         kept = None if s.reset_lr_each_frame else self.optimizer
         self.optimizer = optimize(self.model, backward, s.steps_per_frame, self.learning_rate, kept)
         with torch.no_grad():
@@ -102,6 +115,8 @@ class PixelEngine:
 
     def render(self, request):
         """The frame as uint8 HxWx3 on the host."""
-        with out_of_memory(f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
-                           "--width/--height, fewer cutouts or more gradient_accumulation_steps"):
+        with out_of_memory(
+            f"out of GPU memory at {self.settings.width}x{self.settings.height}: try a smaller "
+            "--width/--height, fewer cutouts or more gradient_accumulation_steps"
+        ):
             return to_rgb(self.render_tensor(request) * 2 - 1)

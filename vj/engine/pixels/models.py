@@ -119,9 +119,21 @@ class LimitedPalette(torch.nn.Module):
 
     default_learning_rate = 0.02
 
-    def __init__(self, width, height, palette_size=6, palettes=9, gamma=1.0, hdr_weight=0.01,
-                 palette_normalization_weight=0.2, random_initial_palette=False, target_palette=None,
-                 lock_palette=False, device=None, seed=0):
+    def __init__(
+        self,
+        width,
+        height,
+        palette_size=6,
+        palettes=9,
+        gamma=1.0,
+        hdr_weight=0.01,
+        palette_normalization_weight=0.2,
+        random_initial_palette=False,
+        target_palette=None,
+        lock_palette=False,
+        device=None,
+        seed=0,
+    ):
         super().__init__()
         if palette_size < 1 or palettes < 1:
             raise ValueError(f"palette_size and palettes must be at least 1, got {palette_size} and {palettes}")
@@ -141,8 +153,9 @@ class LimitedPalette(torch.nn.Module):
         self.value = torch.nn.Parameter(value.to(device))
         self.logits = torch.nn.Parameter(logits.to(device))
         self.palette_param = torch.nn.Parameter(palette.to(device))
-        self.register_buffer("hdr_target",
-                             torch.linspace(0, 1, self.palette_size, device="cpu").pow(self.gamma).to(device))
+        self.register_buffer(
+            "hdr_target", torch.linspace(0, 1, self.palette_size, device="cpu").pow(self.gamma).to(device)
+        )
         if target_palette is not None:
             picture = torch.as_tensor(target_palette, device="cpu").to(device)
             self.fit_palette(picture.permute(2, 0, 1).unsqueeze(0).float() / 255)
@@ -170,8 +183,8 @@ class LimitedPalette(torch.nn.Module):
         low = levels.detach().floor().clamp(0, max(self.palette_size - 2, 0))
         high = (low + 1).clamp(max=self.palette_size - 1)
         frac = (levels - low).unsqueeze(-1).unsqueeze(-1)
-        ramp = palette[low.long()] * (1 - frac) + palette[high.long()] * frac       # (H, W, palettes, 3)
-        weights = self.logits.softmax(0).permute(1, 2, 0).unsqueeze(-1)            # (H, W, palettes, 1)
+        ramp = palette[low.long()] * (1 - frac) + palette[high.long()] * frac  # (H, W, palettes, 3)
+        weights = self.logits.softmax(0).permute(1, 2, 0).unsqueeze(-1)  # (H, W, palettes, 1)
         soft = 0.5 * (ramp * weights).sum(2) + 0.5 * hard
         out = hard.detach() + (soft - soft.detach())
         return out.permute(2, 0, 1).unsqueeze(0)
@@ -221,7 +234,7 @@ class LimitedPalette(torch.nn.Module):
                 centers[empty] = pixels[misfit.topk(int(empty.sum())).indices]
         bands = centers[_hsp_squared(centers).argsort()].view(self.palette_size, self.palettes, 3)
         r, g, b = bands.unbind(-1)
-        hue = torch.atan2(3 ** 0.5 * (g - b), 2 * r - g - b)
+        hue = torch.atan2(3**0.5 * (g - b), 2 * r - g - b)
         palette = bands.gather(1, hue.argsort(dim=1).unsqueeze(-1).expand(-1, -1, 3))
         self.palette_param.copy_(palette * PALETTE_INERTIA)
 
@@ -239,10 +252,10 @@ class LimitedPalette(torch.nn.Module):
 
     def _palette_normalization(self):
         """pytti's palette normalisation of the pixels' softmax palette weights."""
-        weights = self.logits.softmax(0).reshape(self.palettes, -1).T                  # (N, palettes)
+        weights = self.logits.softmax(0).reshape(self.palettes, -1).T  # (N, palettes)
         n = weights.shape[0]
         centered = weights - weights.mean(0, keepdim=True)
-        sigma = centered.square().mean(0, keepdim=True).clamp(min=_SIGMA_MIN ** 2).sqrt()
+        sigma = centered.square().mean(0, keepdim=True).clamp(min=_SIGMA_MIN**2).sqrt()
         correlation = (centered.T @ centered) / (sigma.T * sigma * n)
         off_diagonal = correlation - torch.diag(correlation.diagonal())
         return off_diagonal.mean() + (sigma * n).reciprocal().mean()

@@ -299,6 +299,5 @@ class TransitionCache:
         """Go on in memory only after a disk failure, with one warning."""
         with self._lock:
             if self.folder is not None:
-                log.warning("transition cache folder %s is unusable (%s): caching in memory only",
-                            self.folder, exc)
+                log.warning("transition cache folder %s is unusable (%s): caching in memory only", self.folder, exc)
                 self.folder = None

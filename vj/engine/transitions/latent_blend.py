@@ -76,8 +76,9 @@ def parents(paths, k, injection):
 
 def parental_latents(left, right, fraction, step):
     """The parents' latents at `step` for a branch at `fraction`: their slerp at its place between them."""
-    return slerp_latents(left.latents[step], right.latents[step],
-                         (fraction - left.fraction) / (right.fraction - left.fraction))
+    return slerp_latents(
+        left.latents[step], right.latents[step], (fraction - left.fraction) / (right.fraction - left.fraction)
+    )
 
 
 class Trajectories:
@@ -120,8 +121,9 @@ class Trajectories:
         return self.run(fraction, 0, noise, cond, steps)
 
 
-def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), difference=image_difference,
-               crossfeed=None):
+def blend_tree(
+    trajectories, cond_a, cond_b, seed, plan, ends=(None, None), difference=image_difference, crossfeed=None
+):
     """The tree's paths from A (fraction 0) to B (fraction 1), in fraction order. `ends` may hold A's and B's
     endpoint Paths already computed (a chain A -> B -> C reuses B's) with the same seed and steps; `crossfeed`
     (a `Crossfeed`, None: none) pulls each branch toward its parents."""
@@ -129,7 +131,7 @@ def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), diff
     a = trajectories.endpoint(cond_a, seed, plan.steps, 0.0) if a is None else _as_end(a, 0.0, plan)
     b = trajectories.endpoint(cond_b, seed, plan.steps, 1.0) if b is None else _as_end(b, 1.0, plan)
     paths = [a, b]
-    gaps = [difference(a.image, b.image)]          # gaps[k]: difference between paths[k] and paths[k + 1]
+    gaps = [difference(a.image, b.image)]  # gaps[k]: difference between paths[k] and paths[k + 1]
     for injection, count in zip(plan.injections, plan.branches):
         weights = crossfeed.weights(plan.steps, injection) if crossfeed else []
         for _ in range(count):
@@ -137,12 +139,21 @@ def blend_tree(trajectories, cond_a, cond_b, seed, plan, ends=(None, None), diff
             left, right = paths[k], paths[k + 1]
             fraction = (left.fraction + right.fraction) / 2
             parent_a, parent_b = parents(paths, k, injection)
-            feed = {step: (parental_latents(parent_a, parent_b, fraction, step), w)
-                    for step, w in enumerate(weights) if step > injection and w > 0}
-            path = trajectories.run(fraction, injection, parental_latents(parent_a, parent_b, fraction, injection),
-                                    torch.lerp(cond_a, cond_b, fraction), plan.steps, feed)
+            feed = {
+                step: (parental_latents(parent_a, parent_b, fraction, step), w)
+                for step, w in enumerate(weights)
+                if step > injection and w > 0
+            }
+            path = trajectories.run(
+                fraction,
+                injection,
+                parental_latents(parent_a, parent_b, fraction, injection),
+                torch.lerp(cond_a, cond_b, fraction),
+                plan.steps,
+                feed,
+            )
             paths.insert(k + 1, path)
-            gaps[k:k + 1] = [difference(left.image, path.image), difference(path.image, right.image)]
+            gaps[k : k + 1] = [difference(left.image, path.image), difference(path.image, right.image)]
     return paths
 
 

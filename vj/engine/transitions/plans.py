@@ -20,8 +20,10 @@ class TreePlan:
         if self.steps < 1:
             raise EngineError(f"a transition needs at least 1 step, got {self.steps}")
         if len(self.branches) != len(self.injections):
-            raise EngineError(f"{len(self.branches)} branch counts for {len(self.injections)} injection steps: "
-                              "give one count per injection step")
+            raise EngineError(
+                f"{len(self.branches)} branch counts for {len(self.injections)} injection steps: "
+                "give one count per injection step"
+            )
         if any(b < 0 for b in self.branches):
             raise EngineError(f"branch counts must be >= 0, got {list(self.branches)}")
         if list(self.injections) != sorted(self.injections) or any(not 0 <= i < self.steps for i in self.injections):
@@ -57,7 +59,7 @@ class Crossfeed:
         return [0.0] * injection + [self.power + k * fall for k in range(count)] + [0.0] * (steps - injection - count)
 
 
-CROSSFEED = Crossfeed(0.3, 0.6, 0.9)        # latent blending's defaults ...
+CROSSFEED = Crossfeed(0.3, 0.6, 0.9)  # latent blending's defaults ...
 TURBO_CROSSFEED = Crossfeed(1.0, 1.0, 1.0)  # ... and those for turbo models
 
 
@@ -96,7 +98,7 @@ def quality_plan(quality="medium", depth_strength=0.5, steps=4, levels=3):
 
 def _spread(total, levels):
     """`total` branches over `levels` levels, each level about twice the one before."""
-    shares = [2 ** k for k in range(levels)]
+    shares = [2**k for k in range(levels)]
     counts = [total * s // sum(shares) for s in shares]
     for k in range(total - sum(counts)):
         counts[-1 - k % levels] += 1

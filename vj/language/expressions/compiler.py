@@ -14,7 +14,7 @@ MAX_CONSTANT_EXPONENT = 100.0
 # Far beyond any sensible formula. The length bounds the time to check one (the scene parser compiles every
 # prefix of a weight that ends before a '_'); Python's parser, compiler and our checks recurse per level.
 MAX_LENGTH = 2000  # characters
-MAX_DEPTH = 100    # levels of nested operators and calls
+MAX_DEPTH = 100  # levels of nested operators and calls
 FALLBACK_VALUE = 0.0
 
 _BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
@@ -40,11 +40,22 @@ _REJECTED = {
 }
 _ALLOWED_SUMMARY = "numbers, variable names, + - * / // % **, comparisons, and/or/not, 'a if c else b', function calls"
 _OPERATORS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_,
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Not: operator.not_,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
 }
 
 
@@ -94,8 +105,12 @@ class Expression:
     def _fail(self, why):
         self.failures += 1
         if self.failures == 1:
-            log.warning("expression %r: %s; using %s (further failures of it are counted, not logged)",
-                        self.source, why, FALLBACK_VALUE)
+            log.warning(
+                "expression %r: %s; using %s (further failures of it are counted, not logged)",
+                self.source,
+                why,
+                FALLBACK_VALUE,
+            )
         return FALLBACK_VALUE
 
     def __repr__(self):
@@ -139,8 +154,9 @@ def _parse(text):
     try:
         ast.parse(text, mode="exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        raise _message(text, getattr(error, "offset", None),
-                       f"invalid syntax ({getattr(error, 'msg', error)})") from None
+        raise _message(
+            text, getattr(error, "offset", None), f"invalid syntax ({getattr(error, 'msg', error)})"
+        ) from None
     raise _message(text, None, "statements (import, assignment, ...) are not allowed")
 
 
@@ -168,9 +184,26 @@ class _Validator(ast.NodeVisitor):
         for kind, message in _REJECTED.items():
             if isinstance(node, kind):
                 self.fail(node, message)
-        if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
-                                 ast.IfExp, ast.Call, ast.Name, ast.Constant, ast.Load,
-                                 ast.And, ast.Or) + _BINARY + _UNARY + _COMPARE):
+        if not isinstance(
+            node,
+            (
+                ast.Expression,
+                ast.BinOp,
+                ast.UnaryOp,
+                ast.BoolOp,
+                ast.Compare,
+                ast.IfExp,
+                ast.Call,
+                ast.Name,
+                ast.Constant,
+                ast.Load,
+                ast.And,
+                ast.Or,
+            )
+            + _BINARY
+            + _UNARY
+            + _COMPARE,
+        ):
             self.fail(node, f"'{type(node).__name__}' is not allowed; use {_ALLOWED_SUMMARY}")
         super().generic_visit(node)
 
@@ -189,8 +222,7 @@ class _Validator(ast.NodeVisitor):
         if name not in self.variables:
             others = sorted(set(CONSTANTS) | set(FUNCTIONS))  # a variable is the likelier meaning
             hint = did_you_mean(name, self.variables) or did_you_mean(name, others)
-            self.fail(node, f"unknown name {_quoted(name)}{hint}; "
-                            f"variables here: {', '.join(sorted(self.variables))}")
+            self.fail(node, f"unknown name {_quoted(name)}{hint}; variables here: {', '.join(sorted(self.variables))}")
         self.used.add(name)
 
     def visit_Call(self, node):
@@ -224,20 +256,28 @@ class _ConstantFolder:
         if isinstance(node, ast.BinOp):
             left, right = self.value(node.left), self.value(node.right)
             if isinstance(node.op, ast.Pow) and right is not None and abs(right) > MAX_CONSTANT_EXPONENT:
-                raise _error(self.source, node,
-                             f"exponent too large (|exponent| must be <= {MAX_CONSTANT_EXPONENT:g})")
+                raise _error(self.source, node, f"exponent too large (|exponent| must be <= {MAX_CONSTANT_EXPONENT:g})")
             return self._apply(node, _OPERATORS[type(node.op)], left, right)
         if isinstance(node, ast.Compare):
             operators = [_OPERATORS[type(op)] for op in node.ops]
-            return self._apply(node, lambda *v: all(op(a, b) for op, a, b in zip(operators, v, v[1:])),
-                               *map(self.value, [node.left, *node.comparators]))
+            return self._apply(
+                node,
+                lambda *v: all(op(a, b) for op, a, b in zip(operators, v, v[1:])),
+                *map(self.value, [node.left, *node.comparators]),
+            )
         if isinstance(node, ast.BoolOp):
             stops_at = (lambda v: not v) if isinstance(node.op, ast.And) else bool
-            return self._apply(node, lambda *v: next((x for x in v if stops_at(x)), v[-1]),
-                               *map(self.value, node.values))
+            return self._apply(
+                node, lambda *v: next((x for x in v if stops_at(x)), v[-1]), *map(self.value, node.values)
+            )
         if isinstance(node, ast.IfExp):
-            return self._apply(node, lambda test, body, orelse: body if test else orelse,
-                               self.value(node.test), self.value(node.body), self.value(node.orelse))
+            return self._apply(
+                node,
+                lambda test, body, orelse: body if test else orelse,
+                self.value(node.test),
+                self.value(node.body),
+                self.value(node.orelse),
+            )
         for child in ast.iter_child_nodes(node):  # a name, or a call and its arguments
             self.value(child)
         return None

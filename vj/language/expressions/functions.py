@@ -56,17 +56,30 @@ def osc(x):
 def _float_result(function):
     """`function` with its result made a float: Python's ceil, floor, trunc and round give integers and
     isfinite, isinf and isnan booleans, and integers could grow huge (ceil(9e9)**ceil(9e9) never finishes)."""
+
     def wrapped(*args):
         return float(function(*args))
+
     return wrapped
 
 
 FUNCTIONS = {name: getattr(math, name) for name in _MATH_FUNCTIONS}
 FUNCTIONS.update(
     {name: _float_result(getattr(math, name)) for name in ("ceil", "floor", "trunc", "isfinite", "isinf", "isnan")},
-    abs=abs, min=min, max=max, pow=pow, round=_float_result(round),
-    clamp=clamp, lerp=lerp, mix=lerp, smoothstep=smoothstep, step=step,
-    saw=saw, tri=tri, sqr=sqr, osc=osc,
+    abs=abs,
+    min=min,
+    max=max,
+    pow=pow,
+    round=_float_result(round),
+    clamp=clamp,
+    lerp=lerp,
+    mix=lerp,
+    smoothstep=smoothstep,
+    step=step,
+    saw=saw,
+    tri=tri,
+    sqr=sqr,
+    osc=osc,
 )
 
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}

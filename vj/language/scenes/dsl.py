@@ -175,7 +175,7 @@ def _weight_and_mask(text, variables):
                     weight = compile_expression(text[:i], variables)
                 except ExpressionError:
                     continue
-                return weight, _mask(text[i + 1:].strip())
+                return weight, _mask(text[i + 1 :].strip())
         raise whole_error
 
 
@@ -185,8 +185,10 @@ def _prompt(fields, variables, scene_no):
     if not text:
         raise SceneError(f"{label}: empty prompt text before ':'")
     if len(fields) > 3:
-        raise SceneError(f"{label}: too many ':' (a prompt is TEXT:WEIGHT:STOP); "
-                         "to put ':' in the text write \\: or quote the text, like \"16:9 photo\":1")
+        raise SceneError(
+            f"{label}: too many ':' (a prompt is TEXT:WEIGHT:STOP); "
+            "to put ':' in the text write \\: or quote the text, like \"16:9 photo\":1"
+        )
     is_image = _is_image(fields[0])
     try:  # brace groups first: a ':' inside a group splits the prompt, and this error says so
         edits = None if is_image else parse_edits(text, variables)
@@ -197,8 +199,9 @@ def _prompt(fields, variables, scene_no):
         if len(fields) >= 2:
             wtext = _text(fields[1])
             if not wtext:
-                raise SceneError(f"{label}: empty weight after ':'; write a number or an expression, "
-                                 f"like {text}:1 or {text}:fLo")
+                raise SceneError(
+                    f"{label}: empty weight after ':'; write a number or an expression, like {text}:1 or {text}:fLo"
+                )
             weight, mask = _weight_and_mask(wtext, variables)
         if len(fields) == 3:
             stext = _text(fields[2])

@@ -9,16 +9,24 @@ there and in README, "Token-level prompt arithmetic").
 
 from dataclasses import dataclass
 
-from vj.engine.diffusion.prompt_edits import (EditSyntaxError, format_text, has_groups, split_groups, split_terms,
-                                              substitute)
+from vj.engine.diffusion.prompt_edits import (
+    EditSyntaxError,
+    format_text,
+    has_groups,
+    split_groups,
+    split_terms,
+    substitute,
+)
 from vj.language.expressions import Expression, ExpressionError, compile_expression, constant
 from vj.language.value_ranges import UNREPORTED, out_of_range
 
 __all__ = ["EditSyntaxError", "PromptEdits", "Term", "parse_edits", "plain_prompt_text", "prompt_text", "scene_prompts"]
 
 _ONE = constant(1.0)
-_SPLIT_HINT = (" (a ':' or '|' inside braces ends the prompt's text there: write \\: or \\|, or quote the text, "
-               "like \"{cat + 0.5*dog}\":1)")
+_SPLIT_HINT = (
+    " (a ':' or '|' inside braces ends the prompt's text there: write \\: or \\|, or quote the text, "
+    'like "{cat + 0.5*dog}":1)'
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,10 @@ class PromptEdits:
         """The canonical numeric text of the frame with variables `env` (floats written with repr); `hold` (a
         vj.language.value_ranges.ValueGuard) keeps each coefficient in its range."""
         hold = hold or UNREPORTED
-        return format_text(self.pieces, [[(hold("coefficient", f"'{t.words}'", t.value(env)), t.words) for t in g]
-                                         for g in self.groups])
+        return format_text(
+            self.pieces,
+            [[(hold("coefficient", f"'{t.words}'", t.value(env)), t.words) for t in g] for g in self.groups],
+        )
 
 
 def parse_edits(text, variables):
@@ -72,8 +82,11 @@ def parse_edits(text, variables):
                 try:
                     expr = compile_expression(coefficient, variables)
                 except ExpressionError as exc:
-                    hint = " (a coefficient with + or - needs parentheses, like (0.5 + fLo)*dog)" if (
-                        "invalid syntax" in str(exc)) else ""
+                    hint = (
+                        " (a coefficient with + or - needs parentheses, like (0.5 + fLo)*dog)"
+                        if ("invalid syntax" in str(exc))
+                        else ""
+                    )
                     raise EditSyntaxError(f"coefficient of '{words}' in '{{{body.strip()}}}': {exc}{hint}") from None
             term = Term(float(sign), expr, words)
             reason = out_of_range("coefficient", term.value(None)) if expr.is_constant else None
@@ -100,6 +113,8 @@ def prompt_text(prompt, env, hold=None):
 def scene_prompts(scene, env, hold):
     """A scene's (text, weight) prompts for the engine in `env`, every number held in its range by `hold` (image
     prompts act through CLIP guidance only)."""
-    return tuple((prompt_text(p, env, hold), hold("weight", f"'{plain_prompt_text(p)}'", p.weight(env)))
-                 for p in scene.prompts if not p.is_image)
-
+    return tuple(
+        (prompt_text(p, env, hold), hold("weight", f"'{plain_prompt_text(p)}'", p.weight(env)))
+        for p in scene.prompts
+        if not p.is_image
+    )

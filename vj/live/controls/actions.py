@@ -17,6 +17,7 @@ from vj.throttled_log import RateLimitedLog
 @dataclass(frozen=True)
 class SetControl:
     """Set control `name` to `value`, in the control's own range."""
+
     name: str
     value: float
 
@@ -24,6 +25,7 @@ class SetControl:
 @dataclass(frozen=True)
 class JumpScene:
     """Go to scene `index` (0-based), quantized like every scene change."""
+
     index: int
 
 
@@ -40,36 +42,42 @@ class PreviousScene:
 @dataclass(frozen=True)
 class QueueScene:
     """Make scene `index` the one that `NextScene` goes to."""
+
     index: int
 
 
 @dataclass(frozen=True)
 class Blackout:
     """Black output: on, off, or toggle (`on` None)."""
+
     on: bool | None = None
 
 
 @dataclass(frozen=True)
 class Freeze:
     """Hold the current frame: on, off, or toggle (`on` None)."""
+
     on: bool | None = None
 
 
 @dataclass(frozen=True)
 class TapTempo:
     """A tap at time `t` (seconds, the show clock; None: when the show applies it)."""
+
     t: float | None = None
 
 
 @dataclass(frozen=True)
 class Downbeat:
     """The beat nearest to time `t` (None: now) is the first of a bar."""
+
     t: float | None = None
 
 
 @dataclass(frozen=True)
 class ReplacePrompt:
     """Replace the text of scene `index` (0-based) with `text` (scene DSL for one scene)."""
+
     index: int
     text: str
 
@@ -92,6 +100,7 @@ class ReloadPreset:
 @dataclass(frozen=True)
 class Learn:
     """MIDI learn: the next CC that moves binds to control `name` (None: stop learning)."""
+
     name: str | None
 
 
@@ -99,6 +108,7 @@ class Learn:
 class LearnNext:
     """MIDI learn from the HUD: pick the next control (`step` 1) or the previous one (-1) to learn; stepping past
     either end stops learning."""
+
     step: int = 1
 
 
@@ -106,6 +116,7 @@ class LearnNext:
 class Warn:
     """A warning for the HUD (and the log) from an input: something it was sent is refused, e.g. an over-long
     prompt, so the performer sees it like a prompt the show cannot parse."""
+
     text: str
 
 

@@ -7,8 +7,6 @@ A control has a default, a range and a curve; the curve maps a knob's position p
 """
 
 
-
-
 class Controls:
     """The current value of every control; written by the show thread between frames, read by anyone."""
 

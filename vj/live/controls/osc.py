@@ -21,8 +21,22 @@ from pythonosc import osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, Learn, NextScene, PreviousScene,
-                                QueueScene, RateLimitedLog, ReplacePrompt, SetControl, TapTempo, ToggleHud, Warn)
+from vj.live.controls.actions import (
+    Blackout,
+    Downbeat,
+    Freeze,
+    JumpScene,
+    Learn,
+    NextScene,
+    PreviousScene,
+    QueueScene,
+    RateLimitedLog,
+    ReplacePrompt,
+    SetControl,
+    TapTempo,
+    ToggleHud,
+    Warn,
+)
 from vj.errors import VjError
 
 log = logging.getLogger(__name__)
@@ -75,8 +89,10 @@ def _listen_address(host, port):
     try:
         ip = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
     except ValueError:
-        raise OscError(f"OSC host {host!r} is not an IP address: pass --osc 127.0.0.1:{port or DEFAULT_PORT} "
-                       f"(this machine only) or --osc 0.0.0.0:{port or DEFAULT_PORT} (every network)") from None
+        raise OscError(
+            f"OSC host {host!r} is not an IP address: pass --osc 127.0.0.1:{port or DEFAULT_PORT} "
+            f"(this machine only) or --osc 0.0.0.0:{port or DEFAULT_PORT} (every network)"
+        ) from None
     return (socket.AF_INET6, (str(ip), port)) if ip.version == 6 else (socket.AF_INET, (str(ip), port))
 
 
@@ -87,8 +103,9 @@ def _networks(allow):
         try:
             nets.append(ipaddress.ip_network(entry, strict=False))
         except (TypeError, ValueError):
-            raise OscError(f"OSC allow list: {entry!r} is not an IP address or network "
-                           f"(e.g. 192.168.1.20 or 192.168.1.0/24)") from None
+            raise OscError(
+                f"OSC allow list: {entry!r} is not an IP address or network (e.g. 192.168.1.20 or 192.168.1.0/24)"
+            ) from None
     return tuple(nets)
 
 
@@ -101,11 +118,15 @@ def _bind_error(exc, host, port):
     where = _endpoint(host, port)
     if exc.errno == errno.EADDRINUSE:
         other = port + 1 if port < 65535 else DEFAULT_PORT
-        return (f"OSC port {where} is already in use (another program or another vj listens there): "
-                f"pass a free one, e.g. --osc {_endpoint(host, other)}")
+        return (
+            f"OSC port {where} is already in use (another program or another vj listens there): "
+            f"pass a free one, e.g. --osc {_endpoint(host, other)}"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return (f"OSC cannot listen on {where}: {host} is not an address of this machine; "
-                f"pass one of its addresses, e.g. --osc 127.0.0.1:{port}")
+        return (
+            f"OSC cannot listen on {where}: {host} is not an address of this machine; "
+            f"pass one of its addresses, e.g. --osc 127.0.0.1:{port}"
+        )
     if exc.errno == errno.EACCES:
         return f"OSC port {where} needs privileges: pass a port above 1023, e.g. --osc {_endpoint(host, DEFAULT_PORT)}"
     return f"OSC cannot listen on {where} ({exc.strerror}): pass another address, e.g. --osc 127.0.0.1:{DEFAULT_PORT}"
@@ -126,7 +147,7 @@ def _split(packet, depth=0):
         size, i = osc_types.get_int(packet, i)
         if size <= 0 or size % 4 or i + size > len(packet):
             raise _Drop(f"bundle element of size {size} in a {len(packet)}-byte packet")
-        messages += _split(packet[i:i + size], depth + 1)
+        messages += _split(packet[i : i + size], depth + 1)
         i += size
     return messages
 
@@ -164,9 +185,11 @@ def _flag(args, valid="1 (on), 0 (off) or nothing (toggle)"):
 
 def _trigger(action):
     """A handler firing `action` on 1 or no argument; 0 is a button's release (Resolume, TouchOSC): nothing to do."""
+
     def handle(args):
         on = _flag(args, "1 or nothing (press) or 0 (release)")
         return action if on is None or on else None
+
     return handle
 
 
@@ -222,13 +245,17 @@ class OscInput:
             raise OscError(_bind_error(exc, sockaddr[0], port)) from None
         self.host, self.port = self._server.server_address[:2]
         self._closed = False
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="vj-osc", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="vj-osc", daemon=True
+        )
         self._thread.start()
         log.info("OSC listening on %s", self.endpoint)
         if not ipaddress.ip_address(self.host).is_loopback and self._allow is None:
-            log.warning("OSC listens on %s: any machine on the network can control the show "
-                        "(give an allow list to limit senders)", _endpoint(self.host, self.port))
+            log.warning(
+                "OSC listens on %s: any machine on the network can control the show "
+                "(give an allow list to limit senders)",
+                _endpoint(self.host, self.port),
+            )
 
     @property
     def endpoint(self):
@@ -307,7 +334,7 @@ class OscInput:
         if handler is not None:
             return handler(args)
         if address.startswith(CONTROL_PREFIX):
-            return self._set_control(address[len(CONTROL_PREFIX):], args)
+            return self._set_control(address[len(CONTROL_PREFIX) :], args)
         raise _Drop("is not an OSC address of vj (see README: OSC)")
 
     def _control_spec(self, name):

@@ -19,17 +19,17 @@ from vj.live.controls.midi.ports import midi_port_names, open_matching_input
 
 log = logging.getLogger(__name__)
 
-PICKUP_TOLERANCE = 2 / 127   # a knob this close to the control's position picks it up
-POLL_INTERVAL = 0.002        # seconds between polls of an idle port (mido's own blocking receive polls at 1 ms)
-OWNED_VALUES = 256           # values a knob set that the show may not have applied yet
+PICKUP_TOLERANCE = 2 / 127  # a knob this close to the control's position picks it up
+POLL_INTERVAL = 0.002  # seconds between polls of an idle port (mido's own blocking receive polls at 1 ms)
+OWNED_VALUES = 256  # values a knob set that the show may not have applied yet
 
 
 @dataclass
 class _Knob:
     """Pickup state of the knob bound to one control."""
 
-    position: float | None = None          # the knob's last position 0..1 (None: not moved yet)
-    spec: object = None                    # the control's spec when the knob picked it up (None: not picked up)
+    position: float | None = None  # the knob's last position 0..1 (None: not moved yet)
+    spec: object = None  # the control's spec when the knob picked it up (None: not picked up)
     owned: deque = field(default_factory=lambda: deque(maxlen=OWNED_VALUES))
 
 
@@ -57,8 +57,18 @@ class MidiInput:
     arrive, instead of when the show applies them. Control values and specs are read from `controls`.
     """
 
-    def __init__(self, port_name_substring, midi_map, controls, bus, open_port=None, *, list_names=None,
-                 clock=None, retry_interval=1.0):
+    def __init__(
+        self,
+        port_name_substring,
+        midi_map,
+        controls,
+        bus,
+        open_port=None,
+        *,
+        list_names=None,
+        clock=None,
+        retry_interval=1.0,
+    ):
         if open_port is None:
             open_port, list_names = open_matching_input, list_names or midi_port_names
         self.substring = port_name_substring
@@ -69,7 +79,7 @@ class MidiInput:
         self._list_names = list_names
         self._clock = clock
         self._retry = retry_interval
-        self._lock = threading.Lock()          # the map, knobs and learning: reader thread vs. show and HUD
+        self._lock = threading.Lock()  # the map, knobs and learning: reader thread vs. show and HUD
         self._stop = threading.Event()
         self._knobs = {}
         self._learning = None
@@ -107,8 +117,9 @@ class MidiInput:
         """MIDI learn: the next CC message binds its (channel, cc) to control `name` and saves the learned file;
         None stops learning. Returns False (and logs why) if `name` is not a control."""
         if name is not None and name not in self._controls.specs:
-            log.warning("MIDI learn: '%s' is not a control (controls: %s)", name,
-                        ", ".join(self._controls.specs) or "none")
+            log.warning(
+                "MIDI learn: '%s' is not a control (controls: %s)", name, ", ".join(self._controls.specs) or "none"
+            )
             return False
         with self._lock:
             self._learning = name
@@ -123,8 +134,12 @@ class MidiInput:
         with self._lock:
             for name, knob in self._knobs.items():
                 spec, current = self._controls.specs.get(name), self._controls.values.get(name)
-                if spec is not None and current is not None and knob.position is not None \
-                        and not _picked(knob, spec, current):
+                if (
+                    spec is not None
+                    and current is not None
+                    and knob.position is not None
+                    and not _picked(knob, spec, current)
+                ):
                     out[name] = (knob.position, spec.position(current))
         return out
 
@@ -248,8 +263,9 @@ class MidiInput:
         if not _picked(knob, spec, current):
             knob.spec = None
             target, before = spec.position(current), knob.position
-            if abs(position - target) <= PICKUP_TOLERANCE or (before is not None
-                                                              and (before - target) * (position - target) <= 0):
+            if abs(position - target) <= PICKUP_TOLERANCE or (
+                before is not None and (before - target) * (position - target) <= 0
+            ):
                 knob.spec = spec
                 knob.owned.clear()
                 knob.owned.append(current)

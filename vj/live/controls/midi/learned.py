@@ -60,8 +60,9 @@ def load_learned(path, control_names):
         return (), []
     items = data.get("cc", []) if isinstance(data, dict) else None
     if not isinstance(items, list):
-        return (), [f"{path}: expected `cc: [{{channel: 1, cc: 21, control: zoom}}, ...]`; learned MIDI bindings "
-                    "ignored"]
+        return (), [
+            f"{path}: expected `cc: [{{channel: 1, cc: 21, control: zoom}}, ...]`; learned MIDI bindings ignored"
+        ]
     bindings, warnings = (), []
     for i, item in enumerate(items):
         try:
@@ -80,9 +81,11 @@ def save_learned(path, bindings):
     """Write learned CC bindings as YAML; atomically, so a show stopped mid-write keeps the previous file."""
     path = Path(path)
     data = {"cc": [{"channel": b.channel, "cc": b.cc, "control": b.control} for b in bindings]}
-    text = ("# MIDI bindings learned in `vj live`; they replace the preset's midi.cc bindings of the same control or "
-            "the same\n# channel and cc. Edit or delete freely.\n" + yaml.safe_dump(data, sort_keys=False,
-                                                                                 default_flow_style=None))
+    text = (
+        "# MIDI bindings learned in `vj live`; they replace the preset's midi.cc bindings of the same control or "
+        "the same\n# channel and cc. Edit or delete freely.\n"
+        + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    )
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

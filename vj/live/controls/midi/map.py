@@ -6,14 +6,30 @@ It is built from the preset's `midi` section plus the bindings learned during sh
 import logging
 
 from vj.config.live_keys import MidiSection
-from vj.live.controls.actions import (Blackout, Downbeat, Freeze, JumpScene, NextScene, PreviousScene, QueueScene,
-                                      TapTempo, ToggleHud)
+from vj.live.controls.actions import (
+    Blackout,
+    Downbeat,
+    Freeze,
+    JumpScene,
+    NextScene,
+    PreviousScene,
+    QueueScene,
+    TapTempo,
+    ToggleHud,
+)
 from vj.live.controls.midi.learned import add_binding, learned_path, load_learned
 
 log = logging.getLogger(__name__)
 
-_SIMPLE_ACTIONS = {"next_scene": NextScene, "previous_scene": PreviousScene, "blackout": Blackout,
-                   "freeze": Freeze, "tap_tempo": TapTempo, "downbeat": Downbeat, "hud": ToggleHud}
+_SIMPLE_ACTIONS = {
+    "next_scene": NextScene,
+    "previous_scene": PreviousScene,
+    "blackout": Blackout,
+    "freeze": Freeze,
+    "tap_tempo": TapTempo,
+    "downbeat": Downbeat,
+    "hud": ToggleHud,
+}
 
 
 def note_action(binding):

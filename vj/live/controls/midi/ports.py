@@ -10,8 +10,9 @@ import sys
 from vj.errors import VjError
 
 ALSA_SEQUENCER = "/dev/snd/seq"
-NO_SEQUENCER = ("on Linux MIDI needs the ALSA sequencer, /dev/snd/seq: load the snd-seq kernel module "
-                "(sudo modprobe snd-seq)")
+NO_SEQUENCER = (
+    "on Linux MIDI needs the ALSA sequencer, /dev/snd/seq: load the snd-seq kernel module (sudo modprobe snd-seq)"
+)
 
 
 class MidiError(VjError):
@@ -25,12 +26,14 @@ def midi_port_names():
         raise MidiError(f"no MIDI backend works here: {NO_SEQUENCER}")
     try:
         import mido
+
         return list(mido.get_input_names())
     except ImportError as exc:
         raise MidiError(f"MIDI needs the Python packages mido and python-rtmidi ({exc})") from None
     except OSError as exc:  # rtmidi's errors are OSErrors; without /dev/snd/seq every call fails
-        raise MidiError(f"no MIDI backend works here: {str(exc).strip() or type(exc).__name__} "
-                        f"({NO_SEQUENCER})") from None
+        raise MidiError(
+            f"no MIDI backend works here: {str(exc).strip() or type(exc).__name__} ({NO_SEQUENCER})"
+        ) from None
 
 
 def open_matching_input(substring):
@@ -40,6 +43,7 @@ def open_matching_input(substring):
     if not matches:
         raise MidiError(f"no MIDI input port name contains '{substring}' (ports here: {', '.join(names) or 'none'})")
     import mido
+
     try:
         return mido.open_input(matches[0])
     except OSError as exc:
