@@ -75,7 +75,7 @@ LAYERS = {
     # a preset that names open_clip `perceptors` is checked against open_clip's own list of models
     "vj.config": BASE + SHARED_WORDS + ["vj.language", "vj.engine.guidance.perceptors"],
     "vj.audio": BASE + ["vj.config", "vj.language"],
-    "vj.video": BASE,
+    "vj.video": BASE + ["vj.config"],
     "vj.show": BASE + ["vj", "vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video"],
     "vj.live": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show"],
     "vj.commands": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show", "vj.live"],

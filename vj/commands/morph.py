@@ -93,7 +93,7 @@ def main(args):
 
         Image.fromarray(np.concatenate(frames, axis=1)).save(out)
     else:
-        from vj.video.mp4 import Mp4Writer
+        from vj.video.outputs.mp4 import Mp4Writer
 
         writer = Mp4Writer(out, preset.frames_per_second, preset.width, preset.height)
         for frame in frames:

@@ -13,7 +13,7 @@ from vj.audio.sources.files import SilenceSource
 from vj.show.session import ShowSession
 from vj.show.blends import scene_changes
 from vj.config.loading import load_preset
-from vj.video.mp4 import Mp4Writer, read_track
+from vj.video.outputs.mp4 import Mp4Writer, read_track
 from vj.errors import VjError
 
 
