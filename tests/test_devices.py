@@ -415,3 +415,30 @@ def test_the_recorder_catches_a_tensor_made_without_a_device(monkeypatch):
     with recorder:
         warp(image, Motion(translate_x=1.0))
     assert [site[:2] for site in recorder.implicit] == [("tests/test_devices.py", "careless")]
+
+
+def test_vj_devices_lists_cameras_and_ndi_sources(monkeypatch):
+    from types import SimpleNamespace
+
+    from vj.commands import devices as command
+    from vj.video.frames import VideoError
+    from vj.video.sources import cameras, ndi
+
+    monkeypatch.setattr(cameras, "list_cameras", lambda: [SimpleNamespace(index=0, name="C920", device="/dev/video0")])
+    monkeypatch.setattr(ndi, "list_ndi_sources", lambda wait: ["STUDIO (Resolume)"])
+    assert command._video_inputs() == [
+        "cameras (--video-in camera:N or camera:NAME):",
+        "  0: 'C920' (/dev/video0)",
+        "NDI sources (--video-in ndi:NAME):",
+        "  'STUDIO (Resolume)'",
+    ]
+
+    def missing(wait):
+        raise VideoError("ndi:NAME needs the NDI extra: pip install 'vj[ndi]'")
+
+    monkeypatch.setattr(cameras, "list_cameras", lambda: [])
+    monkeypatch.setattr(ndi, "list_ndi_sources", missing)
+    assert command._video_inputs() == [
+        "cameras: none",
+        "NDI sources: ndi:NAME needs the NDI extra: pip install 'vj[ndi]'",
+    ]

@@ -168,9 +168,27 @@ def cmd_prerender(args):
     return prerender.main(args)
 
 
+def _check_video_options(args):
+    """--out, --headless and --video-in, refused before the models load."""
+    from vj.video.outputs.targets import check_target
+    from vj.video.sources.specs import check_video_spec
+
+    problems = [("--out", check_target(t)) for t in args.out or ()]  # each problem names its target or source
+    problems.append(("--video-in", check_video_spec(args.video_in) if args.video_in else None))
+    for option, problem in problems:
+        if problem:
+            raise UsageError(f"{option}: {problem}")
+    twice = sorted({t for t in args.out or () if args.out.count(t) > 1})
+    if twice:
+        raise UsageError(f"--out {', '.join(twice)} given twice; each target takes the frames once")
+    if args.headless and not args.out:
+        raise UsageError("--headless shows nothing: give one or more --out TARGET to send the frames to")
+
+
 def cmd_live(args):
     from vj.live import main as live
 
+    _check_video_options(args)
     if args.stats:
         _output_file(args.stats, "--stats")
     return live.main(args)
@@ -358,6 +376,20 @@ def build_parser():
         help="crossfade between engine frames when the engine is slower than the display (default: repeat frames)",
     )
     p.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (H shows it)")
+    p.add_argument(
+        "--video-in",
+        metavar="SOURCE",
+        help="Video Source mode from a file (played in real time, looped), a URL (udp://, srt://, rtsp://, "
+        "http(s)://), camera:N or camera:NAME, or ndi:NAME (replaces the preset's video_path)",
+    )
+    p.add_argument(
+        "--out",
+        action="append",
+        metavar="TARGET",
+        help="also send the frames shown (no HUD) to TARGET: srt://HOST:PORT, udp://HOST:PORT, ndi:NAME, "
+        "virtualcam, spout:NAME (Windows), syphon:NAME (macOS); repeatable",
+    )
+    p.add_argument("--headless", action="store_true", help="no window: the frames go only to the --out targets")
     p.add_argument("--stats", metavar="FILE", help="write JSON lines of show statistics, about one a second")
     p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
     _engine_options(p)

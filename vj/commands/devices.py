@@ -1,5 +1,5 @@
-"""`vj devices`: what a show can use on this machine, per subsystem (engine, audio, MIDI, displays); a subsystem
-without devices says so."""
+"""`vj devices`: what a show can use on this machine, per subsystem (engine, audio, MIDI, displays, cameras, NDI
+sources); a subsystem without devices says so."""
 
 import os
 
@@ -55,6 +55,27 @@ def _engine():
     return [f"engine devices (--device; auto picks {here[0]}):"] + [f"  {describe(name)}" for name in here]
 
 
+def _video_inputs():
+    from vj.video.frames import VideoError
+    from vj.video.sources.cameras import list_cameras
+    from vj.video.sources.ndi import list_ndi_sources
+
+    lines = []
+    try:
+        found = list_cameras()
+        lines += ["cameras: none"] if not found else ["cameras (--video-in camera:N or camera:NAME):"]
+        lines += [f"  {c.index}: '{c.name}' ({c.device})" for c in found]
+    except VideoError as exc:
+        lines.append(f"cameras: {exc}")
+    try:
+        names = list_ndi_sources(1.0)
+        lines += ["NDI sources: none found"] if not names else ["NDI sources (--video-in ndi:NAME):"]
+        lines += [f"  '{n}'" for n in names]
+    except VideoError as exc:
+        lines.append(f"NDI sources: {exc}")
+    return lines
+
+
 def report():
     """The lines `vj devices` prints."""
-    return "\n".join(_engine() + _audio() + _midi() + _displays())
+    return "\n".join(_engine() + _audio() + _midi() + _displays() + _video_inputs())

@@ -69,19 +69,24 @@ def main(args):
             file=sys.stderr,
         )
     session = ShowSession.open(preset, args.device, args.dtype, args.compile)
-    engine = session.engine()
-    if session.blends():  # computed (or found in the cache) before the first frame, as a show does while a scene plays
-        pairs = scene_changes(preset, args.start, duration)
-        if pairs:
-            session.prepare(pairs)
-    director = session.director()
-    audio = (
-        read_track(track, preset.input_audio_offset + args.start, count / preset.frames_per_second) if track else None
-    )
-    frames_dir = Path(args.frames) if args.frames else None
-    if frames_dir:
-        frames_dir.mkdir(parents=True, exist_ok=True)
-    return write(engine, requests(preset, director, track, args.start, count), out, preset, audio, count, frames_dir)
+    try:
+        engine = session.engine()
+        if (
+            session.blends()
+        ):  # computed (or found in the cache) before the first frame, as a show does while a scene plays
+            pairs = scene_changes(preset, args.start, duration)
+            if pairs:
+                session.prepare(pairs)
+        director = session.director()
+        offset = preset.input_audio_offset + args.start
+        audio = read_track(track, offset, count / preset.frames_per_second) if track else None
+        frames_dir = Path(args.frames) if args.frames else None
+        if frames_dir:
+            frames_dir.mkdir(parents=True, exist_ok=True)
+        frames = requests(preset, director, track, args.start, count)
+        return write(engine, frames, out, preset, audio, count, frames_dir)
+    finally:
+        session.close()
 
 
 def write(engine, request_stream, out, preset, audio, count, frames_dir=None):

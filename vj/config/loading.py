@@ -15,6 +15,7 @@ from vj.language.expressions.compiler import did_you_mean
 from vj.language.expressions.functions import BUILTIN_VARIABLES
 from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
+from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
 from vj.language.scenes import SceneError, parse_scenes
 from vj.config.schema import (
     CONTROL_FIELDS,
@@ -445,6 +446,61 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
     return direct
 
 
+def probe_video(path):
+    """Why PyAV cannot decode a video file (one line naming it), or None: it opens, has a video stream and its
+    first frame decodes."""
+    import av  # bundles FFmpeg; imports no torch
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return f"'{path}' has no video stream"
+            next(container.decode(video=0))
+    except StopIteration:
+        return f"'{path}' has no video frame that decodes"
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return f"cannot decode the video file '{path}' ({reason.splitlines()[0]})"
+    return None
+
+
+def video_path_problem(text, base):
+    """Why `video_path` cannot be played, or None: a stream URL of a scheme vj reads (not connected to here), or
+    a file relative to `base` that exists and decodes."""
+    scheme = scheme_of(text)
+    if scheme is not None:
+        if scheme in STREAM_SCHEMES:
+            return None
+        schemes = ", ".join(f"{s}://" for s in STREAM_SCHEMES)
+        return f"unknown scheme '{scheme}://' in '{text}': video_path takes a file or a URL of {schemes}"
+    if text.startswith((CAMERA_PREFIX, NDI_PREFIX)):
+        return f"'{text}' is a live input: give it to `vj live --video-in {text}`; video_path takes a file or a URL"
+    path = resolve_path(text, base)
+    if not path.is_file():
+        return f"video file '{text}' not found (relative to the preset)"
+    return probe_video(path)
+
+
+def _video(raw, values, problems, base, warnings):
+    """Video Source keys: the video's file or URL; a Video Source preset without one is kept (a live show's
+    --video-in may give it) with its problem, which the Director raises when such a preset is shown without a
+    video."""
+    text, mode = values["video_path"].strip(), values["animation_mode"]
+    values["video_path"] = text
+    if text:
+        problem = video_path_problem(text, base)
+        if problem:
+            problems.add(_line(raw, "video_path"), "video_path", problem)
+        if mode != "Video Source":
+            warnings.append(f"video_path has no effect with animation_mode {mode} (use Video Source)")
+    elif mode == "Video Source":
+        line = _line(raw, "animation_mode")
+        message = "Video Source needs video_path (a video file or a stream URL)"
+        warnings.append(f"animation_mode: {message}: `vj render` refuses it; `vj live --video-in SOURCE` gives one")
+        where = f"{problems.name}:{line}" if line else problems.name
+        values["video_problem"] = f"{where}: animation_mode: {message}, or `vj live --video-in SOURCE`"
+
+
 def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem."""
     problems = _Problems(name)
@@ -479,6 +535,7 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     warnings = []
     direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
     _transition_plan(raw, values, problems)
+    _video(raw, values, problems, base, warnings)
     if len(values["scene_duration"]) > max(len(scenes), 1):
         problems.add(
             _line(raw, "scene_duration"),

@@ -17,6 +17,7 @@ from vj.config.keys import (
     NUMBER,
     PATH,
     POSITIVE,
+    POSITIVE_INTEGER,
     REQUIRED,
     TEXT,
     Check,
@@ -33,7 +34,9 @@ from vj.config.keys import (
     variable_name,
 )
 from vj.config.live_keys import CURVES
+from vj.config.video_keys import ANIMATION_MODES, ANIMATION_SPELLINGS, REFUSED_ANIMATION_MODES, STREAM_SCHEMES
 from vj.language.expressions import Expression, compile_expression
+from vj.language.expressions.compiler import did_you_mean
 from vj.config.live_keys import QUANTIZE, MidiSection, NoteBinding
 from vj.language.value_ranges import KEY_KINDS, out_of_range
 
@@ -41,8 +44,8 @@ TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
 PYTTI_ONLY = frozenset(
-    "vqgan_model animation_mode depth_stabilization_weight "
-    "flow_stabilization_weight video_path save_every save_every_n_frames file_namespace "
+    "vqgan_model depth_stabilization_weight flow_stabilization_weight flow_long_term_samples "
+    "save_every save_every_n_frames file_namespace "
     "translate_z_3d rotate_3d field_of_view near_plane far_plane lock_camera "
     "pre_animation_steps allow_overwrite display_every display_scale".split()
 )
@@ -98,6 +101,36 @@ IMAGE_MODEL = Check(
     _image_model,
     {"type": "string", "enum": [*IMAGE_MODELS, *PIXEL_MODEL_SPELLINGS]},
     ", ".join(f"`{m}`" for m in IMAGE_MODELS),
+)
+
+
+def _animation_mode(value):
+    """pytti's animation mode in pytti's spelling; `3D` refused with its reason. YAML 1.1 reads a bare `off` as
+    false, which is `off` too."""
+    if value is False:
+        return "off"
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in REFUSED_ANIMATION_MODES:
+        raise ValueError(REFUSED_ANIMATION_MODES[word])
+    if word in ANIMATION_SPELLINGS:
+        return ANIMATION_SPELLINGS[word]
+    raise ValueError(
+        f"must be one of {', '.join(ANIMATION_MODES)}, got {value!r}{did_you_mean(str(value), ANIMATION_MODES)}"
+    )
+
+
+ANIMATION_MODE = Check(
+    _animation_mode,
+    {
+        "type": ["string", "boolean"],
+        "enum": [*ANIMATION_MODES, *(s for s in ANIMATION_SPELLINGS if s not in ANIMATION_MODES), False],
+    },
+    ", ".join(f"`{m}`" for m in ANIMATION_MODES),
+)
+VIDEO_PATH = Check(
+    TEXT.convert,
+    {"type": "string"},
+    f"file path or URL ({', '.join(f'`{s}://`' for s in STREAM_SCHEMES)})",
 )
 
 
@@ -241,6 +274,7 @@ AREAS = {
     "cutouts": "CLIP guidance cutouts",
     "pixels": "Pixel models (`unlimited_palette`, `limited_palette`)",
     "motion": "Motion",
+    "video": "Video Source (pytti's `animation_mode: Video Source`)",
 }
 
 
@@ -496,13 +530,22 @@ class Preset:
         area="guidance",
     )
     direct_stabilization_weight: Expression = key(
-        EXPRESSION, 0, "CLIP guidance: pixel loss toward the warped previous frame", area="guidance"
+        EXPRESSION,
+        0,
+        "CLIP guidance: pixel loss toward the warped previous frame (Video Source: the video frame)",
+        area="guidance",
     )
     semantic_stabilization_weight: Expression = key(
-        EXPRESSION, 0, "CLIP guidance: the warped previous frame as a semantic image prompt", area="guidance"
+        EXPRESSION,
+        0,
+        "CLIP guidance: the warped previous frame (Video Source: the video frame) as a semantic image prompt",
+        area="guidance",
     )
     edge_stabilization_weight: Expression = key(
-        EXPRESSION, 0, "CLIP guidance: loss on the Sobel edges of the warped previous frame", area="guidance"
+        EXPRESSION,
+        0,
+        "CLIP guidance: loss on the Sobel edges of the warped previous frame (Video Source: the video frame)",
+        area="guidance",
     )
     smoothing_weight: Expression = key(
         EXPRESSION, 0, "CLIP guidance: total variation (smooths; negative adds detail)", area="guidance"
@@ -569,10 +612,54 @@ class Preset:
     )
     infill_mode: str = key(choice(*INFILL_MODES), "mirror", "what fills the edges uncovered by motion", area="motion")
     sampling_mode: str = key(choice(*SAMPLING_MODES), "bicubic", "interpolation of the motion warp", area="motion")
+    animation_mode: str = key(
+        ANIMATION_MODE,
+        "off",
+        "`off` and `2D` are the same in vj: each frame starts from the previous one, warped by the motion keys "
+        "(pytti's `off` ignores them); `Video Source`: each frame's input takes the frame of the video at "
+        "`video_path` (or `vj live --video-in`), and stabilization targets it (see Video Source in README); "
+        "pytti's spellings (`2d`, `video source`, `video_source`) are accepted; `3D` is refused (no depth model)",
+        area="video",
+    )
+    video_path: str = key(
+        VIDEO_PATH,
+        "",
+        "Video Source: the video, a file relative to the preset or a stream URL; `vj live --video-in` replaces it",
+        area="video",
+    )
+    frame_stride: int = key(
+        POSITIVE_INTEGER,
+        1,
+        "Video Source: video frames advanced per output frame (the video plays this many times faster)",
+        area="video",
+    )
+    reencode_each_frame: bool = key(
+        BOOLEAN,
+        True,
+        "Video Source: each frame's input is the video frame itself (img2img of the video; pixel models "
+        "re-encode it); `false`: the previous frame, warped by the motion keys, mixed with the video by "
+        "`video_weight`. A cut in the video (and its first frame) re-encodes either way",
+        area="video",
+    )
+    video_weight: Expression = key(
+        EXPRESSION,
+        0.5,
+        "Video Source with `reencode_each_frame: false`: how much of the video frame goes into each frame's "
+        "input, held to 0..1 (1: the video alone, as `reencode_each_frame`; 0: the previous frame alone, "
+        "the video steering only stabilization)",
+        area="video",
+    )
+    video_loop: bool = key(
+        BOOLEAN,
+        False,
+        "Video Source: a video shorter than the render starts again (`false`: its last frame holds)",
+        area="video",
+    )
     path: Path | None = None
     scene_text: str = ""
     variables: tuple = ()
     warnings: tuple = ()
+    video_problem: str | None = None  # Video Source without video_path: `file:line: key: message`, said when shown
 
     @property
     def audio_variables(self):

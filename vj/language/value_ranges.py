@@ -23,6 +23,7 @@ RANGES = {
     "zoom": (-1e4, 1e4, "zoom (pixels per frame)"),
     "guidance scale": (0.0, 1e3, "clip_guidance_scale"),
     "guidance weight": (-1e6, 1e6, "weight"),
+    "video weight": (0.0, 1.0, "video_weight"),
 }
 # preset keys whose expressions are held to a range, and their kinds
 KEY_KINDS = {
@@ -32,6 +33,7 @@ KEY_KINDS = {
     "zoom_x_2d": "zoom",
     "zoom_y_2d": "zoom",
     "clip_guidance_scale": "guidance scale",
+    "video_weight": "video weight",
     **dict.fromkeys(
         (
             "direct_init_weight",

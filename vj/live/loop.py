@@ -13,6 +13,8 @@ import logging
 import threading
 import time
 
+import numpy as np
+
 from vj.engine.errors import OutOfMemory
 from vj.live.controls import actions as act
 from vj.live import hud
@@ -187,7 +189,9 @@ class StatsWriter:
 class Show:
     """The main thread's side: inputs, display, HUD and stats, around an EngineLoop."""
 
-    def __init__(self, engine_loop, display, bus, clock, hud=True, stats_path=None, midi=None, duration=None):
+    def __init__(
+        self, engine_loop, display, bus, clock, hud=True, stats_path=None, midi=None, duration=None, outputs=()
+    ):
         self.loop = engine_loop
         self.display = display
         self.bus = bus
@@ -201,6 +205,7 @@ class Show:
         self.quit = threading.Event()
         self.latency_ms = 0.0
         self.greeting = []  # what `vj live` prints once the show is up (main.build fills it)
+        self.outputs = list(outputs)  # FrameOutputs (--out): each new frame shown, without the HUD
 
     def handle_pending(self):
         """Apply (or pass on) every action the inputs queued; returns whether there were any."""
@@ -298,6 +303,14 @@ class Show:
         if new and frame is not None:  # the audio's arrival to the flip that put the frame on screen
             flipped = self.display.flipped_at or time.monotonic()
             self.latency_ms = max(0.0, (flipped - frame.heard_at) * 1000.0)
+            self._send(frame.rgb)
+
+    def _send(self, rgb):
+        """The frame shown, to every output: black while blacked out, as the screen is (sends never block)."""
+        if self.outputs and self.blackout:
+            rgb = np.zeros_like(rgb)
+        for output in self.outputs:
+            output.send(rgb)
 
     def hud_content(self):
         """(lines, level bars) of the HUD from the show's current state."""
@@ -348,7 +361,13 @@ class Show:
         return "  ".join(parts) or None
 
     def _input_warnings(self):
-        return [self.loop.audio.warning, self.midi.warning if self.midi is not None else None]
+        video = self.loop.state.video
+        return [
+            self.loop.audio.warning,
+            self.midi.warning if self.midi is not None else None,
+            video.warning if video is not None else None,
+            *(f"{output.target}: {output.warning}" if output.warning else None for output in self.outputs),
+        ]
 
     def record(self):
         """One line of `--stats`, and the `/vj/status` reply: enough for a controller to mirror the show."""
@@ -372,4 +391,6 @@ class Show:
             "hud": self.hud,
             "engine_errors": self.loop.errors,
             "variables": {k: round(float(v), 6) for k, v in variables.items()},
+            **({"outputs": {output.target: output.stats() for output in self.outputs}} if self.outputs else {}),
+            **({"video_in": state.video.stats()} if state.video is not None else {}),
         }

@@ -24,6 +24,31 @@ class ShowClock:
         return time.monotonic() - self.start
 
 
+def open_display(args, preset, clock):
+    """The show's window, or with --headless none (the outputs take the frames)."""
+    if args.headless:
+        from vj.live.headless import Headless
+
+        return Headless()
+    from vj.live.display import Display
+
+    size = (preset.width, preset.height)
+    return Display(size=size, fullscreen=not args.windowed, display_index=args.display, blend=args.blend, clock=clock)
+
+
+def open_outputs(targets, preset, stack):
+    """The --out outputs, each closed with the show."""
+    if not targets:
+        return []
+    from vj.video.outputs.targets import open_output
+
+    outputs = []
+    for target in targets:
+        outputs.append(open_output(target, preset.width, preset.height, preset.frames_per_second))
+        stack.callback(outputs[-1].close)
+    return outputs
+
+
 def build(args, stack):
     """The show `vj live ARGS` runs, with every part it opens registered on `stack` (a contextlib.ExitStack) to
     close in reverse order. Benchmarks build the same show this way and probe it."""
@@ -31,21 +56,12 @@ def build(args, stack):
     preset = load_preset(args.preset, overrides)
     from vj.show.session import ShowSession
 
-    session = ShowSession.open(preset, args.device, args.dtype, args.compile)
+    session = ShowSession.open(preset, args.device, args.dtype, args.compile, video_in=args.video_in, live=True)
+    stack.callback(session.close)
     make_engine = session.engines
-
-    from vj.live.display import Display
-
+    outputs = open_outputs(args.out, preset, stack)
     clock = ShowClock()
-    display = stack.enter_context(
-        Display(
-            size=(preset.width, preset.height),
-            fullscreen=not args.windowed,
-            display_index=args.display,
-            blend=args.blend,
-            clock=clock,
-        )
-    )
+    display = stack.enter_context(open_display(args, preset, clock))
     bus = ActionBus()
     controls = Controls(preset.controls)
     audio = open_audio(args, preset, clock)
@@ -53,7 +69,7 @@ def build(args, stack):
     from vj.show.blends import TransitionWorker
 
     transitions = session.transitions
-    state = ShowState(preset, controls, overrides, transitions=transitions)
+    state = ShowState(preset, controls, overrides, transitions=transitions, video=session.video)
     loop = EngineLoop(state, make_engine, session.settings, audio, FrameSlot(), clock)
     loop.worker = TransitionWorker(transitions) if transitions else None  # idle unless latent_blend
     if loop.worker is not None:
@@ -72,7 +88,15 @@ def build(args, stack):
         midi = stack.enter_context(MidiInput(args.midi, MidiMap.for_preset(preset), controls, bus, clock=clock))
         loop.on_reload.append(lambda p: midi.set_map(MidiMap.for_preset(p)))
     show = Show(
-        loop, display, bus, clock, hud=not args.no_hud, stats_path=args.stats, midi=midi, duration=args.duration
+        loop,
+        display,
+        bus,
+        clock,
+        hud=not args.no_hud,
+        stats_path=args.stats,
+        midi=midi,
+        duration=args.duration,
+        outputs=outputs,
     )
     listening = "off"
     if args.osc != "off":
@@ -97,6 +121,8 @@ def build(args, stack):
         f"  audio: {audio.description}",
         f"  OSC: {listening}",
         f"  MIDI: {args.midi or 'none (--midi NAME)'}",
+        f"  video in: {session.video.description if session.video is not None else 'none (--video-in SOURCE)'}",
+        f"  outputs: {', '.join(o.target for o in outputs) or 'none (--out TARGET)'}",
         f"  {start_line()}",
     ]
     return show

@@ -25,8 +25,9 @@ NOTE_SECONDS = 3.0  # how long a note ("reloaded show.yaml") stays in the HUD
 RELOAD_CHECK_SECONDS = 0.5
 # What the show builds once at the start (the weights, the init image, a pixel model's palette picture): a reload
 # that changes them is taken without them and says so. image_model is the engine factory's to say.
-RESTART_KEYS = ("model", "vae", "init_image", "target_palette")
-DIFFUSION_FREE_RESTART_KEYS = ("init_image", "target_palette")  # a pixel model has no model or vae to keep
+VIDEO_KEYS = ("animation_mode", "video_path", "frame_stride", "video_loop")  # the video source opens at the start
+RESTART_KEYS = ("model", "vae", "init_image", "target_palette", *VIDEO_KEYS)
+DIFFUSION_FREE_RESTART_KEYS = ("init_image", "target_palette", *VIDEO_KEYS)  # a pixel model has no model or vae
 
 
 class Warnings:
@@ -96,8 +97,9 @@ class PresetWatcher:
 class ShowState:
     """The preset, its Director, the live scenes and the controls; `apply` actions, then `request` a frame."""
 
-    def __init__(self, preset, controls, overrides=None, warnings=None, transitions=None):
+    def __init__(self, preset, controls, overrides=None, warnings=None, transitions=None, video=None):
         self.overrides = overrides or {}
+        self.video = video  # the VideoSource of Video Source mode (--video-in or video_path), or None
         self.transitions = transitions  # latent-blend Transitions shared with a worker, or None
         self.controls = controls
         self.warnings = warnings or Warnings()
@@ -112,10 +114,11 @@ class ShowState:
         self.reloads = 0
 
     def _use(self, preset):
+        director = Director(preset, transitions=self.transitions, notify=self.warnings.add, video=self.video)
         self.preset = preset
         if self.transitions is not None:
             self.transitions.use_preset(preset)
-        self.director = Director(preset, transitions=self.transitions, notify=self.warnings.add)
+        self.director = director
         self.controls.respec(preset.controls)
         self.scenes.resize(len(preset.scenes))
         self.scenes.transition_time = preset.transition_time
@@ -191,10 +194,10 @@ class ShowState:
         is noted in the HUD, clears what an earlier reload said, and names the keys that wait for a restart."""
         try:
             preset = load_preset(self.preset.path, self.overrides)
+            self._use(preset)  # the Director refuses Video Source without a video: the show keeps its preset
         except PresetError as exc:
             self._say_about_reload([f"reload refused: {line}" for line in str(exc).splitlines()])
             return None
-        self._use(preset)
         self.reloads += 1
         self._say_about_reload(self._restart_warnings(preset))
         self.notes.add(f"reloaded {Path(preset.path).name}")

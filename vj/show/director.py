@@ -4,12 +4,14 @@ from dataclasses import replace
 
 from vj.engine.diffusion.frames import FrameRequest
 from vj.engine.motion import Motion
+from vj.config.loading import PresetError
 from vj.config.schema import MOTION_KEYS
 from vj.show.guidance_inputs import guidance_request, uses_guidance
 from vj.language.scenes.edits import scene_prompts
 from vj.show.timeline import Timeline
 from vj.language.value_ranges import KEY_KINDS, ValueGuard
 from vj.show.variables import FrameVariables
+from vj.video.cuts import is_cut
 
 JOIN = 0.2  # a latent blend that becomes ready mid-transition fades in over this share of the transition
 
@@ -22,8 +24,13 @@ def _faded(targets, k):
 class Director:
     """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
 
-    def __init__(self, preset, seed=None, transitions=None, notify=None):
+    def __init__(self, preset, seed=None, transitions=None, notify=None, video=None):
+        if video is None and preset.video_problem:  # Video Source without video_path, and no --video-in
+            raise PresetError([preset.video_problem])
         self.preset = preset
+        self.video = video  # Video Source mode: a VideoSource (frame_for(t) -> VideoFrame | None), or None
+        self.cut = False  # whether the last request's video frame started a new shot
+        self._video_rgb = None  # the video frame the last request used
         self.hold = ValueGuard(notify)  # every value reaching a tensor, in its range; `notify`: the live HUD
         self.transitions = transitions  # latent-blend Transitions (transition_mode: latent_blend), or None
         self.blending = None  # the last scene change: 'latent blend', 'crossfade' (not ready) or None
@@ -48,7 +55,7 @@ class Director:
         position = self.timeline.at(t) if position is None else position
         preset = self.preset
         guide, weight = self._guide(position)
-        return FrameRequest(
+        request = FrameRequest(
             index=frame,
             prompts=self._prompts(position.scene, env),
             strength=min(max(preset.strength(env), 0.01), 1.0),
@@ -64,6 +71,23 @@ class Director:
             guidance=self._guidance(position, env) if self.guided else None,
             image_conditioning=tuple((str(i), max(0.0, g.strength(env))) for i, g in enumerate(preset.guide_images)),
         )
+        return request if self.video is None else self._with_video(request, t, env)
+
+    def _with_video(self, request, t, env):
+        """`request` with the video frame of time `t` (Video Source mode): all of it goes into the frame's input
+        when reencode_each_frame is set or the frame starts a new shot (a cut, or the video's first frame), else
+        video_weight of it; stabilization targets it. Before a live source's first frame: the request as it was."""
+        found = self.video.frame_for(t)
+        if found is None:
+            self.cut = False
+            return request
+        previous, self._video_rgb = self._video_rgb, found.rgb
+        self.cut = previous is None or (previous is not found.rgb and is_cut(previous, found.rgb))
+        if self.preset.reencode_each_frame or self.cut:
+            weight = 1.0
+        else:
+            weight = self.hold(KEY_KINDS["video_weight"], "video_weight", self.preset.video_weight(env))
+        return replace(request, video=found.rgb, video_weight=weight, video_cut=self.cut, video_stabilization=True)
 
     def _guidance(self, position, env):
         """The CLIP guidance of the frame; during a scene change both scenes' prompts, weighted by the mix."""

@@ -8,6 +8,7 @@ renders txt2img frames. Later sources and outputs (replay, video in, ControlNet)
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -27,20 +28,47 @@ def load_image(path, width, height):
         raise PresetError([f"init_image '{path}' cannot be read ({exc})"]) from None
 
 
+def open_show_video(preset, video_in=None, live=False):
+    """The preset's video source (`video_in` replaces video_path), or None outside Video Source mode."""
+    spec = video_in or (preset.video_path if preset.animation_mode == "Video Source" else None)
+    if not spec:
+        return None
+    from vj.video.sources.specs import open_video
+
+    base = Path(preset.path).parent if preset.path else Path(".")
+    return open_video(
+        str(spec), preset.width, preset.height, stride=preset.frame_stride, live=live, loop=preset.video_loop, base=base
+    )
+
+
 @dataclasses.dataclass
 class ShowSession:
     """A preset's models and the makers of everything that renders it; open one with `ShowSession.open`."""
 
     preset: object
     engines: object  # EngineFactory: EngineSettings -> a frame engine (diffusion or pixel model)
+    video: object = None  # the VideoSource of Video Source mode, or None
     _transitions: object = None
 
     @classmethod
-    def open(cls, preset, device="auto", dtype="auto", compile=False, guidance=True):
-        """Load the preset's models on `device`. Without `guidance` (prerender, morph) only the diffusion
-        components load: no perceptors, guide images, init image or palette picture."""
+    def open(cls, preset, device="auto", dtype="auto", compile=False, guidance=True, video_in=None, live=False):
+        """Load the preset's models on `device`, and open its video source in Video Source mode (`video_in`, the
+        live show's --video-in, replaces video_path and puts the show in that mode): a render's decodes the frame
+        of each output time, a live show's decodes on its own thread. Without `guidance` (prerender, morph) only
+        the diffusion components load: no perceptors, guide images, init image, palette picture or video."""
         init = load_image(preset.init_image, preset.width, preset.height) if guidance and preset.init_image else None
-        return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance))
+        video = open_show_video(preset, video_in, live) if guidance else None
+        try:
+            return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance), video)
+        except BaseException:
+            if video is not None:
+                video.close()
+            raise
+
+    def close(self):
+        """Let the video source go (the models go with the session)."""
+        if self.video is not None:
+            self.video.close()
 
     @property
     def components(self):
@@ -83,4 +111,4 @@ class ShowSession:
 
     def director(self):
         """A Director for the preset, playing latent-blend transitions when the preset blends."""
-        return Director(self.preset, transitions=self.transitions if self.blends() else None)
+        return Director(self.preset, transitions=self.transitions if self.blends() else None, video=self.video)

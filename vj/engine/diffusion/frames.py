@@ -1,4 +1,5 @@
-"""The frame engine: one call per frame, streaming img2img on the previous (warped) frame."""
+"""The frame engine: one call per frame, streaming img2img on the previous (warped) frame, or in Video Source mode
+on that frame moved toward the video's frame (`FrameRequest.video`, `video_weight`)."""
 
 import contextlib
 import time
@@ -66,6 +67,14 @@ class FrameRequest:
     guide_weight: float = 0.0  # 0..1: how far (a latent-blend transition's frame)
     guidance: object = field(default=None, compare=False)  # a GuidanceRequest (CLIP guidance), or None
     image_conditioning: tuple = ()  # (guide image key, strength): mixed into the conditioning
+    # Video Source mode: the video frame of this output frame (HxWx3 uint8, any size), how much of it goes into
+    # the input (0..1: 1 = img2img of the video frame, 0 = the warped previous frame alone), whether it starts a
+    # new shot (a cut: pixel models refit their palette), and whether stabilization targets it instead of the
+    # warped previous frame (pytti: direct and edge stabilization take the video frame, semantic re-embeds it)
+    video: object = field(default=None, compare=False)
+    video_weight: float = 0.0
+    video_cut: bool = False
+    video_stabilization: bool = False
 
 
 class _NoTimer:
@@ -110,6 +119,25 @@ def image_to_tensor(rgb, device, dtype):
     """uint8 HxWx3 -> (1, 3, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].to(dtype)
     return x / 127.5 - 1.0
+
+
+def fitted(image, height, width):
+    """A (1, C, h, w) image at height x width: unchanged when it already is, else resized (antialiased bilinear,
+    computed in float32: the CPU has no half-precision kernel for it) in its own dtype."""
+    if image.shape[-2:] == (height, width):
+        return image
+    resized = torch.nn.functional.interpolate(
+        image.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized.to(image.dtype)
+
+
+def video_input(image, video, weight):
+    """The input of a Video Source frame: the warped previous frame moved toward the video frame by `weight`
+    (0..1); the video frame itself at weight 1 or when there is no previous frame."""
+    if image is None or weight >= 1.0:
+        return video
+    return image if weight <= 0.0 else torch.lerp(image, video, weight)
 
 
 class FrameEngine:
@@ -198,7 +226,10 @@ class FrameEngine:
             with timer.stage("conditioning"):
                 cond = self.conditioning(request)
             source = self.previous if self.previous is not None else self.init
-            if source is None:
+            video = None
+            if request.video is not None:  # Video Source: at the engine's size (a live show may have shrunk)
+                video = fitted(image_to_tensor(request.video, c.device, c.dtype), s.height, s.width)
+            if source is None and video is None:
                 timesteps = txt2img_schedule(c.scheduler, s.steps, c.device)
                 latents = initial_noise(c, s.width, s.height, generator) * c.scheduler.init_noise_sigma
             else:
@@ -208,9 +239,13 @@ class FrameEngine:
                     self._noise_scales[schedule] = noise_scales(c.scheduler, timesteps[:1], c.dtype)
                 keep, add = self._noise_scales[schedule]
                 with timer.stage("warp"):
-                    image = warp(source, request.motion, s.infill_mode, s.sampling_mode)
+                    image = None if source is None else warp(source, request.motion, s.infill_mode, s.sampling_mode)
                     if guided and self.previous is not None:  # the first frame has no previous frame
                         reference = (image / 2 + 0.5).float()
+                    if video is not None:  # the first frame without an init image: img2img of the video frame
+                        image = video_input(image, video, request.video_weight)
+                        if guided and request.video_stabilization:
+                            reference = (video / 2 + 0.5).float()
                     if self.init is not None and request.init_weight > 0:
                         image = torch.lerp(image, self.init, request.init_weight / (1.0 + request.init_weight))
                     if request.guide is not None and request.guide_weight > 0:

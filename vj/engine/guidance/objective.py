@@ -3,7 +3,9 @@
 The objective scores an image (1, 3, H, W) in [0, 1]: semantic prompts (text, or a picture's CLIP embedding) on
 cutouts through every perceptor, with pytti's weights, stops and masks; direct image prompts (pixels); the init
 image (semantic side; the direct side is the engine's input blend or, in the pixel engine, a pixel loss); the
-warped previous frame (direct, semantic and Sobel-edge stabilization); total variation (smoothing). A frame's
+stabilization `reference` (direct, semantic and Sobel-edge stabilization): the warped previous frame, or in Video
+Source mode the current video frame (pytti: direct and edge stabilization target it, semantic stabilization
+re-embeds it; `reference_embeddings` embeds whatever reference a frame gives); total variation (smoothing). A frame's
 weights arrive as numbers in a `GuidanceRequest` (the Director evaluates the expressions); pictures and masks
 are loaded once by the app and handed over in `Assets`.
 
@@ -166,7 +168,8 @@ class Objective:
         return items
 
     def reference_embeddings(self, reference):
-        """Each perceptor's embedding of the whole warped previous frame (semantic stabilization's target)."""
+        """Each perceptor's embedding of the whole reference (the warped previous frame, or the video frame):
+        semantic stabilization's target, embedded again for every frame."""
         with torch.no_grad():
             return [
                 p.encode_image(_resize(reference, p.input_size, p.input_size).to(p.dtype))[0] for p in self.perceptors

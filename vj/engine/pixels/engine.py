@@ -2,8 +2,11 @@
 
 Each frame: the previous frame is warped by the frame's motion and written back into the image model (the first
 frame starts from the init image, or the model's own start), then `steps_per_frame` Adam steps minimize the
-frame's objective plus the model's own regularization. The same FrameRequests drive it as the diffusion engine
-(prompts' weights and stops, motion, the guidance weights), so renders and live shows use it unchanged.
+frame's objective plus the model's own regularization. In Video Source mode what is written back is that frame
+moved toward the video frame by the request's `video_weight` (1: the video frame re-encoded, as pytti does), a
+cut refits a limited palette to the new shot, and stabilization targets the video frame. The same FrameRequests
+drive it as the diffusion engine (prompts' weights and stops, motion, the guidance weights, the video), so renders
+and live shows use it unchanged.
 """
 
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from vj.engine.errors import EngineError, out_of_memory
-from vj.engine.diffusion.frames import image_to_tensor, to_rgb
+from vj.engine.diffusion.frames import fitted, image_to_tensor, to_rgb, video_input
 from vj.engine.guidance.objective import GuidanceRequest
 from vj.engine.motion import warp
 from vj.engine.pixels.models import LimitedPalette, UnlimitedPalette, optimize
@@ -89,6 +92,13 @@ class PixelEngine:
         s = self.settings
         return s.learning_rate if s.learning_rate is not None else self.model.default_learning_rate
 
+    def _video(self, request):
+        """The request's video frame as (1, 3, H, W) in [0, 1] at the model's size, or None."""
+        if request.video is None:
+            return None
+        video = image_to_tensor(request.video, self.device, torch.float32) / 2 + 0.5
+        return fitted(video, self.settings.height, self.settings.width).clamp(0, 1)
+
     def render_tensor(self, request):
         """The frame as (1, 3, H, W) in [0, 1] on the device."""
         s = self.settings
@@ -96,11 +106,21 @@ class PixelEngine:
         generator = torch.Generator(device=self.device).manual_seed(request.seed + request.index)
         reference = None
         with torch.no_grad():
+            start = None
             if self.previous is not None:
-                reference = warp(self.previous, request.motion, s.infill_mode, s.sampling_mode)
-                self.model.encode(reference)
+                start = reference = warp(self.previous, request.motion, s.infill_mode, s.sampling_mode)
             elif self.init is not None:
-                self.model.encode(self.init)
+                start = self.init
+            video = self._video(request)
+            if video is not None:
+                start = video_input(start, video, request.video_weight)
+                if request.video_cut:
+                    self.model.refit_palette(video)
+                if request.video_stabilization:
+                    reference = video
+            if start is not None:
+                self.model.encode(start)
+            self.model.hold_palette(video is not None and request.video_weight >= 1.0 and not request.video_cut)
         active = guidance.active(init=True)
 
         def backward():

@@ -40,6 +40,13 @@ encode() keeps the palette: each pixel takes its nearest palette colour (value o
 that palette and 0 elsewhere: unambiguous argmax, softmax not saturated). It is cheap enough to run every
 frame on the warped previous frame; `fit_palette` first gives pytti's "smart" init-image encode.
 
+Video Source mode (pytti's `animation_mode: Video Source`): at a new shot of the video (a cut, or the video's first
+frame) `refit_palette` gives the palette the video frame's colours (pytti smart-encodes there), unless the preset
+fixed the palette; on every other frame re-encoded from the video (weight 1) the palette is held out of the
+optimizer's steps (`hold_palette`, pytti locks it there), so a shot keeps its colours while CLIP moves the
+pixels. Frames that only move toward the video (a partial weight) leave the palette free, as pytti does without
+re-encoding.
+
 pytti's learning rates (DirectImageGuide uses `image.lr` when `learning_rate` is null, its default): 0.02 for
 both pixel models (DifferentiableImage's default; neither overrides it), 0.1 for VQGAN (0.15 gumbel).
 """
@@ -113,6 +120,12 @@ class UnlimitedPalette(torch.nn.Module):
         """Clamp the pixels into [0, 1] after a step."""
         self.pixels.clamp_(0, 1)
 
+    def refit_palette(self, image):
+        """Plain pixels have no palette (a new shot of a video needs nothing more than its encode)."""
+
+    def hold_palette(self, held):
+        """Plain pixels have no palette."""
+
 
 class LimitedPalette(torch.nn.Module):
     """Pixels restricted to palettes * palette_size colours (pytti's Limited Palette)."""
@@ -159,7 +172,8 @@ class LimitedPalette(torch.nn.Module):
         if target_palette is not None:
             picture = torch.as_tensor(target_palette, device="cpu").to(device)
             self.fit_palette(picture.permute(2, 0, 1).unsqueeze(0).float() / 255)
-        self.palette_param.requires_grad_(not (lock_palette or target_palette is not None))
+        self.palette_fixed = bool(lock_palette or target_palette is not None)  # by the preset: never refit or freed
+        self.palette_param.requires_grad_(not self.palette_fixed)
 
     def _sorted_palette(self):
         """The palette (palette_size, palettes, 3) in [0, 1], each palette sorted dark to light."""
@@ -237,6 +251,19 @@ class LimitedPalette(torch.nn.Module):
         hue = torch.atan2(3**0.5 * (g - b), 2 * r - g - b)
         palette = bands.gather(1, hue.argsort(dim=1).unsqueeze(-1).expand(-1, -1, 3))
         self.palette_param.copy_(palette * PALETTE_INERTIA)
+
+    @torch.no_grad()
+    def refit_palette(self, image):
+        """A new shot of a video (a cut, or its first frame): the palette takes `image`'s colours (1, 3, H, W) as
+        with fit_palette, unless the preset fixed it (lock_palette, target_palette)."""
+        if not self.palette_fixed:
+            self.fit_palette(_resized(image.to(self.value.device), self.height, self.width))
+
+    def hold_palette(self, held):
+        """Keep the palette out of the optimizer's steps for this frame (`held`: a video frame re-encoded within a
+        shot, as pytti locks it) or give it back to them; a palette the preset fixed stays fixed. An optimizer
+        kept across frames skips a held palette (no gradient) and steps it again once it is given back."""
+        self.palette_param.requires_grad_(not (self.palette_fixed or held))
 
     def regularization_loss(self):
         """hdr_weight * HDR loss + palette_normalization_weight * palette normalisation (pytti's image losses)."""
