@@ -46,7 +46,7 @@ def no_models(monkeypatch):
         (["render", PRESET, "-o", "x.mp4", "--fps", 0], "argument --fps: must be between 1 and 240, got 0"),
         (["render", PRESET, "-o", "x.mp4", "--duration", "inf"], "argument --duration: expected a finite number"),
         (["render", PRESET, "-o", "x.mp4", "--start", -1], "argument --start: must be >= 0, got -1"),
-        (["render", PRESET, "-o", "x.mp4", "--seed", -1], "argument --seed: must be between 0 and"),
+        (["render", PRESET, "-o", "x.mp4", "--seed", "1.5"], "argument --seed: expected an integer, got '1.5'"),
         (["render", PRESET, "-o", "x.mp4", "--height", 60], "argument --height: must be a multiple of 8"),
         (["analyze", "t.wav", "--preset", PRESET, "-o", "v.csv", "--fps", "nan"], "argument --fps: expected a finite"),
         (

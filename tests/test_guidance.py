@@ -289,7 +289,6 @@ def test_text_only_presets_load_no_perceptor(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("scenes: a forest\nimage_model: VQGAN\n", "VQGAN is not supported"),
         ("scenes: a forest\ncutouts: 10\ngradient_accumulation_steps: 3\n", "does not divide cutouts"),
         ("scenes: a forest:1_sky\n", "semantic text masks"),
         ("scenes: a forest:1_n\n", "needs 3D depth"),

@@ -87,7 +87,7 @@ FILTER = {"variable_name": "fLo", "f_center": 105, "f_width": 65}
         {"widht": 512},  # unknown key
         {"rotate_3d": 40},  # pytti-only key
         {"width": "wide"},  # wrong type
-        {"width": 500},  # not a multiple of 8
+        {"width": 40},  # below 64 (a width of 500 is rounded to 504 with a warning, as pytti presets have such sizes)
         {"frames_per_second": 0},  # out of range
         {"steps": 2.5},  # not an integer
         {"fixed_noise": 1},  # not a boolean

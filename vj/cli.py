@@ -25,7 +25,7 @@ def cmd_check(args):
     failed = False
     for path in args.presets:
         try:
-            preset = load_preset(path)
+            preset = load_preset(path, strict=args.strict)
         except PresetError as exc:
             print(exc, file=sys.stderr)
             failed = True
@@ -136,7 +136,7 @@ def cmd_analyze(args):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         _output_file(args.plot, "--plot", tuple(f".{kind}" for kind in FigureCanvasAgg.get_supported_filetypes()))
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, analyze.audio_overrides(args.audio))
     fps = args.fps or preset.frames_per_second
     count, names = analyze.run(args.audio, preset, fps, args.start, args.duration, args.output, args.plot)
     print(
@@ -278,6 +278,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _strict_option(p):
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse what vj would approximate of a pytti config (VQGAN, depth/flow stabilization, sizes not a "
+        "multiple of 8, pre-animation steps) instead of a warning",
+    )
+
+
 def build_parser():
     parser = _Parser(prog="vj", description="Audio-reactive VJ: presets, analysis, renders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -289,6 +298,7 @@ def build_parser():
         description="Validate presets; print a summary, or every error with file and line.",
     )
     p.add_argument("presets", nargs="+", metavar="PRESET", help="YAML preset files")
+    _strict_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -322,6 +332,7 @@ def build_parser():
     p.add_argument("--seed", type=_preset_key("seed"), help="random seed (default: the preset's)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
+    _strict_option(p)
     _engine_options(p)
     p.set_defaults(func=cmd_render)
 
@@ -392,6 +403,7 @@ def build_parser():
     p.add_argument("--headless", action="store_true", help="no window: the frames go only to the --out targets")
     p.add_argument("--stats", metavar="FILE", help="write JSON lines of show statistics, about one a second")
     p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
+    _strict_option(p)
     _engine_options(p)
     p.set_defaults(func=cmd_live)
 

@@ -1,16 +1,30 @@
 """`vj analyze`: per-frame values of every audio variable to CSV, and a picture for tuning filters."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 
 from vj.audio import AudioAnalyzer, FileSource
 from vj.config.musical import HIT_SUFFIX, MUSICAL_VARIABLES
-from vj.errors import VjError
+from vj.errors import AudioError, VjError
 
 
 class SpanError(VjError):
     """A --start (and --duration) that leaves no frame to make; the message says what it was measured against."""
+
+
+def audio_overrides(audio):
+    """The preset overrides for a track named on the command line (--audio, analyze's AUDIO): it replaces the
+    preset's input_audio, so a shared preset whose track is missing here loads, and its filters are checked
+    against this track. Absolute, since the preset resolves relative paths against its own folder. A missing track
+    is refused here, as the command line's (not as the preset's)."""
+    if not audio:
+        return {}
+    path = Path(audio).expanduser().absolute()
+    if not path.is_file():
+        raise AudioError(f"audio file '{audio}' not found")
+    return {"input_audio": str(path)}
 
 
 def track_end(source, path, offset):

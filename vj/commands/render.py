@@ -7,12 +7,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vj.show.engine_thread import FrameStream
-from vj.commands.analyze import frame_count, track_end
+from vj.commands.analyze import audio_overrides, frame_count, track_end
 from vj.audio import AudioAnalyzer, FileSource
 from vj.audio.sources.files import SilenceSource
 from vj.show.session import ShowSession
 from vj.show.blends import scene_changes
-from vj.config.loading import load_preset
+from vj.config.loading import PresetError, load_preset
 from vj.video.outputs.mp4 import Mp4Writer, read_track
 from vj.errors import VjError
 
@@ -59,8 +59,13 @@ def main(args):
         "width": args.width,
         "height": args.height,
         "seed": args.seed,
+        **audio_overrides(args.audio),  # the command line's track wins over the preset's (perhaps missing) one
     }
-    preset = load_preset(args.preset, overrides)
+    preset = load_preset(args.preset, overrides, strict=args.strict)
+    if preset.video_problem:  # Video Source without video_path: refused before any model loads
+        raise PresetError([preset.video_problem])
+    for warning in preset.warnings:  # what was approximated or ignored, and a drawn random seed to repeat the render
+        print(f"vj render: warning: {warning}", file=sys.stderr)
     out = Path(args.output)  # checked by the command line: it can be written
     track, duration, count = plan(preset, args)
     if preset.tempo_source == "link":

@@ -14,6 +14,7 @@ from vj.language.expressions import ExpressionError
 from vj.language.expressions.compiler import did_you_mean
 from vj.language.expressions.functions import BUILTIN_VARIABLES
 from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection, NoteBinding
+from vj.config.pytti import PYTTI_KEYS, is_overlay, translate
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
 from vj.language.scenes import SceneError, parse_scenes
@@ -25,7 +26,6 @@ from vj.config.schema import (
     GUIDE_FIELDS,
     MIDI_FIELDS,
     NOTE_FIELDS,
-    PYTTI_ONLY,
     GuideImage,
     Preset,
     constant_out_of_range,
@@ -54,6 +54,7 @@ class _Problems:
     def __init__(self, name):
         self.name = name
         self.items = []
+        self.listed = set()  # the groups of keys whose valid keys a message has listed (once per file)
 
     def add(self, line, key, message):
         where = f"{self.name}:{line}" if line else self.name
@@ -64,10 +65,17 @@ class _Problems:
         return PresetError(text for _, text in sorted(self.items, key=lambda item: item[0]))
 
 
-def _unknown_key(key, known, where):
-    if key in PYTTI_ONLY:
-        return f"pytti key '{key}' is not supported by vj; remove it"
-    return f"unknown key{did_you_mean(str(key), known) or ''}; valid {where} keys: {', '.join(known)}"
+def _unknown_key(key, known, where, problems):
+    """An unknown key's message: a near spelling of a vj key (or of a pytti key vj translates, at the top level) is
+    suggested; the valid keys are listed once per file and group."""
+    pytti = PYTTI_KEYS if where == "preset" else ()
+    hint = did_you_mean(str(key), [*known, *pytti])
+    if hint and hint.split("'")[1] in pytti and hint.split("'")[1] not in known:
+        hint = f" (did you mean pytti's '{hint.split(chr(39))[1]}'?)"
+    if where in problems.listed:
+        return f"unknown key{hint}"
+    problems.listed.add(where)
+    return f"unknown key{hint}; valid {where} keys: {', '.join(known)}"
 
 
 def _line(mapping, key):
@@ -81,7 +89,9 @@ def _check_fields(raw, specs, problems, prefix=""):
     for name in raw:
         if name not in specs:
             problems.add(
-                _line(raw, name), f"{prefix}{name}", _unknown_key(name, list(specs), prefix.rstrip(".") or "preset")
+                _line(raw, name),
+                f"{prefix}{name}",
+                _unknown_key(name, list(specs), prefix.rstrip(".") or "preset", problems),
             )
     for name, spec in specs.items():
         if name not in raw:
@@ -501,11 +511,15 @@ def _video(raw, values, problems, base, warnings):
         values["video_problem"] = f"{where}: animation_mode: {message}, or `vj live --video-in SOURCE`"
 
 
-def parse_preset(raw, name="<preset>", base=Path("."), path=None):
-    """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem."""
+def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, overlay=False):
+    """Validate a raw mapping (from YAML) into a Preset, or raise PresetError with every problem. pytti's keys are
+    translated first (vj.config.pytti): what vj approximates is a warning, or with `strict` a problem; an
+    `overlay` (a pytti file marked `# @package _global_`, or one with `defaults:`) takes pytti's defaults."""
     problems = _Problems(name)
     if not isinstance(raw, dict):
         raise PresetError([f"{name}: expected a mapping of keys (scenes: ..., width: ...), got {type(raw).__name__}"])
+    warnings = []
+    translate(raw, problems, warnings, strict=strict, overlay=overlay, fields=FIELDS)
     values = _check_fields(raw, FIELDS, problems)
 
     audio_rate = None
@@ -532,7 +546,6 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
                 problems.add(_line(raw, "scenes"), "scenes", problem)
     if values["midi"] is not None:
         values["midi"] = _midi(values["midi"], problems, control_names, scene_count)
-    warnings = []
     direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
     _transition_plan(raw, values, problems)
     _video(raw, values, problems, base, warnings)
@@ -566,8 +579,9 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None):
     return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
 
 
-def load_preset(path, overrides=None):
-    """Load and validate a YAML preset file; `overrides` (e.g. from the command line) replace keys."""
+def load_preset(path, overrides=None, strict=False):
+    """Load and validate a YAML preset file; `overrides` (e.g. from the command line) replace keys; `strict`
+    refuses what vj would approximate of a pytti config (vj.config.pytti)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -591,4 +605,4 @@ def load_preset(path, overrides=None):
             if value is not None:
                 raw[name] = value
                 raw.lines[name] = None
-    return parse_preset(raw, str(path), path.parent, path)
+    return parse_preset(raw, str(path), path.parent, path, strict=strict, overlay=is_overlay(text))

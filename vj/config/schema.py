@@ -43,12 +43,6 @@ from vj.language.value_ranges import KEY_KINDS, out_of_range
 TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
-PYTTI_ONLY = frozenset(
-    "vqgan_model depth_stabilization_weight flow_stabilization_weight flow_long_term_samples "
-    "save_every save_every_n_frames file_namespace "
-    "translate_z_3d rotate_3d field_of_view near_plane far_plane lock_camera "
-    "pre_animation_steps allow_overwrite display_every display_scale".split()
-)
 
 
 def _size(value):
@@ -65,6 +59,17 @@ def _durations(value):
     return tuple(POSITIVE.convert(v) for v in values)
 
 
+def _seed(value):
+    """Any integer (pytti's demo seeds are negative or beyond 2**63), as the seed in -2**63..2**63-1 that torch
+    takes to the same generator state (torch reads a seed modulo 2**64), so that seed + frame stays a valid seed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected an integer, got {value!r}")
+    return (int(value) + 2**63) % 2**64 - 2**63
+
+
+SEED = Check(_seed, {"type": "integer"}, "integer (negative too)")
 SIZE = Check(_size, {"type": "integer", "minimum": 64, "multipleOf": 8}, "integer, a multiple of 8, ≥ 64")
 DURATIONS = Check(
     _durations,
@@ -391,7 +396,14 @@ class Preset:
     frames_per_second: float = key(in_range(1, 240), 24, "frames per second", area="output")
     width: int = key(SIZE, 512, "frame width in pixels", area="output")
     height: int = key(SIZE, 512, "frame height in pixels", area="output")
-    seed: int = key(in_range(0, 2**63 - 1, integer=True), 0, "random seed", area="output")
+    seed: int = key(
+        SEED,
+        0,
+        "random seed; torch takes it modulo 2^64, so a seed outside −2^63..2^63−1 is the one in that range equal to "
+        "it modulo 2^64; `null` or pytti's `${now:%f}`: a random seed, which `vj check` prints (write it here to "
+        "repeat a render)",
+        area="output",
+    )
     input_audio: Path | None = key(
         optional(PATH), None, "track (wav, flac, ogg, mp3), relative to the preset; `--audio` replaces it", area="audio"
     )
@@ -552,6 +564,14 @@ class Preset:
     )
     steps_per_frame: int = key(
         in_range(1, 1000, integer=True), 50, "pixel models: optimizer steps per frame", area="pixels"
+    )
+    pixel_size: int = key(
+        in_range(1, 64, integer=True),
+        1,
+        "pytti's pixel size: pixel models optimize a picture this many times smaller than the frame and show each of "
+        "its pixels as a block; diffusion renders that much smaller (a multiple of 8, at least 64) and is scaled up "
+        "by nearest neighbour",
+        area="pixels",
     )
     learning_rate: float | None = key(
         optional(POSITIVE), None, "pixel models: Adam's learning rate (`null`: the model's default)", area="pixels"

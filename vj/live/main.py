@@ -3,6 +3,7 @@
 import contextlib
 import signal
 import time
+from pathlib import Path
 
 from vj.live.controls.actions import ActionBus, Quit
 from vj.live.controls.controls import Controls
@@ -53,7 +54,9 @@ def build(args, stack):
     """The show `vj live ARGS` runs, with every part it opens registered on `stack` (a contextlib.ExitStack) to
     close in reverse order. Benchmarks build the same show this way and probe it."""
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
-    preset = load_preset(args.preset, overrides)
+    if args.audio:  # the rehearsal file replaces the preset's input_audio (a shared preset's track may be missing)
+        overrides["input_audio"] = str(Path(args.audio).expanduser().absolute())
+    preset = load_preset(args.preset, overrides, strict=args.strict)
     from vj.show.session import ShowSession
 
     session = ShowSession.open(preset, args.device, args.dtype, args.compile, video_in=args.video_in, live=True)

@@ -3,11 +3,18 @@
 `image_model: diffusion` is the diffusion FrameEngine (CLIP guided when the preset uses guidance);
 `unlimited_palette` and `limited_palette` are pytti's pixel models in the PixelEngine, which needs no diffusion
 weights at all. `--model tiny` also makes the perceptors tiny (random weights, built in-process).
+
+`pixel_size` (pytti's key, default 1): the pixel models optimize a picture of the frame's size divided by
+pixel_size and show it in pixel_size x pixel_size blocks (vj/engine/pixels/engine.py). Diffusion has no pixels of
+its own to enlarge, so there it is a wrapper around the engine (`BlockyEngine`): the diffusion engine renders at
+the frame's size divided by pixel_size (rounded to a multiple of 8, at least 64 and at most the frame's size) and
+each frame is scaled up by nearest neighbour to the preset's size. pixel_size 1 makes no wrapper.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vj.show.guidance_inputs import cutout_settings, load_assets, perceptor_names, read_picture
@@ -59,7 +66,11 @@ class EngineFactory:
                 warnings.append("a pixel model needs a perceptor: keeping the ones it has")
         except (EngineError, PresetError) as exc:
             return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
-        self.preset = dataclasses.replace(preset, image_model=self.preset.image_model)
+        kept = {"image_model": self.preset.image_model}
+        if self.components is not None and preset.pixel_size != self.preset.pixel_size:
+            warnings.append(f"pixel_size {preset.pixel_size}: takes effect at restart")
+        kept["pixel_size"] = self.preset.pixel_size
+        self.preset = dataclasses.replace(preset, **kept)
         engine.objective = self.objective
         if self.components is None:
             warnings += _use_pixel_settings(engine, pixel_settings(preset, engine.settings))
@@ -75,7 +86,18 @@ class EngineFactory:
             )
         from vj.engine.diffusion.frames import FrameEngine
 
-        return FrameEngine(self.components, settings, init, objective=self.objective, guide_images=self.guides)
+        size = self.preset.pixel_size
+        if size == 1:
+            return FrameEngine(self.components, settings, init, objective=self.objective, guide_images=self.guides)
+        small = render_settings(settings, size)
+        inner = FrameEngine(
+            self.components,
+            small,
+            resized(init, small.width, small.height),
+            objective=self.objective,
+            guide_images=self.guides,
+        )
+        return BlockyEngine(inner, settings)
 
     def embed_guides(self, preset):
         """The preset's guide images embedded by the CLIP image tower paired with the model's text encoder. The
@@ -93,8 +115,75 @@ class EngineFactory:
         return guides
 
 
+def render_settings(settings, size):
+    """The diffusion engine's settings for pixel_size `size`: the frame's size divided by it, rounded to a multiple
+    of 8 (the VAE's), at least 64 and at most the frame's size."""
+
+    def side(n):
+        return min(n, max(64, 8 * round(n / size / 8)))
+
+    return dataclasses.replace(settings, width=side(settings.width), height=side(settings.height))
+
+
+def resized(image, width, height):
+    """A uint8 HxWx3 picture at width x height (Lanczos), or None."""
+    if image is None or image.shape[:2] == (height, width):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
+
+
+def blocky(frame, width, height):
+    """A uint8 hxwx3 frame scaled up by nearest neighbour to width x height."""
+    h, w = frame.shape[:2]
+    if (h, w) == (height, width):
+        return frame
+    rows = np.arange(height) * h // height
+    cols = np.arange(width) * w // width
+    return np.ascontiguousarray(frame[rows][:, cols])
+
+
+class BlockyEngine:
+    """A diffusion engine rendering a smaller picture, each frame scaled up by nearest neighbour to `settings`'
+    size (pytti's pixel_size for diffusion). Motion stays in frame pixels: translate and zoom are scaled to the
+    small picture. Everything else (objective, guide_images, the timer, ...) is the inner engine's."""
+
+    _OWN = ("inner", "settings")
+
+    def __init__(self, inner, settings):
+        object.__setattr__(self, "inner", inner)
+        object.__setattr__(self, "settings", settings)  # the frame's size; inner.settings has the rendered size
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name, value):
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+    def _request(self, request):
+        from vj.engine.motion import Motion
+
+        m, small, s = request.motion, self.inner.settings, self.settings
+        if m.is_identity:
+            return request
+        fx, fy = small.width / s.width, small.height / s.height
+        motion = Motion(m.translate_x * fx, m.translate_y * fy, m.rotate, m.zoom_x * fx, m.zoom_y * fy)
+        return dataclasses.replace(request, motion=motion)
+
+    def render(self, request):
+        return blocky(self.inner.render(self._request(request)), self.settings.width, self.settings.height)
+
+    def reset(self):
+        self.inner.reset()
+
+
 RESTART_PIXEL_KEYS = (
     "model",
+    "pixel_size",
     "palette_size",
     "palettes",
     "gamma",
