@@ -294,7 +294,7 @@ def test_text_only_presets_load_no_perceptor(tmp_path):
         ("scenes: a forest:1_n\n", "needs 3D depth"),
         ("scenes: '[missing.png]:1'\n", "image file 'missing.png' not found"),
         ("scenes: a forest:1_[nomask.png]\n", "mask image 'nomask.png' not found"),
-        ("scenes: a forest\ndirect_image_prompts: 'a cat:1'\n", "is not an image"),
+        ("scenes: a forest\ndirect_image_prompts: 'a cat:1'\n", "image file 'a cat' not found"),
         ("scenes: a forest\nimage_model: limited_palette\ntransition_mode: latent_blend\n", "latent_blend needs"),
         ("scenes: a forest\nperceptors: [ViT-B-33/openai]\n", "ViT-B-33"),
     ],

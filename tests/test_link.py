@@ -376,8 +376,9 @@ class Peer:
 def test_a_running_session_in_another_process_leads(link_network):
     dj = Peer(128)
     try:
-        # Link keeps the session that has run longer (by more than 0.5 s): let the DJ's be 1 s old, then join.
-        time.sleep(max(0.0, dj.started + 1.0 - time.monotonic()))
+        # Link keeps the session that has run longer (by more than 0.5 s): let the DJ's be 2 s old, then join
+        # (a margin a loaded machine cannot eat up before vj's session starts).
+        time.sleep(max(0.0, dj.started + 2.0 - time.monotonic()))
         with LinkClock(bpm=100, beats_per_bar=4) as vj:
             wait_for(lambda: vj.peers >= 1 and dj.ask("state")["peers"] >= 1)
             expect_discovery(lambda: vj.peers, lambda: dj.ask("state")["peers"])

@@ -87,7 +87,6 @@ def test_all_errors_reported_with_lines_and_suggestions(tmp_path):
             "'a_prev' is already used",
         ),
         ("scenes: a\ninput_audio_filters: [{variable_name: a, f_center: 100, f_width: -1}]\n", "must be > 0"),
-        ("scenes: a\ninput_audio: missing.wav\n", "audio file"),
         ("scenes: a\ninit_image: missing.png\n", "image file"),
         ("scenes: a\nscene_duration: [1, 2]\n", "2 durations for 1 scenes"),
         ("scenes: a\nsteps: 0\n", "steps: must be between 1 and 50"),

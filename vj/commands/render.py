@@ -64,6 +64,8 @@ def main(args):
     preset = load_preset(args.preset, overrides, strict=args.strict)
     if preset.video_problem:  # Video Source without video_path: refused before any model loads
         raise PresetError([preset.video_problem])
+    if preset.audio_problem:  # input_audio's file is missing and no --audio: refused before any model loads
+        raise PresetError([preset.audio_problem])
     for warning in preset.warnings:  # what was approximated or ignored, and a drawn random seed to repeat the render
         print(f"vj render: warning: {warning}", file=sys.stderr)
     out = Path(args.output)  # checked by the command line: it can be written

@@ -7,6 +7,7 @@ import yaml
 
 from vj.config.bands import Band, check_band
 from vj.config.musical import MUSICAL_VARIABLES, hit_name
+from vj.config.remote_files import RemoteFileError, fetch, is_url, url_problem
 from vj.config.tracks import audio_info
 from vj.errors import AudioError, VjError
 from vj.config.live_keys import ControlSpec
@@ -17,7 +18,7 @@ from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection
 from vj.config.pytti import PYTTI_KEYS, is_overlay, translate
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
-from vj.language.scenes import SceneError, parse_scenes
+from vj.language.scenes import SceneError, bracket_image_paths, parse_scenes
 from vj.config.schema import (
     CONTROL_FIELDS,
     EXPRESSION,
@@ -289,6 +290,25 @@ def resolve_path(path_text, base):
     return path if path.is_absolute() else (base / path)
 
 
+def picture_file(text, base):
+    """The file of a picture a preset names: a URL's downloaded (cached) copy (vj.config.remote_files), else the
+    path relative to `base`; a URL that cannot be downloaded is a PresetError naming it."""
+    if not is_url(text):
+        return resolve_path(text, base)
+    try:
+        return fetch(text)
+    except RemoteFileError as exc:
+        raise PresetError([str(exc)]) from None
+
+
+def _picture_problem(text, base):
+    """Why a picture's path text cannot name a picture, as far as `vj check` looks (URLs: only their syntax,
+    since they are downloaded when a show starts), or None."""
+    if is_url(text):
+        return url_problem(text)
+    return None if resolve_path(text, base).is_file() else "not found (relative to the preset)"
+
+
 def _transition_plan(raw, values, problems):
     """The latent_blend keys that go together: explicit lists both or neither, of one length; lists or a budget."""
     branches, injections = values["transition_branches"], values["transition_injections"]
@@ -325,13 +345,15 @@ def prompt_file_problems(prompts, base):
     """(is_warning, message) for labelled prompts [(label, Prompt)]: image prompts' and image masks' files must
     exist (relative to `base`), masks vj cannot use are problems, cutoffs that do nothing are warnings."""
     for label, prompt in prompts:
-        if prompt.is_image and not resolve_path(prompt.path, base).is_file():
-            yield False, f"{label}: image file '{prompt.path}' not found (relative to the preset)"
+        problem = _picture_problem(prompt.path, base) if prompt.is_image else None
+        if problem:
+            yield False, f"{label}: image file '{prompt.path}' {problem}"
         mask = prompt.mask
         if mask is None:
             continue
-        if mask.kind == "image" and not resolve_path(mask.value, base).is_file():
-            yield False, f"{label}: mask image '{mask.value}' not found (relative to the preset)"
+        problem = _picture_problem(mask.value, base) if mask.kind == "image" else None
+        if problem:
+            yield False, f"{label}: mask image '{mask.value}' {problem}"
         elif mask.kind == "semantic":
             yield (
                 False,
@@ -430,7 +452,7 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
     if values["direct_image_prompts"].strip():
         line = _line(raw, "direct_image_prompts")
         try:
-            parsed = parse_scenes(values["direct_image_prompts"], variables)
+            parsed = parse_scenes(bracket_image_paths(values["direct_image_prompts"]), variables)
         except SceneError as exc:
             for problem in exc.problems:
                 problems.add(line, "direct_image_prompts", problem)
@@ -440,7 +462,9 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
         direct = tuple(p for s in parsed for p in s.prompts)
         for p in direct:
             if not p.is_image:
-                problems.add(line, "direct_image_prompts", f"'{p.source}' is not an image: write [path]:WEIGHT")
+                problems.add(
+                    line, "direct_image_prompts", f"'{p.source}' is not an image: write path:WEIGHT or [path]:WEIGHT"
+                )
         _prompt_files(
             ((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base, problems, warnings
         )
@@ -525,10 +549,17 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
     audio_rate = None
     if values["input_audio"]:
         values["input_audio"] = resolve_path(values["input_audio"], base)
-        try:
-            audio_rate = audio_info(values["input_audio"]).samplerate
-        except AudioError as exc:
-            problems.add(_line(raw, "input_audio"), "input_audio", str(exc))
+        if not values["input_audio"].exists():  # a shared preset's track: the command line's --audio replaces it
+            line = _line(raw, "input_audio")
+            message = f"audio file '{values['input_audio']}' not found"
+            warnings.append(f"input_audio: {message}: give the track with --audio TRACK")
+            where = f"{problems.name}:{line}" if line else problems.name
+            values["audio_problem"] = f"{where}: input_audio: {message}; pass the track with --audio TRACK"
+        else:
+            try:
+                audio_rate = audio_info(values["input_audio"]).samplerate
+            except AudioError as exc:
+                problems.add(_line(raw, "input_audio"), "input_audio", str(exc))
     musical = f"the musical variables ({', '.join(MUSICAL_VARIABLES)} and their _prev)"
     taken = {v: musical for m in MUSICAL_VARIABLES for v in (m, f"{m}_prev")}
     bands = _filters(values["input_audio_filters"], _line(raw, "input_audio_filters"), problems, audio_rate, taken)
@@ -567,7 +598,12 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
             reason = constant_out_of_range(field_name, values[field_name])
             if reason:
                 problems.add(_line(raw, field_name), field_name, reason)
-    if values["init_image"]:
+    if values["init_image"] and is_url(values["init_image"]):  # downloaded when a show starts
+        values["init_image"] = values["init_image"].strip()
+        problem = url_problem(values["init_image"])
+        if problem:
+            problems.add(_line(raw, "init_image"), "init_image", f"'{values['init_image']}' {problem}")
+    elif values["init_image"]:
         values["init_image"] = resolve_path(values["init_image"], base)
         if not values["init_image"].is_file():
             problems.add(_line(raw, "init_image"), "init_image", f"image file '{values['init_image']}' not found")

@@ -469,7 +469,8 @@ class Preset:
     init_image: Path | None = key(
         optional(PATH),
         None,
-        "first frame, relative to the preset; otherwise the first frame is generated from noise (txt2img)",
+        "first frame, a file relative to the preset or an http(s) URL (downloaded when a show starts); otherwise the "
+        "first frame is generated from noise (txt2img)",
         area="init",
     )
     direct_init_weight: Expression = key(
@@ -538,7 +539,8 @@ class Preset:
     direct_image_prompts: str = key(
         TEXT,
         "",
-        "pixel-loss image prompts for every scene, `[path]:WEIGHT:STOP` separated by `|` (masks as in scenes)",
+        "pixel-loss image prompts for every scene, `path:WEIGHT:STOP` (pytti's form) or `[path]:WEIGHT:STOP` separated "
+        "by `|`; a path may be an http(s) URL (masks as in scenes)",
         area="guidance",
     )
     direct_stabilization_weight: Expression = key(
@@ -680,6 +682,7 @@ class Preset:
     variables: tuple = ()
     warnings: tuple = ()
     video_problem: str | None = None  # Video Source without video_path: `file:line: key: message`, said when shown
+    audio_problem: str | None = None  # input_audio's file is missing: `file:line: key: message`, said by a render
 
     @property
     def audio_variables(self):

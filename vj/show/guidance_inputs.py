@@ -13,7 +13,7 @@ import numpy as np
 
 from vj.engine.vocabulary import PYTTI_FLAGS
 from vj.config.loading import PresetError
-from vj.config.loading import resolve_path
+from vj.config.loading import picture_file
 from vj.language.value_ranges import KEY_KINDS, UNREPORTED
 
 DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)
@@ -78,7 +78,8 @@ def mask_key(mask):
 
 
 def load_assets(preset, init=None):
-    """Every picture and mask the preset names, read once (paths relative to the preset)."""
+    """Every picture and mask the preset names, read once (paths relative to the preset; URLs downloaded or read
+    from the download cache, vj.config.remote_files)."""
     from vj.engine.guidance.objective import Assets
 
     base = Path(preset.path).parent if preset.path else Path(".")
@@ -86,10 +87,10 @@ def load_assets(preset, init=None):
     prompts = [p for s in preset.scenes for p in s.prompts] + list(preset.direct_image_prompts)
     for prompt in prompts:
         if prompt.is_image and prompt.path not in pictures:
-            pictures[prompt.path] = read_picture(resolve_path(prompt.path, base))
+            pictures[prompt.path] = read_picture(picture_file(prompt.path, base))
         key = mask_key(prompt.mask)
         if prompt.mask is not None and prompt.mask.kind == "image" and key not in masks:
-            mask = read_picture(resolve_path(prompt.mask.value, base), grey=True).astype(np.float32) / 255.0
+            mask = read_picture(picture_file(prompt.mask.value, base), grey=True).astype(np.float32) / 255.0
             masks[key] = 1.0 - mask if prompt.mask.inverted else mask
     return Assets(pictures=pictures, masks=masks, init=init)
 

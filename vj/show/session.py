@@ -18,9 +18,12 @@ from vj.show.engines import build_engines, engine_settings
 
 
 def load_image(path, width, height):
-    """The picture at `path` as uint8 HxWx3 at the frame's size, or PresetError naming it."""
+    """The picture at `path` (a file or a URL) as uint8 HxWx3 at the frame's size, or PresetError naming it."""
     from PIL import Image, UnidentifiedImageError
 
+    from vj.config.loading import picture_file  # a URL is downloaded (or read from the cache) here
+
+    path = picture_file(str(path), Path("."))  # a file's path is already resolved against the preset
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB").resize((width, height), Image.LANCZOS))

@@ -6,6 +6,7 @@ the name, and an empty weight or stop is an error instead of a crash.
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 from vj.language.expressions import Expression, ExpressionError, compile_expression, constant
@@ -117,6 +118,35 @@ def split_scenes(text):
             start = pos + 2
     pieces.append(text[start:])
     return pieces
+
+
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/|]*")  # scheme and host (a :port included)
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")  # C:/ or C:\
+
+
+def _bracket_path(piece):
+    """One prompt of pytti's `path:WEIGHT:STOP` with its path in brackets; a bracketed or quoted one is kept."""
+    body = piece.strip()
+    if not body or body.startswith(("[", '"')):
+        return piece
+    head = _URL_HEAD.match(body) or _DRIVE.match(body)
+    start = head.end() if head else 0
+    end = body.find(":", start)
+    end = len(body) if end < 0 else end
+    return f"[{body[:end].strip()}]{body[end:]}"
+
+
+def bracket_image_paths(text):
+    """`direct_image_prompts` in pytti's form (`images/ref.jpg:0.5 | https://example.com/a.png:1`, a path
+    without brackets, a URL's `://` and :port not splitting) rewritten in vj's (`[images/ref.jpg]:0.5 | ...`);
+    prompts already written `[path]:WEIGHT` are kept."""
+    pieces, start = [], 0
+    for pos, item, literal in _scan(text):
+        if literal is None and item in ("|", "||"):
+            pieces.append(_bracket_path(text[start:pos]) + item)
+            start = pos + len(item)
+    pieces.append(_bracket_path(text[start:]))
+    return "".join(pieces)
 
 
 def _fields(scene_text):
