@@ -23,6 +23,7 @@ from vj.engine.pixels.engine import PixelEngine, PixelSettings
 from vj.show.director import Director
 from vj.video.cuts import CUT_THRESHOLD, frame_difference, is_cut
 from vj.video.frames import VideoFrame
+from test_engine import pipeline  # diffusers' pipelines on the same components
 
 SIZE = 64
 FPS = 8
@@ -228,19 +229,6 @@ def test_without_a_video_every_request_is_as_before(tmp_path):
 
 
 # --- the diffusion engine -----------------------------------------------------------------------------------
-
-
-def pipeline(kind, c):
-    return kind(
-        vae=c.vae,
-        text_encoder=c.text_encoder,
-        tokenizer=c.tokenizer,
-        unet=c.unet,
-        scheduler=c.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first frame", "next frame"])
