@@ -68,7 +68,7 @@ def within(name, packages):
 # shows; config and language import only the torch-free words they share with the engine; audio reads presets;
 # show (session, director, transitions) joins them; live and commands drive a show; the CLI sits on top.
 SHARED_WORDS = ["vj.engine.vocabulary", "vj.engine.diffusion.prompt_edits"]
-BASE = ["vj.errors", "vj.throttled_log"]
+BASE = ["vj.errors", "vj.throttled_log", "vj.reconnect"]
 LAYERS = {
     "vj.engine": BASE,
     "vj.language": BASE + SHARED_WORDS,

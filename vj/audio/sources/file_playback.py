@@ -8,7 +8,8 @@ import soundfile
 
 from vj.audio.sources.devices import LiveAudioError, check_latency, portaudio, resolve_device
 from vj.audio.sources.files import to_mono
-from vj.audio.sources.kept_stream import STALL_SECONDS, KeptStream
+from vj.reconnect import STALL_SECONDS
+from vj.audio.sources.kept_stream import KeptStream
 from vj.audio.sources.pacer import MIN_PACED, Pacer
 from vj.audio.sources.ring import Ring
 from vj.config.tracks import audio_info

@@ -20,13 +20,12 @@ from vj.audio.sources.devices import (
 )
 from vj.audio.sources.pacer import Pacer
 from vj.audio.sources.ring import Ring
+from vj.reconnect import RETRY_SECONDS
 from vj.throttled_log import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 
 RING_SECONDS = 4.0  # audio the ring holds: room for the reader to fall behind without losing samples
-RETRY_SECONDS = 1.0  # pause between attempts to reopen a lost device
-STALL_SECONDS = 2.0  # a running stream that delivers nothing for this long counts as lost
 STARTUP_GRACE = 5.0  # extra time for a fresh stream's first block (PulseAudio through ALSA takes ~2 s)
 NOTICE_SECONDS = 2.0  # how long a glitch (overflow, late reader) stays in `warning`
 

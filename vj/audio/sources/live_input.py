@@ -3,7 +3,8 @@ mono as they arrive, kept alive through a lost device."""
 
 from vj.audio.sources.devices import LiveAudioError, check_latency, portaudio, resolve_device
 from vj.audio.sources.files import to_mono
-from vj.audio.sources.kept_stream import STALL_SECONDS, KeptStream
+from vj.reconnect import STALL_SECONDS
+from vj.audio.sources.kept_stream import KeptStream
 
 
 class LiveInput:

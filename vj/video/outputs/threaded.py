@@ -15,6 +15,8 @@ import weakref
 
 import numpy as np
 
+from vj.reconnect import RETRY_SECONDS
+
 log = logging.getLogger(__name__)
 _live = weakref.WeakSet()  # outputs not closed yet: closed at exit, so no thread waits in a library call then
 
@@ -34,7 +36,7 @@ def describe(exc):
 class ThreadedOutput:
     """Base of every live output (see the module's text). Satisfies vj.video.outputs.base.FrameOutput."""
 
-    retry_pause = 1.0  # seconds between a failure and the next open
+    retry_pause = RETRY_SECONDS  # seconds between a failure and the next open
     slow_window = 1.0  # seconds over which drops are counted for the "slow receiver" warning
     slow_share = 0.25  # the share of frames dropped in a window above which the output is reported slow
     stuck_after = 1.0  # seconds one write may take before the output is reported stuck

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import av
 
 from vj.video.frames import VideoError
-from vj.video.sources.newest import STALL_SECONDS
+from vj.reconnect import STALL_SECONDS
 from vj.video.sources.pictures import one_line
 from vj.video.sources.streams import OPEN_SECONDS, AvFeed, open_av
 

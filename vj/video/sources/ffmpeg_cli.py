@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 from vj.video.frames import VideoError
-from vj.video.sources.newest import STALL_SECONDS, Picture
+from vj.reconnect import STALL_SECONDS
+from vj.video.sources.newest import Picture
 from vj.video.sources.streams import OPEN_SECONDS
 
 POLL_SECONDS = 0.1  # a read waits at most this long before closing and stalls are looked at (POSIX)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from vj.video.frames import VideoError
-from vj.video.sources.newest import STALL_SECONDS, Picture
+from vj.reconnect import STALL_SECONDS
+from vj.video.sources.newest import Picture
 from vj.video.sources.pictures import rgb_of_array
 
 FIND_SECONDS = 3.0  # how long an open waits for discovery to show the source

@@ -13,14 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
+from vj.reconnect import RETRY_SECONDS, STALL_SECONDS
 from vj.video.frames import VideoFrame
 from vj.video.sources.pictures import one_line
 
 logger = logging.getLogger(__name__)
 
-# the audio input's policy (vj/audio/sources/kept_stream.py), for pictures
-RETRY_SECONDS = 1.0  # pause between attempts to reopen a lost source (the first attempt is at once)
-STALL_SECONDS = 2.0  # a source that delivers no frame for this long counts as lost
 CLOSE_WAIT_SECONDS = 1.0  # how long close() waits for the decoder thread (a blocked read) before leaving it
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
 from vj.video.frames import VideoError
-from vj.video.sources.newest import STALL_SECONDS
+from vj.reconnect import STALL_SECONDS
 
 WEB_SCHEMES = ("http", "https")  # may name a file: a render can read them
 PROBED_SCHEMES = ("srt", "rtmp")  # protocols some FFmpeg builds (PyAV's wheels) leave out

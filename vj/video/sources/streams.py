@@ -13,7 +13,8 @@ import time
 import av
 
 from vj.video.frames import VideoError
-from vj.video.sources.newest import STALL_SECONDS, Picture, RealTime
+from vj.reconnect import STALL_SECONDS
+from vj.video.sources.newest import Picture, RealTime
 from vj.video.sources.pictures import one_line, rgb_of_av
 
 OPEN_SECONDS = 5.0  # how long an open may wait for the stream's first packets (a UDP stream: its first keyframe)
