@@ -9,9 +9,10 @@ others): `vj render` of presets/demo.yaml (its track, a scene change), `vj live`
 driver, no audio input, --stats), `vj prerender` of a two-scene latent-blend preset, `vj render` of one
 CLIP-guided frame (ViT-B-32 with random weights), `vj morph` to a PNG strip. Figures: `vj bench` with and
 without `--compile` (the compiled one last, with whatever time is left: "skipped: over budget" when it does not
-finish), `benchmarks/bench_transitions.py` (a 30-frame transition) and `benchmarks/bench_guidance.py` (one guided
-step). Nothing is downloaded: `arch:sd-turbo` and its perceptor are built from packaged configs with random
-weights, and HF_HUB_OFFLINE is set for every step.
+finish), `benchmarks/bench_transitions.py` (a 30-frame transition), `benchmarks/bench_guidance.py` (one guided
+step) and `benchmarks/bench_depth.py` (a depth map and the 3D warp). Nothing is downloaded: `arch:sd-turbo` and its
+perceptor are built from packaged configs with random weights (the depth model from its config in
+vj/engine/depth/models.py), and HF_HUB_OFFLINE is set for every step.
 
 The JSON line also goes to $OUT/gpu_check.json (or --out), and every step's command and full output to
 gpu_check.log beside it.
@@ -34,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("render", "live", "prerender", "guided", "morph")
-FIGURES = ("bench", "bench_transitions", "bench_guidance", "bench_compile")
+FIGURES = ("bench", "bench_transitions", "bench_guidance", "bench_depth", "bench_compile")
 MIN_STEP_SECONDS = 15.0  # a step is not started with less time than this left in the budget
 PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[")  # tqdm's bars: not an error's last line
 
@@ -298,6 +299,17 @@ def check_bench_guidance(done):
     return {key: result[key] for key in ("cutouts", "perceptor_input", "plain_fps", "guided_fps", "guided_step_ms")}
 
 
+def check_bench_depth(done):
+    result = json_from(done.stdout)
+    figures = {key: result[key] for key in ("model", "dtype", "parameters_m")}
+    for key, record in result.items():
+        if key.startswith("input_"):
+            figures[key] = {name: value["median_ms"] for name, value in record.items() if name != "model_input"}
+    if "warp" in result:  # why the 3D warp was not measured
+        figures["warp"] = result["warp"]
+    return figures
+
+
 # -- the plan --------------------------------------------------------------------------------------------------
 def steps(args, work):
     """Every step, in the order they run: the smoke tests, then the figures, the compiled engine last."""
@@ -429,6 +441,28 @@ def steps(args, work):
             limit,
             check=check_bench_guidance,
         ),
+        Step(
+            "bench_depth",
+            [
+                python,
+                ROOT / "benchmarks" / "bench_depth.py",
+                "--model",
+                "tiny" if args.model == "tiny" else "arch:depth-anything-small",
+                "--device",
+                args.device,
+                "--dtype",
+                args.dtype,
+                "--size",
+                size,
+                "--input-sizes",
+                "56,28" if args.model == "tiny" else "518,266",
+                "--frames",
+                args.depth_frames,
+                "--grad",
+            ],
+            limit,
+            check=check_bench_depth,
+        ),
         Step("bench_compile", [*bench, "--compile"], args.compile_limit, check=check_bench, over_budget_is_skip=True),
     ]
 
@@ -506,6 +540,7 @@ def parse_args(argv=None):
     p.add_argument("--transition-frames", default="30", help="bench_transitions.py --frames")
     p.add_argument("--guidance-frames", default="10", help="bench_guidance.py --frames")
     p.add_argument("--cutouts", default="32", help="bench_guidance.py --cutouts")
+    p.add_argument("--depth-frames", default="30", help="bench_depth.py --frames")
     p.add_argument("--smoke-cutouts", type=int, default=16, help="cutouts of the guided render")
     p.add_argument(
         "--jobs",

@@ -290,8 +290,8 @@ def test_text_only_presets_load_no_perceptor(tmp_path):
     "text, message",
     [
         ("scenes: a forest\ncutouts: 10\ngradient_accumulation_steps: 3\n", "does not divide cutouts"),
-        ("scenes: a forest:1_sky\n", "semantic text masks"),
-        ("scenes: a forest:1_n\n", "needs 3D depth"),
+        ("scenes: a forest:1_\n", "mask '' is empty"),
+        ("scenes: a forest\ndirect_image_prompts: '[pic.png]:1_sky'\n", "mask 'sky' selects CLIP cutouts"),
         ("scenes: '[missing.png]:1'\n", "image file 'missing.png' not found"),
         ("scenes: a forest:1_[nomask.png]\n", "mask image 'nomask.png' not found"),
         ("scenes: a forest\ndirect_image_prompts: 'a cat:1'\n", "image file 'a cat' not found"),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT, closed_port, tiny_autoencoder_kl
-from vj.engine.diffusion import models
+from vj.engine import fetching
 from vj.engine.errors import ModelError
 from vj.engine.diffusion.models import build_tiny, load_components
 
@@ -27,7 +27,7 @@ def no_probe(monkeypatch):
     def probe():
         raise AssertionError("the loader went to the hub for a model it has locally")
 
-    monkeypatch.setattr(models, "_hub_unreachable", probe)
+    monkeypatch.setattr(fetching, "hub_unreachable", probe)
 
 
 def cache_tiny(hub, repo="org/tiny", skip=()):
@@ -123,12 +123,12 @@ def test_the_hub_probe_tells_an_answer_from_a_closed_port(monkeypatch):
     thread.start()
     try:
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        assert models._hub_unreachable() is None
+        assert fetching.hub_unreachable() is None
     finally:
         server.shutdown()
         thread.join()
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
-    assert "refused" in models._hub_unreachable()
+    assert "refused" in fetching.hub_unreachable()
 
 
 def test_render_without_cached_weights_or_network_fails_at_once_in_one_line(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vj.engine.diffusion import models
+from vj.engine import fetching
 from vj.engine.guidance import perceptors
 from vj.engine.errors import EngineError
 from vj.engine.guidance.perceptors import PYTTI_FLAGS, PerceptorError, load_perceptor, parse_perceptor, tiny_perceptor
@@ -218,7 +218,7 @@ def test_missing_weights_offline_are_one_line_at_once(hub, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("offline, yet the hub was probed"))
+    monkeypatch.setattr(fetching, "hub_unreachable", lambda: pytest.fail("offline, yet the hub was probed"))
     start = time.monotonic()
     with pytest.raises(
         PerceptorError,
@@ -246,7 +246,7 @@ def test_missing_weights_with_the_hub_unreachable_are_one_line_within_seconds(hu
 
 
 def test_unknown_names_are_refused_before_any_loading(hub, monkeypatch):
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("the hub was probed for an unknown model"))
+    monkeypatch.setattr(fetching, "hub_unreachable", lambda: pytest.fail("the hub was probed for an unknown model"))
     with pytest.raises(PerceptorError, match="unknown CLIP model 'ViT-Q-32'"):
         load_perceptor("ViT-Q-32", "openai", "cpu")
     with pytest.raises(PerceptorError, match="has no weights 'nope'"):
@@ -279,7 +279,7 @@ def test_cached_weights_load_without_the_network(hub, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     Refuse.requests = []
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setattr(models, "_hub_unreachable", lambda: pytest.fail("the hub was probed for cached weights"))
+    monkeypatch.setattr(fetching, "hub_unreachable", lambda: pytest.fail("the hub was probed for cached weights"))
     monkeypatch.setitem(factory._MODEL_CONFIGS, "Tiny-Test", {**perceptors.TINY_CONFIG, "quick_gelu": False})
     monkeypatch.setitem(
         pretrained._PRETRAINED,

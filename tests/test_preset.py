@@ -37,7 +37,7 @@ def test_all_errors_reported_with_lines_and_suggestions(tmp_path):
                 "scenes: 'a cat:flo | b:'",  # 1
                 "widht: 512",  # 2
                 "height: 50",  # 3
-                "animation_mode: 3D",  # 4
+                "animation_mode: 4D",  # 4
                 "input_audio_filters:",  # 5
                 "  - {variable_name: fLo, f_center: 105, f_width: 65}",  # 6
                 "  - {variable_name: t, f_center: 900, f_width: 600, ordr: 5}",  # 7
@@ -56,7 +56,7 @@ def test_all_errors_reported_with_lines_and_suggestions(tmp_path):
         ":1: scenes: scene 1, prompt 'b': empty weight",
         ":2: widht: unknown key (did you mean 'width'?)",
         ":3: height: must be a multiple of 8 and at least 64",
-        ":4: animation_mode: 3D animation needs a depth model",
+        ":4: animation_mode: must be one of off, 2D, 3D, Video Source, got '4D'",
         ":7: input_audio_filters[1].ordr: unknown key (did you mean 'order'?)",
         ":7: input_audio_filters[1].variable_name: 't' is reserved",
         ":8: input_audio_filters[2].order: must be between 1 and 10",

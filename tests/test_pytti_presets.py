@@ -78,12 +78,19 @@ def test_an_overlay_takes_pyttis_defaults():
     assert load_preset(DATA / "overlay.yaml", strict=True).warnings == preset.warnings
 
 
-def test_a_plain_file_keeps_vjs_defaults(tmp_path):
+def test_a_plain_file_keeps_vjs_defaults_but_pyttis_rate_for_pyttis_steps(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("scenes: a\nsteps_per_scene: 240\n")
     preset = load_preset(path)
-    assert preset.image_model == "diffusion" and preset.frames_per_second == 24
-    assert preset.scene_durations() == (0.2,) and preset.warnings == ()  # 240 / 50 / 24
+    assert preset.image_model == "diffusion" and preset.frames_per_second == 12
+    assert preset.scene_durations() == (0.4,)  # 240 / 50 / 12
+    assert preset.warnings == (
+        "line 2: steps_per_scene: counted in pytti's steps without frames_per_second: pytti's 12 fps is used "
+        "(vj's default is 24)",
+    )
+    path.write_text("scenes: a\nsteps_per_scene: 240\nframes_per_second: 24\n")
+    preset = load_preset(path)
+    assert preset.frames_per_second == 24 and preset.scene_durations() == (0.2,) and preset.warnings == ()
 
 
 def test_hydra_scaffolding_and_a_random_seed():
@@ -154,22 +161,33 @@ def test_width_180_is_rounded():
 def test_depth_flow_and_3d_keys():
     preset = load_preset(DATA / "stabilized.yaml")
     assert preset.warnings == (
-        "line 4: depth_stabilization_weight: depth_stabilization_weight and flow_stabilization_weight not "
-        "implemented (no depth or optical-flow model in vj): left out; direct, semantic and edge stabilization work",
-        "line 6: translate_z_3d: 3D is not implemented yet: translate_z_3d, rotate_3d ignored (pytti uses them "
-        "only with animation_mode: 3D)",
+        "line 5: flow_stabilization_weight: flow_stabilization_weight not implemented (no optical-flow model in "
+        "vj): left out; direct, semantic, edge and depth stabilization work",
+        "line 4: depth_stabilization_weight: depth estimated by Depth Anything V2 small (vj's depth_model), not "
+        "pytti's AdaBins: the same motion, another depth estimate; set depth_model to choose the model",
+        "line 6: translate_z_3d: translate_z_3d, rotate_3d ignored: pytti uses them only with animation_mode: 3D",
     )
-    (problem,) = problems(DATA / "stabilized.yaml", strict=True)  # the 3D keys change nothing outside 3D mode
-    assert ":4: depth_stabilization_weight: depth_stabilization_weight and flow_stabilization_weight not " in problem
+    assert preset.depth_stabilization_weight(None) == 0.3
+    depth, flow = problems(DATA / "stabilized.yaml", strict=True)  # the 3D keys change nothing outside 3D mode
+    assert ":4: depth_stabilization_weight: vj estimates depth with a transformers model" in depth
+    assert ":5: flow_stabilization_weight: flow_stabilization_weight not implemented" in flow
 
 
-def test_3d_mode_and_semantic_masks_stay_refused():
-    (problem,) = problems(DATA / "mode3d.yaml")
+def test_3d_mode_loads():
+    (warning,) = load_preset(DATA / "mode3d.yaml").warnings
+    assert warning.startswith("line 2: animation_mode: depth estimated by Depth Anything V2 small")
+    (problem,) = problems(DATA / "mode3d.yaml", strict=True)
     assert problem.endswith(
-        ":2: animation_mode: 3D animation needs a depth model (AdaBins/MiDaS) that vj does not have; use 2D"
+        ":2: animation_mode: vj estimates depth with a transformers model, not pytti's AdaBins; "
+        "set depth_model to accept that (--strict refuses substitutions)"
     )
-    (problem,) = problems(DATA / "semantic_mask.yaml")
-    assert "mask 'sky' is not supported (pytti's semantic text masks are not)" in problem
+    assert load_preset(DATA / "mode3d.yaml", {"depth_model": "tiny"}, strict=True).warnings == ()
+
+
+def test_semantic_masks_load():
+    preset = load_preset(DATA / "semantic_mask.yaml")  # pytti's semantic text mask: tests/test_semantic_masks.py
+    mask = preset.scenes[0].prompts[0].mask
+    assert (mask.kind, mask.value, mask.cutoff) == ("semantic", "sky", None) and preset.warnings == ()
 
 
 @pytest.mark.parametrize(
@@ -180,7 +198,7 @@ def test_3d_mode_and_semantic_masks_stay_refused():
             ":2: image_model: VQGAN is not supported by vj (no VQGAN weights or code); use unlimited_palette",
         ),
         ("width180.yaml", ":3: width: must be a multiple of 8, got 180"),
-        ("stabilized.yaml", ":4: depth_stabilization_weight:"),
+        ("stabilized.yaml", ":5: flow_stabilization_weight:"),
         ("hydra.yaml", ":11: pre_animation_steps:"),
     ],
 )

@@ -85,7 +85,7 @@ FILTER = {"variable_name": "fLo", "f_center": 105, "f_width": 65}
     "change",
     [
         {"widht": 512},  # unknown key
-        {"rotate_3d": 40},  # pytti-only key
+        {"rotate_3d": 40},  # not a quaternion
         {"width": "wide"},  # wrong type
         {"width": 40},  # below 64 (a width of 500 is rounded to 504 with a warning, as pytti presets have such sizes)
         {"frames_per_second": 0},  # out of range

@@ -108,9 +108,7 @@ def test_defaults_are_pyttis_and_vjs(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("animation_mode: 3D\n", "p.yaml:2: animation_mode: 3D animation needs a depth model"),
-        ("animation_mode: 3d\n", "p.yaml:2: animation_mode: 3D animation needs a depth model"),
-        ("animation_mode: vidoe source\n", "p.yaml:2: animation_mode: must be one of off, 2D, Video Source"),
+        ("animation_mode: vidoe source\n", "p.yaml:2: animation_mode: must be one of off, 2D, 3D, Video Source"),
         ("animation_mode: Video Source\nvideo_path: ftp://host/clip.mp4\n", "p.yaml:3: video_path: unknown scheme"),
         ("animation_mode: Video Source\nvideo_path: clip.mp4\nframe_stride: 0\n", "p.yaml:4: frame_stride: must be"),
         ("video_path: clip.mp4\nframe_stride: 1.5\n", "p.yaml:3: frame_stride: expected an integer"),
@@ -143,7 +141,7 @@ def test_the_schema_takes_the_video_keys_as_vj_does(tmp_path):
     good = "scenes: a\nanimation_mode: off\nvideo_path: clip.mp4\nframe_stride: 3\nvideo_weight: 0.2*fLo\n"
     assert list(validator.iter_errors(yaml.safe_load(good))) == []
     assert list(validator.iter_errors(yaml.safe_load("scenes: a\nanimation_mode: Video Source\n"))) == []
-    for bad in ("animation_mode: 3D", "frame_stride: 0", "video_loop: 1"):
+    for bad in ("animation_mode: 4D", "frame_stride: 0", "video_loop: 1"):
         assert list(validator.iter_errors(yaml.safe_load(f"scenes: a\n{bad}\n"))), bad
     assert "Video Source" in json.dumps(json_schema()["properties"]["animation_mode"])
 

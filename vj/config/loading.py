@@ -1,6 +1,7 @@
 """Loading a preset: YAML with lines, every key checked against its one definition (vj.config.schema), all
 problems collected and reported together, each as `file:line: key: message`, and the `Preset` made."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -21,11 +22,13 @@ from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, sche
 from vj.language.scenes import SceneError, bracket_image_paths, parse_scenes
 from vj.config.schema import (
     CONTROL_FIELDS,
+    DEPTH_VARIABLES,
     EXPRESSION,
     FIELDS,
     FILTER_FIELDS,
     GUIDE_FIELDS,
     MIDI_FIELDS,
+    MOTION_3D_KEYS,
     NOTE_FIELDS,
     GuideImage,
     Preset,
@@ -56,8 +59,10 @@ class _Problems:
         self.name = name
         self.items = []
         self.listed = set()  # the groups of keys whose valid keys a message has listed (once per file)
+        self.keys = set()  # the keys named by a problem
 
     def add(self, line, key, message):
+        self.keys.add(key)
         where = f"{self.name}:{line}" if line else self.name
         self.items.append((line or 0, f"{where}: {key}: {message}" if key else f"{where}: {message}"))
 
@@ -66,13 +71,42 @@ class _Problems:
         return PresetError(text for _, text in sorted(self.items, key=lambda item: item[0]))
 
 
+def _folded(name):
+    return re.sub(r"[\s_\-/]", "", name.lower())
+
+
+def _edits(a, b):
+    """The edit distance of two words, a swap of neighbours counting as one edit (optimal string alignment)."""
+    row2, row = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev2, prev, row = row2, row, [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        row2 = prev
+    return row[-1]
+
+
+def near_spelling(name, candidates):
+    """The candidate `name` is a misspelling of, or None: the same letters but for case, `_`, `-` and `/`, or one
+    or two edits away (one for short names), so that a different key is never offered (`breath_mode` is not
+    `depth_model`)."""
+    folded = _folded(name)
+    limit = 1 if len(folded) <= 5 else 2
+    scored = sorted((_edits(folded, _folded(c)), i, c) for i, c in enumerate(candidates))
+    return scored[0][2] if scored and scored[0][0] <= limit else None
+
+
 def _unknown_key(key, known, where, problems):
     """An unknown key's message: a near spelling of a vj key (or of a pytti key vj translates, at the top level) is
     suggested; the valid keys are listed once per file and group."""
     pytti = PYTTI_KEYS if where == "preset" else ()
-    hint = did_you_mean(str(key), [*known, *pytti])
-    if hint and hint.split("'")[1] in pytti and hint.split("'")[1] not in known:
-        hint = f" (did you mean pytti's '{hint.split(chr(39))[1]}'?)"
+    near = near_spelling(str(key), [*known, *pytti])
+    hint = ""
+    if near is not None:
+        hint = f" (did you mean '{near}'?)" if near in known else f" (did you mean pytti's '{near}'?)"
     if where in problems.listed:
         return f"unknown key{hint}"
     problems.listed.add(where)
@@ -96,8 +130,11 @@ def _check_fields(raw, specs, problems, prefix=""):
             )
     for name, spec in specs.items():
         if name not in raw:
-            if spec.required:
-                problems.add(getattr(raw, "line", None), f"{prefix}{name}", "required key is missing")
+            if spec.required and f"{prefix}{name}" not in problems.keys:
+                # a top-level key is missing from the whole file: no line to point at
+                problems.add(
+                    getattr(raw, "line", None) if prefix else None, f"{prefix}{name}", "required key is missing"
+                )
             values[name] = spec.typed_default()
         elif spec.check.late:
             values[name] = raw[name]
@@ -284,6 +321,18 @@ def _midi(raw, problems, controls, scene_count):
     )
 
 
+WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]|\\")
+
+
+def not_found(text, base, remedy):
+    """Why a file a preset names (written `text`) is missing, after its quoted path: where vj looked (a relative
+    path is relative to the preset's folder `base`), or that it is another machine's Windows path; and `remedy`."""
+    if WINDOWS_PATH.search(text):
+        return f"is a Windows path, not found here: {remedy}"
+    where = "" if Path(text).expanduser().is_absolute() else f" (relative to the preset, in {base})"
+    return f"not found{where}: {remedy}"
+
+
 def resolve_path(path_text, base):
     """A path from a preset: ~ expanded, relative ones relative to the preset's folder `base`."""
     path = Path(path_text).expanduser()
@@ -306,7 +355,9 @@ def _picture_problem(text, base):
     since they are downloaded when a show starts), or None."""
     if is_url(text):
         return url_problem(text)
-    return None if resolve_path(text, base).is_file() else "not found (relative to the preset)"
+    if resolve_path(text, base).is_file():
+        return None
+    return not_found(text, base, "give a path relative to the preset or an http(s) URL")
 
 
 def _transition_plan(raw, values, problems):
@@ -343,7 +394,7 @@ def _transition_plan(raw, values, problems):
 
 def prompt_file_problems(prompts, base):
     """(is_warning, message) for labelled prompts [(label, Prompt)]: image prompts' and image masks' files must
-    exist (relative to `base`), masks vj cannot use are problems, cutoffs that do nothing are warnings."""
+    exist (relative to `base`); cutoffs that do nothing (on image and direction a r l d u masks) are warnings."""
     for label, prompt in prompts:
         problem = _picture_problem(prompt.path, base) if prompt.is_image else None
         if problem:
@@ -354,24 +405,14 @@ def prompt_file_problems(prompts, base):
         problem = _picture_problem(mask.value, base) if mask.kind == "image" else None
         if problem:
             yield False, f"{label}: mask image '{mask.value}' {problem}"
-        elif mask.kind == "semantic":
-            yield (
-                False,
-                (
-                    f"{label}: mask '{mask.value}' is not supported (pytti's semantic text masks are not); use "
-                    "an image mask like _[mask.png] or -[mask.png], or a direction a, r, l, u, d"
-                ),
-            )
-        elif mask.kind == "direction" and mask.value in ("near", "far"):
-            yield (
-                False,
-                (
-                    f"{label}: mask '{mask.value}' needs 3D depth, which vj does not have; use an image mask "
-                    "or a direction a, r, l, u, d"
-                ),
-            )
-        elif mask.cutoff is not None:
+        elif mask.cutoff is not None and not _selects_cutouts(mask):
             yield True, f"{label}: the mask cutoff {mask.cutoff:g} has no effect on {mask.kind} masks"
+
+
+def _selects_cutouts(mask):
+    """Whether a mask selects CLIP cutouts (pytti's semantic masks and `n`/`f`, where a cutoff means something)
+    rather than pixels (image masks and the directions a r l d u)."""
+    return mask.kind == "semantic" or (mask.kind == "direction" and mask.value in ("near", "far"))
 
 
 def _prompt_files(prompts, key, line, base, problems, warnings):
@@ -397,9 +438,13 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
             continue
         if not ok:
             continue
-        values["image"] = resolve_path(values["image"], base)
+        written = values["image"]
+        values["image"] = resolve_path(written, base)
         if not values["image"].is_file():
-            problems.add(_line(item, "image"), f"{label}.image", f"image file '{values['image']}' not found")
+            remedy = "give a picture's path relative to the preset"
+            problems.add(
+                _line(item, "image"), f"{label}.image", f"image file '{written}' {not_found(written, base, remedy)}"
+            )
             continue
         if "concept" in values["method"] and not values["concept"].strip():
             problems.add(_line(item, "concept"), f"{label}.concept", "method concept needs a `concept` prompt")
@@ -465,6 +510,13 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
                 problems.add(
                     line, "direct_image_prompts", f"'{p.source}' is not an image: write path:WEIGHT or [path]:WEIGHT"
                 )
+            elif p.mask is not None and _selects_cutouts(p.mask):
+                problems.add(
+                    line,
+                    "direct_image_prompts",
+                    f"'{p.source}': mask '{p.mask.value}' selects CLIP cutouts, a pixel loss has none: use an "
+                    "image mask like _[mask.png] or a direction a, r, l, u, d",
+                )
         _prompt_files(
             ((f"'{p.source}'", p) for p in direct if p.is_image), "direct_image_prompts", line, base, problems, warnings
         )
@@ -472,10 +524,14 @@ def _guidance(raw, values, scenes, variables, problems, base, warnings):
         values["guide_images"], _line(raw, "guide_images"), problems, base, variables, values["image_model"]
     )
     if values["target_palette"]:
-        values["target_palette"] = resolve_path(values["target_palette"], base)
+        written = values["target_palette"]
+        values["target_palette"] = resolve_path(written, base)
         if not values["target_palette"].is_file():
+            remedy = "give a picture's path relative to the preset, or remove target_palette"
             problems.add(
-                _line(raw, "target_palette"), "target_palette", f"image file '{values['target_palette']}' not found"
+                _line(raw, "target_palette"),
+                "target_palette",
+                f"image file '{written}' {not_found(written, base, remedy)}",
             )
     return direct
 
@@ -511,7 +567,7 @@ def video_path_problem(text, base):
         return f"'{text}' is a live input: give it to `vj live --video-in {text}`; video_path takes a file or a URL"
     path = resolve_path(text, base)
     if not path.is_file():
-        return f"video file '{text}' not found (relative to the preset)"
+        return f"video file '{text}' " + not_found(text, base, "give a path relative to the preset or a stream URL")
     return probe_video(path)
 
 
@@ -548,13 +604,14 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
 
     audio_rate = None
     if values["input_audio"]:
-        values["input_audio"] = resolve_path(values["input_audio"], base)
+        written = str(values["input_audio"])
+        values["input_audio"] = resolve_path(written, base)
         if not values["input_audio"].exists():  # a shared preset's track: the command line's --audio replaces it
             line = _line(raw, "input_audio")
-            message = f"audio file '{values['input_audio']}' not found"
-            warnings.append(f"input_audio: {message}: give the track with --audio TRACK")
+            message = f"audio file '{written}' {not_found(written, base, 'give the track with --audio TRACK')}"
+            warnings.append(f"input_audio: {message}")
             where = f"{problems.name}:{line}" if line else problems.name
-            values["audio_problem"] = f"{where}: input_audio: {message}; pass the track with --audio TRACK"
+            values["audio_problem"] = f"{where}: input_audio: {message}"
         else:
             try:
                 audio_rate = audio_info(values["input_audio"]).samplerate
@@ -587,11 +644,13 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
             f"{len(values['scene_duration'])} durations for {len(scenes)} scenes",
         )
 
+    depth_names = tuple(n for n in DEPTH_VARIABLES if n not in variables) if values["animation_mode"] == "3D" else ()
     for field_name, spec in FIELDS.items():
         if spec.check.late and field_name in raw:
+            names = variables + depth_names if field_name in MOTION_3D_KEYS else variables
             try:
-                values[field_name] = spec.check.convert(raw[field_name], variables)
-            except ExpressionError as exc:
+                values[field_name] = spec.check.convert(raw[field_name], names)
+            except ValueError as exc:  # ExpressionError, or a quaternion not written [w, x, y, z]
                 problems.add(_line(raw, field_name), field_name, str(exc))
                 values[field_name] = spec.typed_default()
                 continue
@@ -604,15 +663,32 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
         if problem:
             problems.add(_line(raw, "init_image"), "init_image", f"'{values['init_image']}' {problem}")
     elif values["init_image"]:
-        values["init_image"] = resolve_path(values["init_image"], base)
+        written = values["init_image"]
+        values["init_image"] = resolve_path(written, base)
         if not values["init_image"].is_file():
-            problems.add(_line(raw, "init_image"), "init_image", f"image file '{values['init_image']}' not found")
+            remedy = "give a picture's path relative to the preset or an http(s) URL, or remove init_image"
+            problems.add(
+                _line(raw, "init_image"), "init_image", f"image file '{written}' {not_found(written, base, remedy)}"
+            )
 
     if problems.items:
         raise problems.error()
     scene_text = values["scenes"]
     values.update(scenes=scenes, input_audio_filters=bands, controls=controls, direct_image_prompts=direct)
     return Preset(path=path, scene_text=scene_text, variables=variables, warnings=tuple(warnings), **values)
+
+
+GLUED_KEY = re.compile(r"^([A-Za-z_]\w*):([\"'\[{|>])")
+
+
+def _glued_key(text, line):
+    """A hint for a YAML error: the last top-level key before `line` written without a space after its colon
+    (`scenes:"...`), which YAML reads as text, not a key."""
+    for number, row in reversed(list(enumerate(text.splitlines()[: line or None], 1))):
+        found = GLUED_KEY.match(row)
+        if found:
+            return f" (line {number}: write a space after '{found[1]}:')"
+    return ""
 
 
 def load_preset(path, overrides=None, strict=False):
@@ -632,7 +708,8 @@ def load_preset(path, overrides=None, strict=False):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PresetError([f"{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]) from None
+        hint = _glued_key(text, mark.line + 1 if mark else None)
+        raise PresetError([f"{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}{hint}"]) from None
     if raw is None:
         raw = LineDict()
         raw.lines, raw.line = {}, 1

@@ -53,7 +53,7 @@ IGNORED = (
     "show_graphs approximate_vram_usage use_tensorboard models_parent_dir device use_mmc mmc_models"
 ).split()
 HYDRA = ("defaults", "hydra")
-# pytti's 3D keys at their defaults (vj has no 3D mode yet)
+# pytti's 3D keys at their defaults: away from them outside 3D mode, they are ignored (by pytti too)
 THREE_D = {
     "translate_z_3d": "0",
     "rotate_3d": "[1,0,0,0]",
@@ -62,7 +62,8 @@ THREE_D = {
     "far_plane": "10000",
     "lock_camera": "True",
 }
-UNIMPLEMENTED_LOSSES = ("depth_stabilization_weight", "flow_stabilization_weight")
+TWO_D = {"rotate_2d": "0", "zoom_x_2d": "0", "zoom_y_2d": "0"}  # ignored in 3D mode (pytti's zoom_3d has no use)
+UNIMPLEMENTED_LOSSES = ("flow_stabilization_weight",)
 STEP_KEYS = ("steps_per_scene", "interpolation_steps", "pre_animation_steps")
 # every pytti key this pass takes away (the keys vj shares with pytti stay): an unknown key close to one of these
 # is suggested as pytti's key, never as a different vj key
@@ -71,7 +72,6 @@ PYTTI_KEYS = (
     "vqgan_model",
     "flow_long_term_samples",
     *UNIMPLEMENTED_LOSSES,
-    *THREE_D,
     *IGNORED,
     *HYDRA,
 )
@@ -140,15 +140,25 @@ def translate(raw, problems, warnings, strict=False, overlay=False, fields=()):
     _hydra(p, fields)
     given = set(raw)
     if overlay:
+        if "scenes" not in raw:  # pytti's default is Hydra's "missing" marker
+            p.problems.add(None, "scenes", "no scenes given (pytti's default.yaml leaves them to each file)")
         for name, value in PYTTI_DEFAULTS.items():
             if name not in raw:
                 p.set(name, value)
+    elif any(k in raw for k in STEP_KEYS) and "frames_per_second" not in raw:
+        p.set("frames_per_second", PYTTI_DEFAULTS["frames_per_second"])  # it counts in pytti's steps: pytti's rate
+        p.note(
+            next(k for k in STEP_KEYS if k in raw),
+            f"counted in pytti's steps without frames_per_second: pytti's {PYTTI_DEFAULTS['frames_per_second']} fps "
+            "is used (vj's default is 24)",
+        )
+    _mmc(p)
     _ignored(p)
     _expressions(p, fields)
     _seed(p)
     _sizes(p)
     _image_model(p)
-    _unimplemented(p, fields)
+    _unused(p)
     _timing(p, given)
 
 
@@ -185,7 +195,8 @@ def _ignored(p):
         names.append("flow_long_term_samples")
     if not names:
         return
-    first = min(names, key=lambda k: p.line(k) or 0)
+    names.sort(key=lambda k: p.line(k) or 0)
+    first = names[0]
     p.note(
         first, f"pytti's output and runtime settings ignored (they change nothing in the frames): {', '.join(names)}"
     )
@@ -193,11 +204,47 @@ def _ignored(p):
         p.drop(k)
 
 
+def _mmc(p):
+    """pytti's MMC perceptors (`use_mmc` with `mmc_models`): OpenAI CLIP models guide as vj `perceptors`; other
+    models are left out (a substitution). Without `use_mmc` the list is ignored, as pytti ignores it."""
+    models = p.raw.get("mmc_models")
+    if p.raw.get("use_mmc") is not True or not isinstance(models, list):
+        return
+    names, left = [], []
+    for m in models:
+        fields = {k: str(v).lower() for k, v in m.items()} if isinstance(m, dict) else {}
+        if fields.get("architecture") == "clip" and fields.get("publisher") == "openai" and m.get("id"):
+            names.append(f"{str(m['id']).replace('/', '-')}/openai")
+        else:
+            left.append(str(m.get("id", m)) if isinstance(m, dict) else str(m))
+    line = p.line("mmc_models")
+    p.drop("use_mmc")
+    p.drop("mmc_models")
+    if names:
+        listed = p.raw.get("perceptors")
+        given = list(listed) if isinstance(listed, list) else []
+        p.set("perceptors", given + [n for n in names if n not in given])
+        p.raw.lines["perceptors"] = p.raw.lines.get("perceptors") or line
+        p.raw.lines["mmc_models"] = line  # for the message's line
+        p.note("mmc_models", f"pytti's MMC models guide as perceptors: {', '.join(names)}")
+    if left:
+        p.raw.lines["mmc_models"] = line
+        p.substitute(
+            "mmc_models",
+            f"{', '.join(left)} left out: vj guides with open_clip's CLIP models only",
+            f"{', '.join(left)}: vj guides with open_clip's CLIP models only; use perceptors",
+        )
+    p.raw.lines.pop("mmc_models", None)
+
+
 def _expressions(p, fields):
-    """pytti writes an unset weight or motion as `''`: 0."""
+    """pytti writes an unset weight or motion as `''`: 0 (an unset rotate_3d: no turn)."""
     for name, spec in fields.items():
         if spec.check.late and isinstance(p.raw.get(name), str) and not p.raw[name].strip():
-            p.raw[name] = 0
+            if name == "rotate_3d":
+                p.drop(name)
+            else:
+                p.raw[name] = 0
 
 
 def _seed(p):
@@ -263,40 +310,42 @@ def _image_model(p):
         p.raw["image_model"] = "unlimited_palette"
 
 
-def _quaternion(value):
-    """Whether `value` is written as pytti's rotate_3d: four numbers or expressions in brackets."""
-    if isinstance(value, list):
-        return len(value) == 4
-    text = value.strip() if isinstance(value, str) else ""
-    return text.startswith("[") and text.endswith("]") and text.count(",") >= 3
-
-
-def _unimplemented(p, fields):
+def _unused(p):
+    """Losses vj lacks (flow), and motion keys the animation mode does not use: said once each."""
     losses = [k for k in UNIMPLEMENTED_LOSSES if k in p.raw and not _off(p.raw[k])]
     if losses:
         p.substitute(
             losses[0],
-            f"{' and '.join(losses)} not implemented (no depth or optical-flow model in vj): left out; direct, "
-            "semantic and edge stabilization work",
-            f"{' and '.join(losses)} not implemented (no depth or optical-flow model in vj); set them to '' or 0, "
-            "and use direct, semantic or edge stabilization",
+            f"{' and '.join(losses)} not implemented (no optical-flow model in vj): left out; direct, semantic, "
+            "edge and depth stabilization work",
+            f"{' and '.join(losses)} not implemented (no optical-flow model in vj); set them to '' or 0, and use "
+            "direct, semantic, edge or depth stabilization",
         )
     for k in (*UNIMPLEMENTED_LOSSES, "flow_long_term_samples"):
         p.drop(k)
-    rotation = p.raw.get("rotate_3d")
-    if rotation is not None and not _quaternion(rotation):
-        p.problems.add(
-            p.line("rotate_3d"), "rotate_3d", f"expected pytti's quaternion '[w, x, y, z]', got {rotation!r}"
+    mode = p.raw.get("animation_mode")
+    three_d = isinstance(mode, str) and mode.strip().lower() == "3d"
+    depth = "depth_stabilization_weight" in p.raw and not _off(p.raw["depth_stabilization_weight"])
+    if (three_d or depth) and "depth_model" not in p.raw:
+        key = "animation_mode" if three_d else "depth_stabilization_weight"
+        p.substitute(
+            key,
+            "depth estimated by Depth Anything V2 small (vj's depth_model), not pytti's AdaBins: the same motion, "
+            "another depth estimate; set depth_model to choose the model",
+            "vj estimates depth with a transformers model, not pytti's AdaBins; set depth_model to accept that",
         )
-        p.drop("rotate_3d")
-    moved = [k for k, default in THREE_D.items() if k in p.raw and str(p.raw[k]).replace(" ", "") != default]
+    unused = TWO_D if three_d else THREE_D
+    moved = [k for k, default in unused.items() if k in p.raw and str(p.raw[k]).replace(" ", "") != default]
     if moved:
         p.note(
             moved[0],
-            f"3D is not implemented yet: {', '.join(moved)} ignored (pytti uses them only with animation_mode: 3D)",
+            f"{', '.join(moved)} ignored: pytti uses "
+            + (
+                "them only in 2D mode (3D moves by translate_x/y, translate_z_3d and rotate_3d)"
+                if three_d
+                else "them only with animation_mode: 3D"
+            ),
         )
-    for k in THREE_D:
-        p.drop(k)
 
 
 def _timing(p, given):

@@ -4,11 +4,12 @@
 Keys follow pytti's names where the concept is the same.
 """
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
 
-from vj.engine.vocabulary import BORDER_MODES, INFILL_MODES, QUALITIES, SAMPLING_MODES
+from vj.engine.vocabulary import BORDER_MODES, DEFAULT_DEPTH_MODEL, INFILL_MODES, QUALITIES, SAMPLING_MODES
 from vj.config.bands import Band
 from vj.config.musical import MUSICAL_VARIABLES, hit_name
 from vj.config.keys import (
@@ -34,7 +35,7 @@ from vj.config.keys import (
     variable_name,
 )
 from vj.config.live_keys import CURVES
-from vj.config.video_keys import ANIMATION_MODES, ANIMATION_SPELLINGS, REFUSED_ANIMATION_MODES, STREAM_SCHEMES
+from vj.config.video_keys import ANIMATION_MODES, ANIMATION_SPELLINGS, STREAM_SCHEMES
 from vj.language.expressions import Expression, compile_expression
 from vj.language.expressions.compiler import did_you_mean
 from vj.config.live_keys import QUANTIZE, MidiSection, NoteBinding
@@ -43,6 +44,10 @@ from vj.language.value_ranges import KEY_KINDS, out_of_range
 TRANSITION_MODES = ("linear", "slerp", "latent_blend")
 TEMPO_SOURCES = ("audio", "link")
 MOTION_KEYS = ("translate_x", "translate_y", "rotate_2d", "zoom_x_2d", "zoom_y_2d")
+# 3D mode (pytti's zoom_3d): the translations (x and y shared with 2D) and the quaternion, whose expressions may use
+# pytti's depth variables of the frame being moved: r (nearest), R (farthest), mu (typical), in pixels
+MOTION_3D_KEYS = ("translate_x", "translate_y", "translate_z_3d", "rotate_3d")
+DEPTH_VARIABLES = ("r", "R", "mu")
 
 
 def _size(value):
@@ -110,13 +115,10 @@ IMAGE_MODEL = Check(
 
 
 def _animation_mode(value):
-    """pytti's animation mode in pytti's spelling; `3D` refused with its reason. YAML 1.1 reads a bare `off` as
-    false, which is `off` too."""
+    """pytti's animation mode in pytti's spelling. YAML 1.1 reads a bare `off` as false, which is `off` too."""
     if value is False:
         return "off"
     word = value.strip().lower() if isinstance(value, str) else None
-    if word in REFUSED_ANIMATION_MODES:
-        raise ValueError(REFUSED_ANIMATION_MODES[word])
     if word in ANIMATION_SPELLINGS:
         return ANIMATION_SPELLINGS[word]
     raise ValueError(
@@ -192,6 +194,30 @@ def constant_out_of_range(name, expression):
 
 
 EXPRESSION = Check(compile_expression, {"type": ["number", "string"]}, "expression", late=True)
+
+
+def _quaternion(value, variables=()):
+    """pytti's rotate_3d, `[w, x, y, z]` (text, as pytti writes it, or a YAML list): four expressions."""
+    if isinstance(value, list):
+        parts = value
+    else:
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            tree = ast.parse(text, mode="eval").body if text.startswith("[") else None
+        except SyntaxError:
+            tree = None
+        parts = [ast.get_source_segment(text, e) for e in tree.elts] if isinstance(tree, ast.List) else None
+    if parts is None or len(parts) != 4:
+        raise ValueError(f"expected pytti's quaternion '[w, x, y, z]' (four numbers or expressions), got {value!r}")
+    return tuple(compile_expression(part, variables) for part in parts)
+
+
+QUATERNION = Check(
+    _quaternion,
+    {"type": ["string", "array"], "items": {"type": ["number", "string"]}, "minItems": 4, "maxItems": 4},
+    "quaternion `[w, x, y, z]` of expressions",
+    late=True,
+)
 MUSICAL_NAMES = (MUSICAL_VARIABLES, f"a musical variable: {', '.join(MUSICAL_VARIABLES)}")
 
 
@@ -279,6 +305,7 @@ AREAS = {
     "cutouts": "CLIP guidance cutouts",
     "pixels": "Pixel models (`unlimited_palette`, `limited_palette`)",
     "motion": "Motion",
+    "camera": "3D motion (pytti's `animation_mode: 3D`)",
     "video": "Video Source (pytti's `animation_mode: Video Source`)",
 }
 
@@ -561,6 +588,13 @@ class Preset:
         "CLIP guidance: loss on the Sobel edges of the warped previous frame (Video Source: the video frame)",
         area="guidance",
     )
+    depth_stabilization_weight: Expression = key(
+        EXPRESSION,
+        0,
+        "CLIP guidance: loss between the depth of the frame and the depth of the warped previous frame (Video "
+        "Source: the video frame), by `depth_model`",
+        area="guidance",
+    )
     smoothing_weight: Expression = key(
         EXPRESSION, 0, "CLIP guidance: total variation (smooths; negative adds detail)", area="guidance"
     )
@@ -618,7 +652,7 @@ class Preset:
     RN50x16: bool | None = key(FLAG, None, "pytti flag: `RN50x16/openai`", area="guidance")
     RN50x64: bool | None = key(FLAG, None, "pytti flag: `RN50x64/openai`", area="guidance")
     translate_x: Expression = key(EXPRESSION, 0, "pixels per frame to the right", area="motion")
-    translate_y: Expression = key(EXPRESSION, 0, "pixels per frame down", area="motion")
+    translate_y: Expression = key(EXPRESSION, 0, "pixels per frame up (as pytti)", area="motion")
     rotate_2d: Expression = key(EXPRESSION, 0, "degrees per frame, counterclockwise", area="motion")
     zoom_x_2d: Expression = key(
         EXPRESSION,
@@ -634,13 +668,43 @@ class Preset:
     )
     infill_mode: str = key(choice(*INFILL_MODES), "mirror", "what fills the edges uncovered by motion", area="motion")
     sampling_mode: str = key(choice(*SAMPLING_MODES), "bicubic", "interpolation of the motion warp", area="motion")
+    translate_z_3d: Expression = key(
+        EXPRESSION,
+        0,
+        "3D: pixels per frame toward the viewer (the camera flies in); with translate_x/translate_y, the expressions "
+        "may use r, R and mu, the depth of the frame's nearest, farthest and typical point in pixels",
+        area="camera",
+    )
+    rotate_3d: tuple = key(
+        QUATERNION,
+        "[1, 0, 0, 0]",
+        "3D: the camera's turn per frame, a quaternion `[w, x, y, z]` of expressions, applied as written (not "
+        "normalised, as pytti: `[cos(a), sin(a), 0, 0]` turns by 2a about the x axis)",
+        area="camera",
+    )
+    field_of_view: float = key(in_range(1, 179), 60, "3D: the vertical field of view in degrees", area="camera")
+    near_plane: float = key(
+        POSITIVE, 1, "3D: the depth in pixels that the nearest depth (1 mm) maps onto", area="camera"
+    )
+    far_plane: float = key(POSITIVE, 10000, "3D: the depth in pixels that 10 m and beyond map onto", area="camera")
+    lock_camera: bool = key(
+        BOOLEAN, True, "3D: take the mean motion out of each frame, so only parallax moves the picture", area="camera"
+    )
+    depth_model: str = key(
+        TEXT,
+        DEFAULT_DEPTH_MODEL,
+        "3D and depth stabilization: a transformers depth-estimation model (hub id or local folder), `tiny` "
+        "(random weights, tests) or `arch:depth-anything-small` (random weights, benchmarks)",
+        area="camera",
+    )
     animation_mode: str = key(
         ANIMATION_MODE,
         "off",
         "`off` and `2D` are the same in vj: each frame starts from the previous one, warped by the motion keys "
         "(pytti's `off` ignores them); `Video Source`: each frame's input takes the frame of the video at "
         "`video_path` (or `vj live --video-in`), and stabilization targets it (see Video Source in README); "
-        "pytti's spellings (`2d`, `video source`, `video_source`) are accepted; `3D` is refused (no depth model)",
+        "`3D`: the previous frame moved in 3D by its depth (`depth_model`) and the 3D keys; pytti's spellings "
+        "(`2d`, `3d`, `video source`, `video_source`) are accepted",
         area="video",
     )
     video_path: str = key(

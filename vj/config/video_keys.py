@@ -2,9 +2,14 @@
 them (vj check), and vj.video opens sources and outputs by them."""
 
 # pytti's animation modes as pytti writes them, and the spellings presets may use for each
-ANIMATION_MODES = ("off", "2D", "Video Source")
-ANIMATION_SPELLINGS = {"off": "off", "2d": "2D", "video source": "Video Source", "video_source": "Video Source"}
-REFUSED_ANIMATION_MODES = {"3d": "3D animation needs a depth model (AdaBins/MiDaS) that vj does not have; use 2D"}
+ANIMATION_MODES = ("off", "2D", "3D", "Video Source")
+ANIMATION_SPELLINGS = {
+    "off": "off",
+    "2d": "2D",
+    "3d": "3D",
+    "video source": "Video Source",
+    "video_source": "Video Source",
+}
 
 # `video_path` and `--video-in` take a file or a URL with one of these schemes; `--video-in` also a camera or NDI
 STREAM_SCHEMES = ("udp", "srt", "rtsp", "rtmp", "http", "https")

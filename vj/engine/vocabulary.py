@@ -18,5 +18,7 @@ PYTTI_FLAGS = {
     "RN50x16": ("RN50x16", "openai"),
     "RN50x64": ("RN50x64", "openai"),
 }
+# the depth model of 3D animation (vj.engine.depth.models): Depth Anything V2 small, relative depth, on the hub
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 # latent-blending transition qualities: name -> leaves of the tree, endpoints included (vj.engine.transitions.plans)
 QUALITIES = {"lowest": 5, "low": 9, "medium": 13, "high": 21, "ultra": 33}

@@ -20,6 +20,7 @@ RANGES = {
     "coefficient": (-100.0, 100.0, "token-edit coefficient"),
     "translate": (-1e4, 1e4, "translation (pixels per frame)"),
     "rotate": (-3600.0, 3600.0, "rotation (degrees per frame)"),
+    "quaternion": (-100.0, 100.0, "rotate_3d component"),
     "zoom": (-1e4, 1e4, "zoom (pixels per frame)"),
     "guidance scale": (0.0, 1e3, "clip_guidance_scale"),
     "guidance weight": (-1e6, 1e6, "weight"),
@@ -29,6 +30,7 @@ RANGES = {
 KEY_KINDS = {
     "translate_x": "translate",
     "translate_y": "translate",
+    "translate_z_3d": "translate",
     "rotate_2d": "rotate",
     "zoom_x_2d": "zoom",
     "zoom_y_2d": "zoom",
@@ -41,6 +43,7 @@ KEY_KINDS = {
             "direct_stabilization_weight",
             "semantic_stabilization_weight",
             "edge_stabilization_weight",
+            "depth_stabilization_weight",
             "smoothing_weight",
         ),
         "guidance weight",

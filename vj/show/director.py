@@ -3,9 +3,10 @@
 from dataclasses import replace
 
 from vj.engine.diffusion.frames import FrameRequest
+from vj.engine.depth.camera import Motion3D
 from vj.engine.motion import Motion
 from vj.config.loading import PresetError
-from vj.config.schema import MOTION_KEYS
+from vj.config.schema import DEPTH_VARIABLES, MOTION_KEYS
 from vj.show.guidance_inputs import guidance_request, uses_guidance
 from vj.language.scenes.edits import scene_prompts
 from vj.show.timeline import Timeline
@@ -41,6 +42,10 @@ class Director:
         self.variables = FrameVariables(preset.input_variables + preset.control_names)
         self.timeline = Timeline(preset.scene_durations(), preset.transition_time)
         self._motion = [(key, KEY_KINDS[key], getattr(preset, key)) for key in MOTION_KEYS]
+        self._depth_terms = preset.animation_mode == "3D" and any(
+            set(DEPTH_VARIABLES) & e.names
+            for e in (preset.translate_x, preset.translate_y, preset.translate_z_3d, *preset.rotate_3d)
+        )
         self._control_defaults = {c.name: float(c.default) for c in preset.controls}  # a render's controls
         self.guided = uses_guidance(preset)
 
@@ -59,7 +64,7 @@ class Director:
             index=frame,
             prompts=self._prompts(position.scene, env),
             strength=min(max(preset.strength(env), 0.01), 1.0),
-            motion=Motion(*(self.hold(kind, key, expr(env)) for key, kind, expr in self._motion)),
+            motion=self._motion_of(env),
             seed=self.seed,
             previous_prompts=None if position.previous is None else self._prompts(position.previous, env),
             mix=position.mix,
@@ -72,6 +77,26 @@ class Director:
             image_conditioning=tuple((str(i), max(0.0, g.strength(env))) for i, g in enumerate(preset.guide_images)),
         )
         return request if self.video is None else self._with_video(request, t, env)
+
+    def _motion_of(self, env):
+        """The frame's Motion (2D), or in 3D mode its Motion3D: numbers, or when the expressions use pytti's depth
+        variables (r, R, mu) a function of them that the engine calls once it knows the frame's depth."""
+        if self.preset.animation_mode != "3D":
+            values = {key: self.hold(kind, key, expr(env)) for key, kind, expr in self._motion}
+            # pytti's translate_y moves the picture up; Motion counts pixels down the screen
+            return Motion(values["translate_x"], -values["translate_y"], *(values[k] for k in MOTION_KEYS[2:]))
+        if not self._depth_terms:
+            return self._motion_3d(env)
+        return Motion3D(depth_terms=lambda r, big_r, mu: self._motion_3d({**env, "r": r, "R": big_r, "mu": mu}))
+
+    def _motion_3d(self, env):
+        p, hold = self.preset, self.hold
+        return Motion3D(
+            hold(KEY_KINDS["translate_x"], "translate_x", p.translate_x(env)),
+            hold(KEY_KINDS["translate_y"], "translate_y", p.translate_y(env)),
+            hold(KEY_KINDS["translate_z_3d"], "translate_z_3d", p.translate_z_3d(env)),
+            tuple(hold("quaternion", "rotate_3d", q(env)) for q in p.rotate_3d),
+        )
 
     def _with_video(self, request, t, env):
         """`request` with the video frame of time `t` (Video Source mode): all of it goes into the frame's input

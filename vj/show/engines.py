@@ -33,6 +33,7 @@ class EngineFactory:
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
     guides: dict = dataclasses.field(default_factory=dict)  # guide image number (text) -> GuideEmbedding
     pictures: dict = dataclasses.field(default_factory=dict)  # (path, mtime, size) -> guide image embedding
+    depth: object = None  # the depth model (vj.engine.depth.models.DepthModel) of 3D and depth stabilization, or None
 
     def use_preset(self, preset, engine):
         """A changed preset (hot reload, typed prompt): new pictures, masks, cutouts and perceptors for `engine`
@@ -59,24 +60,53 @@ class EngineFactory:
 
                 same = self.objective is not None and perceptor_names(self.preset) == names
                 perceptors = self.objective.perceptors if same else load_perceptors(names, preset.model, self.device)
-                self.objective = Objective(perceptors, load_assets(preset, self.init), cutout_settings(preset))
+                self.objective = Objective(
+                    perceptors, load_assets(preset, self.init), cutout_settings(preset), self.depth_loss()
+                )
             elif self.components is not None:
                 self.objective = None
             else:
                 warnings.append("a pixel model needs a perceptor: keeping the ones it has")
         except (EngineError, PresetError) as exc:
             return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
+        if self.depth is None and needs_depth(preset):
+            warnings.append("3D and depth stabilization need the depth model: they take effect at restart")
+        elif self.depth is not None and depth_model_name(preset) != depth_model_name(self.preset):
+            warnings.append(f"depth_model {preset.depth_model}: takes effect at restart")
         kept = {"image_model": self.preset.image_model}
         if self.components is not None and preset.pixel_size != self.preset.pixel_size:
             warnings.append(f"pixel_size {preset.pixel_size}: takes effect at restart")
         kept["pixel_size"] = self.preset.pixel_size
         self.preset = dataclasses.replace(preset, **kept)
         engine.objective = self.objective
+        self._use_warp(engine)
         if self.components is None:
             warnings += _use_pixel_settings(engine, pixel_settings(preset, engine.settings))
         return warnings
 
     def __call__(self, settings):
+        return self._use_warp(self._engine(settings))
+
+    def depth_loss(self):
+        """The objective's depth function (depth stabilization): the depth model's metres, or None."""
+        return None if self.depth is None else self.depth.metres
+
+    def _use_warp(self, engine):
+        """`engine` moving its frames in 3D by the depth model in 3D mode (its 2D warp otherwise)."""
+        from vj.engine.depth.camera import Camera, DepthWarp
+        from vj.engine.motion import warp
+
+        p = self.preset
+        if self.depth is None or p.animation_mode != "3D":
+            engine.warp = warp
+            return engine
+        camera = Camera(p.field_of_view, p.near_plane, p.far_plane, p.lock_camera, p.height)
+        metres = self.depth.metres
+        signed = self.components is not None  # the diffusion engine holds its frames in [-1, 1]
+        engine.warp = DepthWarp((lambda image: metres(image / 2 + 0.5)) if signed else metres, camera)
+        return engine
+
+    def _engine(self, settings):
         init = self.init if self.init is None or self.init.shape[:2] == (settings.height, settings.width) else None
         if self.components is None:
             from vj.engine.pixels.engine import PixelEngine
@@ -168,7 +198,7 @@ class BlockyEngine:
         from vj.engine.motion import Motion
 
         m, small, s = request.motion, self.inner.settings, self.settings
-        if m.is_identity:
+        if not isinstance(m, Motion) or m.is_identity:  # a 3D motion's units are the frame's at any size
             return request
         fx, fy = small.width / s.width, small.height / s.height
         motion = Motion(m.translate_x * fx, m.translate_y * fy, m.rotate, m.zoom_x * fx, m.zoom_y * fy)
@@ -263,18 +293,39 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
         device = components.device
     else:
         device = pick_device(device)
+    depth = None
+    if needs_depth(preset):
+        from vj.engine.depth.models import load_depth_model
+
+        depth = load_depth_model(depth_model_name(preset), device, components.dtype if components else torch.float32)
     objective = None
     names = perceptor_names(preset) if guidance else ()
     if names:
         from vj.engine.guidance.objective import Objective
 
         perceptors = load_perceptors(names, preset.model, device)
-        objective = Objective(perceptors, load_assets(preset, init), cutout_settings(preset))
+        objective = Objective(
+            perceptors, load_assets(preset, init), cutout_settings(preset), None if depth is None else depth.metres
+        )
     palette = read_picture(preset.target_palette) if guidance and preset.target_palette else None
-    factory = EngineFactory(preset, components, objective, init, device, palette)
+    factory = EngineFactory(preset, components, objective, init, device, palette, depth=depth)
     if guidance and components is not None:
         factory.guides = factory.embed_guides(preset)
     return factory
+
+
+def needs_depth(preset):
+    """Whether the preset uses the depth model: 3D mode, or a depth stabilization weight."""
+    weight = preset.depth_stabilization_weight
+    return preset.animation_mode == "3D" or not (weight.is_constant and weight(None) == 0)
+
+
+def depth_model_name(preset):
+    """The depth model: tiny with the tiny model, the real architecture with random weights with `arch:` models
+    (as the perceptors), else the preset's `depth_model`."""
+    if preset.model == "tiny":
+        return "tiny"
+    return "arch:depth-anything-small" if preset.model.startswith("arch:") else preset.depth_model
 
 
 # The CLIP image towers whose embeddings are as wide as, and trained with, a text encoder's token states: SD 2.x and

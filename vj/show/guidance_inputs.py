@@ -17,11 +17,13 @@ from vj.config.loading import picture_file
 from vj.language.value_ranges import KEY_KINDS, UNREPORTED
 
 DEFAULT_PERCEPTOR = "ViT-B-32/openai"  # pytti's default (ViTB32: true)
+CUTOUT_DIRECTIONS = ("near", "far")  # pytti's `n` and `f`: they select cutouts by size, not pixels
 WEIGHT_KEYS = (
     "semantic_init_weight",
     "direct_stabilization_weight",
     "semantic_stabilization_weight",
     "edge_stabilization_weight",
+    "depth_stabilization_weight",
     "smoothing_weight",
 )
 
@@ -69,9 +71,14 @@ def read_picture(path, grey=False):
 
 
 def mask_key(mask):
-    """A prompt mask's key in Assets: 'dir:LETTER' for directions, '-PATH' for inverted image masks."""
+    """A prompt mask's key: in Assets 'dir:LETTER' for directions a r l d u, 'PATH' or '-PATH' (inverted) for image
+    masks; masks that select cutouts (vj.engine.guidance.objective) 'sem:PHRASE' for semantic masks and 'size:near'
+    or 'size:far' for `n` and `f`, with a cutoff after the kind ('sem_0.3:PHRASE', 'size_0.6:near')."""
     if mask is None:
         return None
+    if mask.kind == "semantic" or (mask.kind == "direction" and mask.value in CUTOUT_DIRECTIONS):
+        kind = "sem" if mask.kind == "semantic" else "size"
+        return f"{kind}{'' if mask.cutoff is None else f'_{mask.cutoff!r}'}:{mask.value}"
     if mask.kind == "direction":
         return f"dir:{mask.value[0]}"
     return ("-" if mask.inverted else "") + mask.value
@@ -146,5 +153,6 @@ def guidance_request(preset, scene, env, hold=UNREPORTED):
         direct_stabilization=key("direct_stabilization_weight"),
         semantic_stabilization=key("semantic_stabilization_weight"),
         edge_stabilization=key("edge_stabilization_weight"),
+        depth_stabilization=key("depth_stabilization_weight"),
         smoothing=key("smoothing_weight"),
     )

@@ -58,7 +58,7 @@ class FrameRequest:
     index: int
     prompts: tuple
     strength: float = 0.5
-    motion: Motion = field(default_factory=Motion)
+    motion: object = field(default_factory=Motion)  # a Motion (2D), or in 3D mode a vj.engine.depth.camera.Motion3D
     seed: int = 0
     previous_prompts: tuple | None = None
     mix: float = 1.0
@@ -162,6 +162,7 @@ class FrameEngine:
             )
         self.init = None if init_image is None else image_to_tensor(init_image, c.device, c.dtype)
         self.previous = None  # last frame, (1, 3, H, W) in [-1, 1]
+        self.warp = warp  # moves the previous frame by the request's motion: 2D, or a DepthWarp (3D mode)
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
         self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
 
@@ -239,7 +240,9 @@ class FrameEngine:
                     self._noise_scales[schedule] = noise_scales(c.scheduler, timesteps[:1], c.dtype)
                 keep, add = self._noise_scales[schedule]
                 with timer.stage("warp"):
-                    image = None if source is None else warp(source, request.motion, s.infill_mode, s.sampling_mode)
+                    image = (
+                        None if source is None else self.warp(source, request.motion, s.infill_mode, s.sampling_mode)
+                    )
                     if guided and self.previous is not None:  # the first frame has no previous frame
                         reference = (image / 2 + 0.5).float()
                     if video is not None:  # the first frame without an init image: img2img of the video frame

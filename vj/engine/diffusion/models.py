@@ -1,12 +1,7 @@
 """Model components: real checkpoints (from_pretrained), `tiny` random models, `arch:NAME` random real architectures."""
 
-import contextlib
 import json
 import logging
-import threading
-import urllib.error
-import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +9,12 @@ import torch
 
 from vj.engine.devices import pick_device, resolve_dtype
 from vj.engine.errors import ModelError
+from vj.engine.fetching import Fetcher
 from vj.engine.tokenizer import clip_tokenizer
 
 CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 TAESD = "madebyollin/taesd"
-HUB_PROBE_TIMEOUT = 3.0  # seconds; the hub answers well within it, so silence means it cannot be reached
 _HOW_TO_GET = (
     "where there is internet run `hf download {source}` (then copy ~/.cache/huggingface here), or pass a "
     "local diffusers folder; without weights use --model tiny (random, for trying the app) or "
@@ -137,98 +132,6 @@ def build_architecture(name, vae="auto"):
     return unet, autoencoder, text_encoder, clip_tokenizer(pad_token="!"), _euler_turbo()
 
 
-@contextlib.contextmanager
-def _quiet_loading(progress_bars):
-    """Mutes the hub's retry messages, diffusers' hints and the libraries' warnings while loading, and unless
-    `progress_bars` (downloads) transformers' bars: a failure reaches the user as our one-line ModelError,
-    and a load that works needs no commentary."""
-    from transformers.utils import logging as transformers_logging
-
-    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "diffusers", "transformers")]
-    levels = [logger.level for logger in loggers]
-    bars = transformers_logging.is_progress_bar_enabled()
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    if not progress_bars:
-        transformers_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-        if bars and not progress_bars:
-            transformers_logging.enable_progress_bar()
-
-
-def _hub_unreachable():
-    """Why the hub (HF_ENDPOINT) cannot be reached, or None when it answers: one HEAD request, in a thread
-    given HUB_PROBE_TIMEOUT seconds, because a name lookup can hang longer than any socket timeout."""
-    from huggingface_hub import constants
-
-    outcome = [f"no answer within {HUB_PROBE_TIMEOUT:g} s"]
-
-    def probe():
-        try:
-            urllib.request.urlopen(
-                urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_TIMEOUT
-            ).close()
-            outcome[0] = None
-        except urllib.error.HTTPError:  # a server answered, if only with an error status
-            outcome[0] = None
-        except OSError as exc:  # URLError (refused, no such host, ...) or a timeout
-            outcome[0] = str(getattr(exc, "reason", exc)) or type(exc).__name__
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(HUB_PROBE_TIMEOUT)
-    return outcome[0]
-
-
-class _Fetcher:
-    """Loads checkpoint parts from local folders or the hub cache with no network at all, and goes to the hub
-    only for a part the cache lacks, after checking once, within seconds, that the hub can be reached."""
-
-    def __init__(self):
-        self.hub_checked = False
-
-    def __call__(self, source, part, load):
-        """`load(**kw)` with local_files_only=True first for a hub id; ModelError if it cannot be loaded."""
-        local = Path(source).is_dir()
-        if not local:
-            try:
-                with _quiet_loading(progress_bars=False):
-                    return load(local_files_only=True)
-            except (OSError, ValueError):  # not in the cache, or not all of it
-                self._check_hub(source)
-        try:
-            with _quiet_loading(progress_bars=not local):
-                return load()
-        except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ModelError(
-                f"could not load '{source}' ({part}): {reason}. Weights come from the Hugging "
-                f"Face hub on first use: {_HOW_TO_GET.format(source=source)}"
-            ) from None
-
-    def _check_hub(self, source):
-        from huggingface_hub import constants
-
-        if self.hub_checked:
-            return
-        missing = f"the weights of '{source}' are not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-        if constants.HF_HUB_OFFLINE:
-            raise ModelError(f"{missing} and HF_HUB_OFFLINE is set: {_HOW_TO_GET.format(source=source)}")
-        reason = _hub_unreachable()
-        if reason is not None:
-            raise ModelError(
-                f"{missing} and the hub ({constants.ENDPOINT}) cannot be reached ({reason}): "
-                f"{_HOW_TO_GET.format(source=source)}"
-            )
-        self.hub_checked = True
-
-
 def _diffusers_class(config, allowed, source, part):
     """The class a diffusers config was saved from (its `_class_name`), if it is one of `allowed`."""
     import diffusers
@@ -271,7 +174,7 @@ def _load_pretrained(model, vae):
                 f"'{model}' is an SDXL checkpoint; vj's engine supports SD 1.x/2.x-shaped "
                 "checkpoints (sd-turbo, LCM fine-tunes) so far"
             )
-    fetch = _Fetcher()
+    fetch = Fetcher(_HOW_TO_GET)
     unet = fetch(model, "unet", lambda **kw: UNet2DConditionModel.from_pretrained(model, subfolder="unet", **kw))
     if unet.config.get("addition_embed_type") == "text_time":
         raise ModelError(

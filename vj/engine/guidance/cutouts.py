@@ -19,7 +19,9 @@ Positions and sizes are continuous (pytti rounds them to whole pixels for slicin
 Every crop is described by a grid of `grid_sample` coordinates (align_corners=False), one per crop pixel, with the
 geometric augmentations and the border mode folded in: mirror and wrap map outside points back into the image,
 clamp and smear clamp them to its edge, black leaves them outside. `cut_like` samples any other image (a mask) with
-that grid exactly as the crops were sampled, so the two line up pixel for pixel.
+that grid exactly as the crops were sampled, so the two line up pixel for pixel. `boxes` gives each crop's
+position and size before augmentation, as fractions of the image (pytti's offsets and sizes: masks `n`/`f` select
+crops by size).
 
 Resampling averages areas, as pytti's average pooling does: each crop pixel is the mean of k x k bilinear samples
 spread over its footprint in the source, with k = ceil(min(H, W) / (2 size)). Samples are then at most 2 source
@@ -66,6 +68,7 @@ class Cutouts:
 
     images: Tensor  # (N, C, S, S) in [0, 1]
     grid: Tensor  # (N, S, S, 2) grid_sample coordinates (x, y), align_corners=False
+    boxes: Tensor | None = None  # (N, 4) x, y, width, height before augmentation, fractions of the image's sides
 
 
 def make_cutouts(image, count, size, cut_pow=2.0, border=0.25, border_mode="clamp", generator=None, augment=True):
@@ -82,6 +85,7 @@ def make_cutouts(image, count, size, cut_pow=2.0, border=0.25, border_mode="clam
 
     _, _, height, width = image.shape
     matrices = _crop_matrices(rand, randn, count, size, cut_pow, border, border_mode, height, width)
+    boxes = _boxes(matrices).to(image.device)
     if augment:
         matrices = matrices @ _flip_matrices(rand, count) @ _affine_matrices(rand, count)
         matrices = matrices @ _perspective_matrices(rand, count)
@@ -89,7 +93,7 @@ def make_cutouts(image, count, size, cut_pow=2.0, border=0.25, border_mode="clam
     images = _sample(image, grid)
     if augment:
         images = _recolour(images, rand, randn)
-    return Cutouts(images, grid)
+    return Cutouts(images, grid, boxes)
 
 
 def cut_like(tensor, grid):
@@ -122,6 +126,14 @@ def _crop_matrices(rand, randn, count, size, cut_pow, border, border_mode, heigh
         matrices[:, axis, 2] = (2 * start + side) / extent - 1
     matrices[:, 2, 2] = 1
     return matrices
+
+
+def _boxes(matrices):
+    """(N, 4) x, y, width, height of the crops as fractions of the image's width and height (pytti's offsets and
+    sizes), from their (N, 3, 3) crop maps."""
+    scale = torch.stack([matrices[:, 0, 0], matrices[:, 1, 1]], -1)
+    start = (matrices[:, :2, 2] + 1 - scale) / 2
+    return torch.cat([start, scale], -1)
 
 
 def _flip_matrices(rand, count):

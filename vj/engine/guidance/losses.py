@@ -9,6 +9,8 @@ Masks weight cutouts by how much of each the mask covers (`mask_coverage` of the
 and the prompt's loss is the weighted mean over cutouts: its value stays a distance, comparable with the stop and
 with unmasked prompts, and cutouts outside the mask get no gradient at all. (pytti scales each cutout by
 coverage / sqrt(mask mean) and takes the plain mean; the weighted mean keeps a small mask from fading out.)
+pytti's semantic masks (a phrase) and `n`/`f` masks select cutouts instead, as pytti does: each gives a stop per
+cutout (`cutout_stops`) that is combined with the prompt's stop (`combined_stops`); the loss stays a plain mean.
 
 Pixel losses are mean squared errors (mask-weighted means with a mask; pytti multiplies both images by the mask
 and averages over the whole frame, which lets a small mask fade out). Edges are Sobel maps of the luminance, as
@@ -40,11 +42,40 @@ def stop_gated(values, keep):
     return torch.where(keep, values, values.detach())
 
 
-def prompt_loss(embeds, target, weight, stop=-math.inf, cut_weights=None):
+def prompt_loss(embeds, target, weight, stop=-math.inf, cut_weights=None, mask_stops=None):
     """A prompt's loss over cutout embeddings (N, D) toward a target embedding (D,): pytti's weight and stop per
-    cutout, averaged over cutouts or weighted by `cut_weights` (N,)."""
+    cutout, averaged over cutouts or weighted by `cut_weights` (N,). `mask_stops` (N,) are a semantic or `n`/`f`
+    mask's stops per cutout (`cutout_stops`), combined with the prompt's stop as pytti does (`combined_stops`)."""
+    if mask_stops is not None:
+        stop = combined_stops(mask_stops.to(embeds.device, torch.float32), weight, stop)
     losses = _weighted(spherical_distance(embeds, target), weight, stop)
     return losses.mean() if cut_weights is None else _weighted_mean(losses, cut_weights.to(losses))
+
+
+def combined_stops(mask_stops, weight, stop):
+    """pytti's stop per cutout under a mask: `max(mask_stop - 1, stop)` for a negative weight, else
+    `max(mask_stop, stop)` (a mask stop of 1 therefore rests a cutout for either sign, 0 leaves the prompt's
+    stop)."""
+    return (mask_stops - (1.0 if weight < 0 else 0.0)).clamp(min=stop)
+
+
+def cutout_stops(kind, cutoff, distances=None, boxes=None):
+    """A mask's stops per cutout, pytti's masks that select cutouts rather than pixels:
+
+    - `semantic`, with `distances` (N,) the spherical distances of the cutouts to the mask's phrase: without a
+      cutoff the distance itself (a positive prompt pulls a cutout only while it is farther from its own text
+      than from the phrase); with a cutoff c, 1 (rested) where the distance exceeds 0.7 + 0.3 c, else 0.
+    - `near` / `far`, with `boxes` (N, 4) x, y, width, height as fractions of the image: 1 where the smaller of a
+      cutout's width and height is below (near) or above (far) the cutoff (default 0.5), else 0, so `near` acts
+      on large cutouts and `far` on small ones.
+    """
+    if kind == "semantic":
+        return distances if cutoff is None else (distances > 0.7 + 0.3 * cutoff).float()
+    if kind not in ("near", "far"):
+        raise ValueError(f"unknown cutout mask {kind!r}: semantic, near or far")
+    side = boxes[:, 2:].amin(dim=-1)
+    threshold = 0.5 if cutoff is None else cutoff
+    return (side < threshold if kind == "near" else side > threshold).float()
 
 
 def pixel_loss(image, target, weight, stop=-math.inf, mask=None):
@@ -84,7 +115,8 @@ def mask_coverage(mask_cuts):
 
 
 def _weighted(distance, weight, stop):
-    """`weight * distance` with pytti's stop: gradient only where sign(weight) * distance >= stop."""
+    """`weight * distance` with pytti's stop (a number, or a tensor broadcast against `distance`): gradient only
+    where sign(weight) * distance >= stop."""
     keep = distance * math.copysign(1.0, weight) >= stop
     return weight * stop_gated(distance, keep)
 

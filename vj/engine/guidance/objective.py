@@ -3,7 +3,7 @@
 The objective scores an image (1, 3, H, W) in [0, 1]: semantic prompts (text, or a picture's CLIP embedding) on
 cutouts through every perceptor, with pytti's weights, stops and masks; direct image prompts (pixels); the init
 image (semantic side; the direct side is the engine's input blend or, in the pixel engine, a pixel loss); the
-stabilization `reference` (direct, semantic and Sobel-edge stabilization): the warped previous frame, or in Video
+stabilization `reference` (direct, semantic, Sobel-edge and depth stabilization): the warped previous frame, or in Video
 Source mode the current video frame (pytti: direct and edge stabilization target it, semantic stabilization
 re-embeds it; `reference_embeddings` embeds whatever reference a frame gives); total variation (smoothing). A frame's
 weights arrive as numbers in a `GuidanceRequest` (the Director evaluates the expressions); pictures and masks
@@ -22,7 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vj.engine.guidance.losses import direction_mask, edge_loss, mask_coverage, pixel_loss, prompt_loss, tv_loss
+from vj.engine.guidance.losses import (
+    cutout_stops,
+    direction_mask,
+    edge_loss,
+    mask_coverage,
+    pixel_loss,
+    prompt_loss,
+    spherical_distance,
+    tv_loss,
+)
 from vj.engine.guidance.cutouts import check_accumulation, cut_like, make_cutouts
 from vj.engine.errors import EngineError
 
@@ -38,7 +47,7 @@ class Target:
     key: str
     weight: float
     stop: float = -math.inf
-    mask: str | None = None  # a mask's key in Assets ('dir:l', an image mask's key), or None
+    mask: str | None = None  # 'dir:l' or an image mask's key in Assets; 'sem:PHRASE', 'size:near' (cutout stops)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class GuidanceRequest:
     direct_stabilization: float = 0.0
     semantic_stabilization: float = 0.0
     edge_stabilization: float = 0.0
+    depth_stabilization: float = 0.0  # needs the objective's `depth` (a depth model)
     smoothing: float = 0.0
 
     def active(self, init=False):
@@ -74,6 +84,7 @@ class GuidanceRequest:
             self.direct_stabilization,
             self.semantic_stabilization,
             self.edge_stabilization,
+            self.depth_stabilization,
             self.smoothing,
         ] + ([self.direct_init] if init else [])
         return any(weights)
@@ -129,6 +140,19 @@ class Assets:
         return self._resized[key]
 
 
+def _cutout_mask(key):
+    """(kind, cutoff, value) of a mask key that selects cutouts, 'sem[_CUTOFF]:PHRASE' or 'size[_CUTOFF]:near|far'
+    (vj.show.guidance_inputs.mask_key); None for other keys (image and direction masks, in Assets)."""
+    head, sep, value = (key or "").partition(":")
+    kind, _, cutoff = head.partition("_")
+    if not sep or kind not in ("sem", "size"):
+        return None
+    try:
+        return kind, float(cutoff) if cutoff else None, value
+    except ValueError:
+        return None
+
+
 def _resize(image, height, width):
     if image.shape[-2:] == (height, width):
         return image
@@ -138,7 +162,7 @@ def _resize(image, height, width):
 class Objective:
     """The weighted loss of an image for one frame (see the module docstring)."""
 
-    def __init__(self, perceptors, assets=None, cutouts=CutoutSettings()):
+    def __init__(self, perceptors, assets=None, cutouts=CutoutSettings(), depth=None):
         if not perceptors:
             raise ValueError("CLIP guidance needs at least one perceptor")
         check_accumulation(cutouts.count, cutouts.accumulation)
@@ -146,6 +170,8 @@ class Objective:
         self.assets = assets or Assets()
         self.cutouts = cutouts
         self._semantic = {}  # (perceptor index, kind, key) -> embedding
+        self.depth = depth  # image (1, 3, H, W) in [0, 1] -> metres (1, 1, H, W), differentiable; or None
+        self._depth_of = None  # (reference, its depth): depth stabilization's target of the frame
 
     def _embedding(self, index, perceptor, kind, key):
         cache_key = (index, kind, key)
@@ -177,8 +203,9 @@ class Objective:
 
     def semantic_loss(self, image, request, reference=None, generator=None, references=None):
         """Semantic prompts over one batch of cutouts (1/accumulation of them), averaged over perceptors; a
-        masked prompt weighs each cutout by the mask's coverage and its gradient reaches only masked pixels (as
-        the mask's value there); zero (with no graph) when there is nothing to score."""
+        prompt with an image or direction mask weighs each cutout by the mask's coverage and its gradient reaches
+        only masked pixels (as the mask's value there); a semantic or `n`/`f` mask gives each cutout a stop, as
+        pytti does; zero (with no graph) when there is nothing to score."""
         items = self._semantic_targets(request, reference)
         if not items:
             return image.new_zeros(())
@@ -200,13 +227,18 @@ class Objective:
             images = cuts.images.to(perceptor.dtype)
             embeds = perceptor.encode_image(images)
             masked = {}  # mask key -> (embeddings whose gradient reaches only the masked pixels, coverage per cut)
+            stops = {}  # key of a mask that selects cutouts -> its stop per cutout
             for kind, key, weight, stop, mask in items:
                 if kind == "reference":
                     target = references[index]
                 else:
                     target = self._embedding(index, perceptor, kind, key)
                 scored, weights = embeds, None
-                if mask is not None:
+                selector = _cutout_mask(mask)
+                if selector is not None:
+                    if mask not in stops:
+                        stops[mask] = self._cutout_stops(index, perceptor, selector, embeds, cuts)
+                elif mask is not None:
                     if mask not in masked:
                         h, w = image.shape[-2:]
                         m = cut_like(self.assets.mask(mask, h, w, image.device), cuts.grid).to(images.dtype)
@@ -215,8 +247,17 @@ class Objective:
                             mask_coverage(m),
                         )
                     scored, weights = masked[mask]
-                total = total + prompt_loss(scored, target.to(scored.device), weight, stop, weights)
+                total = total + prompt_loss(scored, target.to(scored.device), weight, stop, weights, stops.get(mask))
         return total / (len(self.perceptors) * self.cutouts.accumulation)
+
+    def _cutout_stops(self, index, perceptor, selector, embeds, cuts):
+        """The stop per cutout of a mask that selects cutouts (pytti's semantic and `n`/`f` masks): a phrase's
+        distance to each cutout (its embedding cached as a text prompt's), or each cutout's size."""
+        kind, cutoff, value = selector
+        if kind == "sem":
+            phrase = self._embedding(index, perceptor, "text", value).to(embeds.device)
+            return cutout_stops("semantic", cutoff, distances=spherical_distance(embeds.detach(), phrase))
+        return cutout_stops(value, cutoff, boxes=cuts.boxes)
 
     def pixel_loss(self, image, request, reference=None, init=None):
         """The terms without cutouts: direct image prompts, direct init (pixel engine), stabilization, smoothing."""
@@ -236,9 +277,20 @@ class Objective:
                 total = total + pixel_loss(image, reference, request.direct_stabilization)
             if request.edge_stabilization:
                 total = total + edge_loss(image, reference, request.edge_stabilization)
+            if request.depth_stabilization and self.depth is not None:
+                total = total + pixel_loss(
+                    self.depth(image), self._depth_target(reference), request.depth_stabilization
+                )
         if request.smoothing:
             total = total + tv_loss(image, request.smoothing)
         return total
+
+    def _depth_target(self, reference):
+        """The depth of the stabilization reference (metres), computed once per reference."""
+        if self._depth_of is None or self._depth_of[0] is not reference:
+            with torch.no_grad():
+                self._depth_of = (reference, self.depth(reference))
+        return self._depth_of[1]
 
     def backward(self, render, request, reference=None, init=None, generator=None, loss_scale=1.0):
         """Accumulate the gradient of the whole objective (times `loss_scale`, which keeps float16 gradients out of

@@ -8,7 +8,7 @@ every frame, so text and picture embeddings are cached.
 
 Models are named as open_clip names them (`ViT-B-32/openai`, `ViT-B-32:laion2b_s34b_b79k`) or by pytti's
 flags (`ViTB32`, `RN50`, ...). Their weights come from the Hugging Face cache with no network at all; when
-they are missing, one line says how to get them, within seconds (the hub is probed as vj.engine.diffusion.models does).
+they are missing, one line says how to get them, within seconds (the hub is probed as vj.engine.fetching does).
 `tiny_perceptor` is a small CLIP with seeded random weights built in-process (open_clip's architecture and
 its bundled BPE tokenizer), for tests and CPU try-outs.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vj.engine.diffusion import models
+from vj.engine import fetching
 from vj.engine.errors import EngineError
 from vj.engine.vocabulary import PYTTI_FLAGS
 
@@ -207,7 +207,7 @@ def _weights(name, tag):
     )
     if constants.HF_HUB_OFFLINE:
         raise PerceptorError(f"{missing} and HF_HUB_OFFLINE is set: {how}")
-    reason = models._hub_unreachable()
+    reason = fetching.hub_unreachable()
     if reason is not None:
         raise PerceptorError(f"{missing} and the hub ({constants.ENDPOINT}) cannot be reached ({reason}): {how}")
     try:

@@ -75,8 +75,9 @@ def blocks(image, pixel_size, height, width):
 
 
 def scaled_motion(motion, pixel_size):
-    """`motion` (frame pixels) in pixels of the optimized picture: translate and zoom divided by pixel_size."""
-    if pixel_size == 1:
+    """`motion` (frame pixels) in pixels of the optimized picture: translate and zoom divided by pixel_size (a 3D
+    motion's units are the frame's already)."""
+    if not isinstance(motion, Motion) or pixel_size == 1:
         return motion
     return Motion(
         translate_x=motion.translate_x / pixel_size,
@@ -129,6 +130,7 @@ class PixelEngine:
         self.init = None if init_image is None else image_to_tensor(init_image, self.device, torch.float32) / 2 + 0.5
         self.optimizer = None
         self.previous = None  # the last optimized picture, (1, 3, h, w) in [0, 1] (h, w: settings.model_size)
+        self.warp = warp  # moves the previous picture by the request's motion: 2D, or a DepthWarp (3D mode)
 
     def reset(self):
         self.previous = None
@@ -162,7 +164,7 @@ class PixelEngine:
             start = None
             if self.previous is not None:
                 motion = scaled_motion(request.motion, s.pixel_size)
-                start = warp(self.previous, motion, s.infill_mode, s.sampling_mode)
+                start = self.warp(self.previous, motion, s.infill_mode, s.sampling_mode)
                 reference = self._blocks(start)
             elif self.init is not None:
                 start = fitted(self.init, height, width)

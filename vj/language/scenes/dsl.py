@@ -26,7 +26,9 @@ class SceneError(ValueError):
 
 @dataclass(frozen=True)
 class Mask:
-    """Where a prompt applies: kind is 'image' (a file), 'direction' (a r l d u n f) or 'semantic'."""
+    """Where a prompt applies: kind is 'image' (a file), 'direction' (a r l d u: halves of the frame; n f: large or
+    small cutouts) or 'semantic' (a phrase CLIP scores on each cutout).
+    `cutoff` is pytti's number after a second `_`."""
 
     kind: str
     value: str
@@ -181,9 +183,11 @@ def _mask(text):
     if sep and not body.endswith("]"):
         try:
             cutoff = float(tail)
-            body = head
+            body = head.strip()
         except ValueError:
             pass
+    if not body.strip():
+        raise ExpressionError(f"mask '{text}' is empty: write a phrase, [mask.png] or a letter a r l d u n f")
     if body.startswith("[") and body.endswith("]"):
         return Mask("image", body[1:-1].strip(), inverted, cutoff)
     if inverted:
