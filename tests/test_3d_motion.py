@@ -350,3 +350,28 @@ def test_a_reload_into_3d_says_it_waits_for_a_restart(tmp_path):
     warnings = factory.use_preset(preset3d(tmp_path, "translate_z_3d: 5\n"), engine)
     assert "3D and depth stabilization need the depth model: they take effect at restart" in warnings
     assert not isinstance(engine.warp, DepthWarp)
+
+
+def test_a_live_show_moves_in_3d_and_a_reload_changes_the_camera_at_once(tmp_path):
+    from test_live_show import tiny_loop
+    from vj.show.engines import build_engines
+
+    text = "scenes: a forest\nmodel: tiny\nwidth: 64\nheight: 64\nanimation_mode: 3D\ndepth_model: tiny\n"
+    path = write(tmp_path, text + "translate_z_3d: 10*t\ndepth_input_size: 140\n", "show.yaml")
+    factory = build_engines(load_preset(path), device="cpu")
+    assert factory.depth.input_size == 140
+    loop, clock = tiny_loop(path, make_engine=factory)
+    frames = []
+    for step in range(3):
+        clock.t = 0.5 * (step + 1)
+        loop.step()
+        frame, new = loop.slot.take()
+        assert new
+        frames.append(frame.rgb)
+    assert not np.array_equal(frames[1], frames[2])
+    engine = loop.engine
+    assert isinstance(engine.warp, DepthWarp) and engine.warp.depth is not None
+    warnings = factory.use_preset(
+        load_preset(write(tmp_path, text + "field_of_view: 30\ndepth_input_size: 266\n")), engine
+    )
+    assert warnings == [] and engine.warp.camera.field_of_view == 30 and factory.depth.input_size == 266

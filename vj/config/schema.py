@@ -697,6 +697,13 @@ class Preset:
         "(random weights, tests) or `arch:depth-anything-small` (random weights, benchmarks)",
         area="camera",
     )
+    depth_input_size: int = key(
+        in_range(56, 1022, integer=True),
+        518,
+        "3D and depth stabilization: the size in pixels the depth model sees the frame at (usually its shorter "
+        "side; a multiple of 14): 518 is Depth Anything's own, 266 costs about a quarter",
+        area="camera",
+    )
     animation_mode: str = key(
         ANIMATION_MODE,
         "off",

@@ -73,6 +73,8 @@ class EngineFactory:
             warnings.append("3D and depth stabilization need the depth model: they take effect at restart")
         elif self.depth is not None and depth_model_name(preset) != depth_model_name(self.preset):
             warnings.append(f"depth_model {preset.depth_model}: takes effect at restart")
+        elif self.depth is not None:
+            self.depth.input_size = preset.depth_input_size
         kept = {"image_model": self.preset.image_model}
         if self.components is not None and preset.pixel_size != self.preset.pixel_size:
             warnings.append(f"pixel_size {preset.pixel_size}: takes effect at restart")
@@ -297,7 +299,8 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
     if needs_depth(preset):
         from vj.engine.depth.models import load_depth_model
 
-        depth = load_depth_model(depth_model_name(preset), device, components.dtype if components else torch.float32)
+        dtype = components.dtype if components else torch.float32
+        depth = load_depth_model(depth_model_name(preset), device, dtype, preset.depth_input_size)
     objective = None
     names = perceptor_names(preset) if guidance else ()
     if names:
