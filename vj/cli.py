@@ -1,4 +1,4 @@
-"""The `vj` command: check, analyze, render, live, devices, bench, schema."""
+"""The `vj` command: check, analyze, render, live, replay, devices, bench, schema."""
 
 import argparse
 import logging
@@ -191,7 +191,45 @@ def cmd_live(args):
     _check_video_options(args)
     if args.stats:
         _output_file(args.stats, "--stats")
+    if args.record:
+        _new_folder(args.record, "--record")
     return live.main(args)
+
+
+def _new_folder(path, option):
+    """A folder a command will create and fill: it may exist only empty."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{option} {path}: {'is a file' if not path.is_dir() else 'is not empty'}: give a new folder")
+
+
+def _preset_override(text):
+    """--preset-override KEY=VALUE: a preset key and its value as YAML reads it (checked with the preset)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key not in PRESET_KEYS:
+        from vj.config.loading import near_spelling
+
+        near = near_spelling(key, list(PRESET_KEYS))
+        raise argparse.ArgumentTypeError(f"unknown preset key {key!r}" + (f" (did you mean {near!r}?)" if near else ""))
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key, value
+
+
+def cmd_replay(args):
+    from vj.commands import replay
+
+    if args.output:
+        _output_file(args.output, "-o", (".mp4",), args.overwrite)
+    if args.frames:
+        _output_folder(args.frames, "--frames")
+    return replay.main(args)
 
 
 def cmd_devices(args):
@@ -402,10 +440,45 @@ def build_parser():
     )
     p.add_argument("--headless", action="store_true", help="no window: the frames go only to the --out targets")
     p.add_argument("--stats", metavar="FILE", help="write JSON lines of show statistics, about one a second")
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        help="record the show into the new folder DIR (audio, presets, actions, frames, show.mp4) for `vj replay`",
+    )
     p.add_argument("--duration", type=_positive, metavar="S", help="end the show after S seconds (unattended runs)")
     _strict_option(p)
     _engine_options(p)
     p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser(
+        "replay",
+        help="render a recorded show (vj live --record DIR) again, or at another quality",
+        description="Without quality options: the frames the live engine rendered, again (bit-identical on the "
+        "same machine and device; --verify checks). With --model, --width/--height, --steps, --fps or "
+        "--preset-override: the performance re-rendered at that quality, with the recorded audio.",
+    )
+    p.add_argument("folder", metavar="DIR", help="a folder written by vj live --record")
+    p.add_argument("-o", "--output", metavar="OUT.mp4", help="MP4 file to write, with the recorded audio")
+    p.add_argument("--frames", metavar="PNGDIR", help="also save every frame as PNG into PNGDIR")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="count the frames identical to the live ones and compare the live variables with the audio "
+        "analysed again (exit status 1 when a frame differs)",
+    )
+    _model_options(p)
+    p.add_argument("--steps", type=_preset_key("steps"), help="denoising steps (default: the recorded preset's)")
+    p.add_argument("--fps", type=_preset_key("frames_per_second"), help="frames per second of a re-render")
+    p.add_argument(
+        "--preset-override",
+        action="append",
+        type=_preset_override,
+        metavar="KEY=VALUE",
+        help="a preset key for every recorded preset version (repeatable), e.g. clip_guidance_scale=2",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
+    _engine_options(p)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
         "prerender",

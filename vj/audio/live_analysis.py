@@ -46,6 +46,9 @@ class LiveAnalysis:
         self._published = threading.Condition()
         self._stop = threading.Event()
         self._errors = RateLimitedLog(logger, "audio analysis blocks")
+        # a recording (`vj live --record`): block(samples, position, heard_at) after each block analysed, and
+        # event(kind, position, fields) for what changed the analysis between two blocks; None when not recording
+        self.observer = None
         self._error_time = -float("inf")
         self._thread = threading.Thread(target=self._run, name="vj-audio-analysis", daemon=True)
         self._thread.start()
@@ -75,8 +78,10 @@ class LiveAnalysis:
                 self.analyzer.feed(block)
             except Exception as exc:  # one bad block must not end the analysis of a show
                 self._error(exc)
-            self._frames += len(block)
+            position, self._frames = self._frames, self._frames + len(block)
             self._heard_at = getattr(self.source, "arrival", None) or time.monotonic()
+            if self.observer is not None:
+                self.observer.block(block, position, self._heard_at)
             self._publish()
 
     def _publish(self):
@@ -97,25 +102,49 @@ class LiveAnalysis:
         """The beat tracker's time for time.monotonic() time `at` (analysis thread only)."""
         return self.analyzer.beats.time - (self._heard_at - at)
 
+    def _observe(self, kind, **fields):
+        if self.observer is not None:
+            self.observer.event(kind, self._frames, fields)
+
     def tap(self, at):
         """A tap tempo at time.monotonic() time `at`, applied by the analysis thread."""
-        self._calls.append(lambda: self.analyzer.beats.tap(self._tracker_time(at)))
+
+        def tap():
+            t = self._tracker_time(at)
+            self.analyzer.beats.tap(t)
+            self._observe("tap", at=t)
+
+        self._calls.append(tap)
 
     def downbeat(self, at):
         """The beat nearest to time.monotonic() time `at` is the first of a bar (applied by the analysis thread)."""
-        self._calls.append(lambda: self.analyzer.beats.downbeat(self._tracker_time(at)))
 
-    def replace(self, analyzer, keep_beats=False):
+        def downbeat():
+            t = self._tracker_time(at)
+            self.analyzer.beats.downbeat(t)
+            self._observe("downbeat", at=t)
+
+        self._calls.append(downbeat)
+
+    def replace(self, analyzer, keep_beats=False, preset=None):
         """Analyse with `analyzer` from the next block on (a preset reload changed the filters or beat options);
-        `keep_beats`: hand it the current beat tracker, so a locked tempo survives a change of filters only."""
+        `keep_beats`: hand it the current beat tracker, so a locked tempo survives a change of filters only.
+        `preset`, the one the analyzer is made for, goes to the observer (a recording notes its version)."""
         if analyzer.sample_rate != self.rate:
             raise ValueError(f"the new analyzer runs at {analyzer.sample_rate} Hz, the source at {self.rate} Hz")
 
         def swap():
-            if keep_beats and analyzer.hop == self.analyzer.hop:
-                analyzer.beats = self.analyzer.beats
+            if keep_beats:
+                analyzer.take_beats(self.analyzer)
             self.analyzer = analyzer
-            self._publish()  # the new names at once, so the show never asks for a variable that is gone
+            self._observe("analyzer", keep_beats=keep_beats, preset=preset)
+            # the new names at once (as 0), so the show never asks for a variable that is not there; the new
+            # analyzer's values come with the next block, as an analysis of the recorded audio finds them
+            values = dict(self._snapshot.values)
+            values.update({name: 0.0 for name in analyzer.names if name not in values})
+            with self._published:
+                self._snapshot = self._snapshot._replace(values=MappingProxyType(values))
+                self._published.notify_all()
 
         self._calls.append(swap)
 
@@ -124,7 +153,7 @@ class LiveAnalysis:
         self._errors.drop(f"{type(exc).__name__}: {exc}")
 
     def snapshot(self):
-        """The newest (values, audio_time); never waits for the analysis."""
+        """The newest Snapshot (values, audio_time, heard_at); never waits for the analysis."""
         return self._snapshot
 
     def wait_for(self, predicate, timeout):

@@ -1,6 +1,7 @@
 """Loading a preset: YAML with lines, every key checked against its one definition (vj.config.schema), all
 problems collected and reported together, each as `file:line: key: message`, and the `Preset` made."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from vj.config.live_keys import CC_FIELDS, SCENE_ACTIONS, CCBinding, MidiSection
 from vj.config.pytti import PYTTI_KEYS, is_overlay, translate
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
-from vj.language.scenes import SceneError, bracket_image_paths, parse_scenes
+from vj.language.scenes import SceneError, bracket_image_paths, parse_scenes, split_scenes
 from vj.config.schema import (
     CONTROL_FIELDS,
     DEPTH_VARIABLES,
@@ -694,13 +695,24 @@ def _glued_key(text, line):
 def load_preset(path, overrides=None, strict=False):
     """Load and validate a YAML preset file; `overrides` (e.g. from the command line) replace keys; `strict`
     refuses what vj would approximate of a pytti config (vj.config.pytti)."""
+    return load_preset_text(read_preset_text(path), path, overrides, strict)
+
+
+def read_preset_text(path):
+    """A preset file's text, or a PresetError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PresetError([f"{path}: preset file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PresetError([f"{path}: cannot read preset ({exc})"]) from None
+
+
+def load_preset_text(text, path, overrides=None, strict=False):
+    """A preset from its YAML `text` as if read from `path` (messages name it; relative paths start at its folder):
+    a live show's hot reload and a recording's preset versions parse exactly the text they keep."""
+    path = Path(path)
     try:
         raw = load_yaml(text)
     except DuplicateKeyError as exc:
@@ -719,3 +731,25 @@ def load_preset(path, overrides=None, strict=False):
                 raw[name] = value
                 raw.lines[name] = None
     return parse_preset(raw, str(path), path.parent, path, strict=strict, overlay=is_overlay(text))
+
+
+def with_scene(preset, index, text):
+    """`preset` with scene `index` written anew as `text` (one scene of the scene DSL: a typed prompt), or a
+    PresetError whose one line says why not (the scene, the language, or a picture it names)."""
+    pieces = [p for p in split_scenes(preset.scene_text) if p.strip()]
+    if not 0 <= index < len(pieces):
+        raise PresetError([f"prompt for scene {index + 1}: there are {len(pieces)} scenes"])
+    pieces[index] = text
+    scene_text = "||".join(pieces)
+    try:
+        scenes = parse_scenes(scene_text, preset.variables, preset.scene_prefix, preset.scene_suffix)
+    except SceneError as exc:
+        raise PresetError([f"prompt for scene {index + 1} refused: {'; '.join(exc.problems)}"]) from None
+    if len(scenes) != len(preset.scenes):
+        raise PresetError([f"prompt for scene {index + 1} refused: it must be one scene (no '||')"])
+    base = Path(preset.path).parent if preset.path else Path(".")
+    labelled = ((f"prompt '{p.source}'", p) for p in scenes[index].prompts)
+    missing = [message for is_warning, message in prompt_file_problems(labelled, base) if not is_warning]
+    if missing:
+        raise PresetError([f"prompt for scene {index + 1} refused: {'; '.join(missing)}"])
+    return dataclasses.replace(preset, scenes=scenes, scene_text=scene_text)

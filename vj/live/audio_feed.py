@@ -28,6 +28,12 @@ class AudioFeed(Protocol):
     `tap`, `downbeat`, `warning` and `close`."""
 
     description: str  # which audio, as `vj live` says at the start
+    audio_time: float  # seconds of audio analysed in the newest snapshot (where the analysis of the track stands)
+    sample_rate: int  # of the audio analysed
+
+    def observe(self, observer) -> None:
+        """Report the audio as analysed to `observer` (a recording): block(samples, position, heard_at) and
+        event(kind, position, fields); silence reports nothing (it is analysed by the clock)."""
 
     def snapshot(self) -> tuple[dict, float]:
         """(variable values now, time.monotonic() when the newest audio in them was heard)."""
@@ -86,6 +92,7 @@ class ShowAudio:
     def __init__(self, preset):
         self.link = LinkTempo(preset) if preset.tempo_source == "link" else None  # LinkError ends the start
         self.description = "?"  # which audio, as `vj live` says at the start (open_audio knows)
+        self.audio_time = 0.0
         self._link_warning = None
         self._notice, self._notice_until = None, 0.0
 
@@ -150,12 +157,17 @@ class SilentAudio(ShowAudio):
 
     def _use_analyzer(self, preset):
         self.analyzer = AudioAnalyzer.for_preset(SilenceSource(), preset)
+        self.sample_rate = self.analyzer.sample_rate
         self._origin = self._clock()  # show time of the analyzer's time 0
+
+    def observe(self, observer):
+        pass  # silence, analysed by the clock: a replay analyses silence again
 
     def snapshot(self):
         while self._calls:
             self._calls.popleft()()
-        values = self.analyzer.advance_to(self._clock() - self._origin)
+        self.audio_time = self._clock() - self._origin
+        values = self.analyzer.advance_to(self.audio_time)
         return self._musical(values), time.monotonic()
 
     def _show_time(self, at):
@@ -188,6 +200,7 @@ class LiveAudio(ShowAudio):
         super().__init__(preset)
         self.source = source
         self.preset = preset
+        self.sample_rate = source.sample_rate
         try:
             self.analysis = LiveAnalysis.for_preset(source, preset)
         except Exception:
@@ -196,10 +209,14 @@ class LiveAudio(ShowAudio):
 
     def snapshot(self):
         snap = self.analysis.snapshot()
+        self.audio_time = snap.audio_time
         return self._musical(snap.values), snap.heard_at
 
     def _source_warning(self):
         return self.analysis.warning
+
+    def observe(self, observer):
+        self.analysis.observer = observer
 
     def _tap(self, at):
         self.analysis.tap(at)
@@ -218,7 +235,7 @@ class LiveAudio(ShowAudio):
         except AudioError as exc:  # e.g. a band above this input's Nyquist frequency
             self._note(f"audio filters refused: {exc}; the previous ones stay")
             return
-        self.analysis.replace(analyzer, keep_beats=beats_same)
+        self.analysis.replace(analyzer, keep_beats=beats_same, preset=preset)
         log.info(
             "audio analysis: %s changed; new analyzer from the next block", "filters" if beats_same else "beat options"
         )

@@ -87,6 +87,13 @@ class EngineLoop:
         self.on_preset = []  # callables(preset) run when the preset changes (reload, typed prompt)
         self._preset = state.preset
         self.worker = None  # a TransitionWorker computing latent-blend transitions ahead
+        self.recording = None  # a ShowRecording (`--record`), or None
+
+    def record(self, recording):
+        """Report every frame and what changes before it to `recording` from now on."""
+        self.recording = recording
+        recording.preset_used(self.state.preset, self.clock())
+        recording.settings(self.settings, "start")
 
     def start(self):
         self._thread.start()
@@ -116,16 +123,28 @@ class EngineLoop:
         """One frame: apply queued actions, maybe reload, render, publish."""
         now = self.clock()
         values, heard_at = self.audio.snapshot()
+        audio_time = self.audio.audio_time
         self.last_values = values
-        for action in self.inbox.drain():
+        recording = self.recording
+        for action, source in self.inbox.drain_with_sources():
             self.state.apply(action, now, values)
-        if self.state.reload_if_changed() is not None:
+            if recording is not None:
+                recording.action(action, source, now)
+        reloaded = self.state.reload_if_changed() is not None
+        changes = self.state.taken_changes()
+        if recording is not None and changes:
+            recording.changes(changes, now)
+            recording.preset_used(self.state.preset, now)
+        if reloaded:
             self._settings_changed()
         elif self.state.preset is not self._preset:
             self._preset_changed()
         if self.frozen.is_set():
             return
         request = self.state.request(now, values)
+        begun = self.state.scenes.taken()
+        if recording is not None and begun:
+            recording.scenes(begun)
         if self.worker is not None:
             self.worker.want(self.state.wanted_transitions())
         try:
@@ -135,6 +154,8 @@ class EngineLoop:
             return
         self.slot.put(ShownFrame(rgb, request.index, heard_at, time.monotonic()))
         self.rate.tick()
+        if recording is not None:
+            recording.frame(request, rgb, now, self.state.position, self.state.inputs, audio_time)
 
     def _preset_changed(self):
         self._preset = self.state.preset
@@ -147,6 +168,8 @@ class EngineLoop:
         if settings != self.settings:
             self.settings = settings
             self.engine = self.make_engine(settings)
+            if self.recording is not None:
+                self.recording.settings(settings, "reload")
         for hook in [self.audio.use_preset, *self.on_reload]:
             hook(self.state.preset)
 
@@ -161,6 +184,8 @@ class EngineLoop:
         self.engine = None  # let the failed engine's memory go before the new one takes its own
         self.settings = smaller_settings
         self.engine = self.make_engine(smaller_settings)
+        if self.recording is not None:
+            self.recording.settings(smaller_settings, "out of memory")
 
 
 class StatsWriter:
@@ -206,6 +231,7 @@ class Show:
         self.latency_ms = 0.0
         self.greeting = []  # what `vj live` prints once the show is up (main.build fills it)
         self.outputs = list(outputs)  # FrameOutputs (--out): each new frame shown, without the HUD
+        self._shown = None  # the newest frame shown (what a blackout's end shows again)
 
     def handle_pending(self):
         """Apply (or pass on) every action the inputs queued; returns whether there were any."""
@@ -224,6 +250,7 @@ class Show:
             self.display.toggle_fullscreen()
         elif isinstance(action, act.Blackout):
             self.blackout = _toggle(self.blackout, action.on)
+            self._record_shown(self._shown)
         elif isinstance(action, act.Freeze):
             if _toggle(self.loop.frozen.is_set(), action.on):
                 self.loop.frozen.set()
@@ -239,6 +266,11 @@ class Show:
             (audio.tap if isinstance(action, act.TapTempo) else audio.downbeat)(self._monotonic(action.t))
         else:
             self.loop.inbox.put(action, source)
+            return
+        if self.loop.recording is not None and isinstance(
+            action, (act.Blackout, act.Freeze, act.TapTempo, act.Downbeat)
+        ):
+            self.loop.recording.display_action(action, self.clock())
 
     def _step_learning(self, step):
         """The control after (or before) the one being learned, in the preset's order; None past either end."""
@@ -304,6 +336,13 @@ class Show:
             flipped = self.display.flipped_at or time.monotonic()
             self.latency_ms = max(0.0, (flipped - frame.heard_at) * 1000.0)
             self._send(frame.rgb)
+            self._shown = frame.rgb
+            self._record_shown(frame.rgb)
+
+    def _record_shown(self, rgb):
+        """The picture the audience sees from now on, to the recording's show.mp4 (black while blacked out)."""
+        if self.loop.recording is not None and rgb is not None:
+            self.loop.recording.shown(np.zeros_like(rgb) if self.blackout else rgb, self.clock())
 
     def _send(self, rgb):
         """The frame shown, to every output: black while blacked out, as the screen is (sends never block)."""
@@ -366,6 +405,7 @@ class Show:
             self.loop.audio.warning,
             self.midi.warning if self.midi is not None else None,
             video.warning if video is not None else None,
+            self.loop.recording.warning if self.loop.recording is not None else None,
             *(f"{output.target}: {output.warning}" if output.warning else None for output in self.outputs),
         ]
 
@@ -393,4 +433,5 @@ class Show:
             "variables": {k: round(float(v), 6) for k, v in variables.items()},
             **({"outputs": {output.target: output.stats() for output in self.outputs}} if self.outputs else {}),
             **({"video_in": state.video.stats()} if state.video is not None else {}),
+            **({"recording": self.loop.recording.stats()} if self.loop.recording is not None else {}),
         }

@@ -12,7 +12,7 @@ from vj.live.keys import start_line
 from vj.live.loop import EngineLoop, Show
 from vj.live.slot import FrameSlot
 from vj.live.state import ShowState
-from vj.config.loading import load_preset
+from vj.config.loading import load_preset_text, read_preset_text
 
 
 class ShowClock:
@@ -56,7 +56,8 @@ def build(args, stack):
     overrides = {"model": args.model, "vae": args.vae, "width": args.width, "height": args.height}
     if args.audio:  # the rehearsal file replaces the preset's input_audio (a shared preset's track may be missing)
         overrides["input_audio"] = str(Path(args.audio).expanduser().absolute())
-    preset = load_preset(args.preset, overrides, strict=args.strict)
+    text = read_preset_text(args.preset)  # parsed as read, and kept as the recording's first version
+    preset = load_preset_text(text, args.preset, overrides, strict=args.strict)
     from vj.show.session import ShowSession
 
     session = ShowSession.open(preset, args.device, args.dtype, args.compile, video_in=args.video_in, live=True)
@@ -83,6 +84,8 @@ def build(args, stack):
             state.warnings.add(warning)
 
     loop.on_preset.append(new_guidance)
+    if args.record:
+        start_recording(args, stack, preset, text, overrides, session, audio, loop, clock)
     midi = None
     if args.midi:
         from vj.live.controls.midi.input import MidiInput
@@ -117,6 +120,7 @@ def build(args, stack):
         )
         stack.callback(osc.close)
         listening = f"listening on {osc.endpoint} (UDP; /vj/status replies with the show's state)"
+    recording = loop.recording
     show.greeting = [
         f"vj live: {args.preset}, {preset.makes_frames}, "
         f"{preset.width}x{preset.height} at {preset.frames_per_second:g} fps",
@@ -126,9 +130,36 @@ def build(args, stack):
         f"  MIDI: {args.midi or 'none (--midi NAME)'}",
         f"  video in: {session.video.description if session.video is not None else 'none (--video-in SOURCE)'}",
         f"  outputs: {', '.join(o.target for o in outputs) or 'none (--out TARGET)'}",
+        f"  recording: {args.record if recording is not None else 'none (--record DIR)'}",
         f"  {start_line()}",
     ]
     return show
+
+
+def start_recording(args, stack, preset, text, overrides, session, audio, loop, clock):
+    """`--record DIR`: the show's audio, presets, actions and frames into DIR as it runs (vj.live.recording)."""
+    from vj.live.recording import ShowRecording
+    from vj.show.recordings.layout import RecordingError
+
+    if session.video is not None:
+        raise RecordingError(
+            "--record: a show with video in (Video Source) cannot be recorded yet: its video frames would be "
+            "missing from the replay; record without --video-in"
+        )
+    info = {
+        "preset": str(Path(args.preset).absolute()),
+        "overrides": {k: v for k, v in overrides.items() if v is not None},
+        "strict": args.strict,
+        "device": args.device,
+        "dtype": args.dtype,
+        "compile": args.compile,
+        "audio": audio.description,
+        "tempo_source": preset.tempo_source,
+    }
+    recording = ShowRecording.start(args.record, info, text, audio.sample_rate, preset.frames_per_second, clock.start)
+    stack.callback(recording.close)
+    audio.observe(recording)
+    loop.record(recording)
 
 
 def main(args):

@@ -34,6 +34,7 @@ class LiveScenes:
         self.started = -float("inf")  # show time the current scene's fade-in began
         self.queued = None  # where NextScene goes instead of current + 1
         self.pending = None  # (index, time) of a change waiting for its beat or bar
+        self.begun = []  # (from, to, start time) of each change begun, until its reader takes them (`taken`)
 
     def jump(self, index, now, beat):
         """Change to scene `index` at the next boundary (now, beat or bar)."""
@@ -65,7 +66,13 @@ class LiveScenes:
             index, at = self.pending
             self.pending = None
             if index != self.current:
+                self.begun.append((self.current, index, at))
                 self.previous, self.current, self.started = self.current, index, at
+
+    def taken(self):
+        """The changes begun since the last call (a recording writes them), oldest first."""
+        begun, self.begun = self.begun, []
+        return begun
 
     def upcoming(self):
         """The (from, to) scene changes that may come next, most likely first: a pending change, the queued

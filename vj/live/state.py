@@ -4,7 +4,6 @@ Only the engine thread touches a ShowState: it applies the actions between frame
 request through the same `Director` as a render, with the scene from triggers instead of the clock.
 """
 
-import dataclasses
 import logging
 import os
 import threading
@@ -14,9 +13,7 @@ from pathlib import Path
 from vj.live.controls import actions as act
 from vj.show.director import Director
 from vj.live.scene_triggers import LiveScenes
-from vj.config.loading import PresetError, load_preset
-from vj.config.loading import prompt_file_problems
-from vj.language.scenes import SceneError, parse_scenes, split_scenes
+from vj.config.loading import PresetError, load_preset_text, read_preset_text, with_scene
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +109,10 @@ class ShowState:
         self._use(preset)
         self.frame = 0
         self.reloads = 0
+        self.changes = []  # the preset changes taken since the engine thread last looked: ("reload", text) or
+        # ("prompt", scene index, text), for a recording (`vj live --record`)
+        self.inputs = {}  # the last request's variable values (audio, musical and controls)
+        self.position = None  # the last request's ScenePosition
 
     def _use(self, preset):
         director = Director(preset, transitions=self.transitions, notify=self.warnings.add, video=self.video)
@@ -150,28 +151,13 @@ class ShowState:
 
     def replace_prompt(self, index, text):
         """Scene `index` gets the text `text` (one scene of the scene DSL); a bad text leaves it as it was."""
-        preset = self.preset
-        pieces = [p for p in split_scenes(preset.scene_text) if p.strip()]
-        if not 0 <= index < len(pieces):
-            self.warnings.add(f"prompt for scene {index + 1}: there are {len(pieces)} scenes")
-            return
-        pieces[index] = text
-        scene_text = "||".join(pieces)
         try:
-            scenes = parse_scenes(scene_text, preset.variables, preset.scene_prefix, preset.scene_suffix)
-        except SceneError as exc:
-            self.warnings.add(f"prompt for scene {index + 1} refused: {'; '.join(exc.problems)}")
+            preset = with_scene(self.preset, index, text)
+        except PresetError as exc:
+            self.warnings.add(str(exc))
             return
-        if len(scenes) != len(preset.scenes):
-            self.warnings.add(f"prompt for scene {index + 1} refused: it must be one scene (no '||')")
-            return
-        base = Path(preset.path).parent if preset.path else Path(".")
-        labelled = ((f"prompt '{p.source}'", p) for p in scenes[index].prompts)
-        missing = [message for is_warning, message in prompt_file_problems(labelled, base) if not is_warning]
-        if missing:
-            self.warnings.add(f"prompt for scene {index + 1} refused: {'; '.join(missing)}")
-            return
-        self._use(dataclasses.replace(preset, scenes=scenes, scene_text=scene_text))
+        self._use(preset)
+        self.changes.append(("prompt", index, text))
 
     # -- hot reload ------------------------------------------------------------------------------------------
     def reload_if_changed(self):
@@ -193,12 +179,14 @@ class ShowState:
         """Load the preset file again; a version with errors is refused (errors to the HUD and log). A taken one
         is noted in the HUD, clears what an earlier reload said, and names the keys that wait for a restart."""
         try:
-            preset = load_preset(self.preset.path, self.overrides)
+            text = read_preset_text(self.preset.path)  # parsed as read, and kept so that a recording holds it
+            preset = load_preset_text(text, self.preset.path, self.overrides)
             self._use(preset)  # the Director refuses Video Source without a video: the show keeps its preset
         except PresetError as exc:
             self._say_about_reload([f"reload refused: {line}" for line in str(exc).splitlines()])
             return None
         self.reloads += 1
+        self.changes.append(("reload", text))
         self._say_about_reload(self._restart_warnings(preset))
         self.notes.add(f"reloaded {Path(preset.path).name}")
         return preset
@@ -232,10 +220,16 @@ class ShowState:
         return engine_settings(self.preset)
 
     # -- frames ----------------------------------------------------------------------------------------------
+    def taken_changes(self):
+        """The preset changes taken since the last call (a recording writes them), oldest first."""
+        changes, self.changes = self.changes, []
+        return changes
+
     def request(self, now, values):
         """The FrameRequest at show time `now` with the audio/musical `values`; controls join them."""
         self.scenes.update(now)
-        inputs = dict(values)
-        inputs.update(self.controls.values)
+        self.inputs = dict(values)
+        self.inputs.update(self.controls.values)
         self.frame = int(round(now * self.preset.frames_per_second))
-        return self.director.request(self.frame, now, inputs, self.scenes.at(now))
+        self.position = self.scenes.at(now)
+        return self.director.request(self.frame, now, self.inputs, self.position)

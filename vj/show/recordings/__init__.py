@@ -1,0 +1,1 @@
+"""Recording a live show (`vj live --record DIR`): the folder layout, its writer and the readers of its parts."""
