@@ -144,6 +144,9 @@ def test_the_recording_holds_the_show(recorded):
     assert rate == RATE and np.array_equal(samples, original[: len(samples)])  # exactly as analysed
     with av.open(str(recorded / "show.mp4")) as show:
         assert show.streams.video and show.streams.audio
+        times = [float(f.time) for f in show.decode(video=0)]
+    # what the audience saw, to the show's end (the last picture held until then)
+    assert times[-1] >= recording.frames[-1]["clock"]
 
 
 def test_replay_is_bit_identical_and_live_equals_offline(recorded, tmp_path):
@@ -301,3 +304,24 @@ def test_bad_folders_and_options_are_one_line(tmp_path, recorded):
     assert (
         refused.returncode == 2 and "--record" in refused.stderr and "is not empty: give a new folder" in refused.stderr
     )
+
+
+def test_ctrl_c_mid_rerender_leaves_a_playable_file(recorded, tmp_path):
+    """A real SIGINT to a running re-render, sent once its progress bar shows 5 frames or more."""
+    import re
+
+    out = tmp_path / "cut.mp4"
+    args = ["replay", recorded, "-o", out, "--fps", "120", "--width", "128", "--height", "128", "--device", "cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "vj", *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while not any(int(n) >= 5 for n in re.findall(r"(\d+)/\d+ \[", seen)):
+        char = proc.stderr.read(1)
+        assert char, f"vj replay ended before frame 5: {seen[-500:]}"
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest[-2000:]
+    done = int(re.search(r"interrupted; (\d+) of \d+ frames", rest).group(1))
+    assert done >= 5 and "Traceback" not in rest
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == done

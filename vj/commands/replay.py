@@ -20,11 +20,12 @@ from vj.config.loading import PresetError
 from vj.engine.diffusion.frames import EngineSettings
 from vj.live.recording import digest
 from vj.show.director import Director
-from vj.show.engines import blocky, engine_settings
+from vj.show.engines import engine_settings
 from vj.show.recordings.reader import RecordedAnalysis, Recording, Timeline
 from vj.show.recordings.layout import RecordingError
 from vj.show.session import ShowSession
 from vj.show.timeline import ScenePosition
+from vj.video.frames import nearest
 from vj.video.outputs.mp4 import Mp4Writer
 
 QUALITY_OPTIONS = ("model", "vae", "width", "height", "steps", "fps", "preset_override")
@@ -101,7 +102,7 @@ class _Writer:
 
     def video(self, rgb, black=False):
         if self.mp4 is not None:
-            rgb = blocky(rgb, *self.size)
+            rgb = nearest(rgb, *self.size)
             self.mp4.write(np.zeros_like(rgb) if black else rgb)
 
     @property

@@ -9,6 +9,7 @@ frames as shown. Every report only copies and queues: the writer thread does the
 
 import dataclasses
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ class ShowRecording:
         self._versions = {}  # id(Preset) -> version, for the analysis thread's "new analyzer" events
         self.seq = 0  # the sequence number of the next frame rendered
         self._audio_started = False
+        self._shown = None  # the picture on screen: shown again at the end, so show.mp4 lasts as long as the show
         recorder.preset(0, preset_text)
 
     @classmethod
@@ -57,6 +59,8 @@ class ShowRecording:
         return self.recorder.stats()
 
     def close(self):
+        if self._shown is not None:
+            self.recorder.shown(self._shown, time.monotonic() - self.started_at)
         self.recorder.close()
 
     def _event(self, kind, **fields):
@@ -127,6 +131,7 @@ class ShowRecording:
 
     # -- the main thread -------------------------------------------------------------------------------------
     def shown(self, rgb, t):
+        self._shown = rgb
         self.recorder.shown(rgb, t)
 
     def display_action(self, action, t):

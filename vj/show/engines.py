@@ -19,6 +19,7 @@ import torch
 
 from vj.show.guidance_inputs import cutout_settings, load_assets, perceptor_names, read_picture
 from vj.config.loading import PresetError
+from vj.video.frames import nearest
 
 
 @dataclass
@@ -166,16 +167,6 @@ def resized(image, width, height):
     return np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS))
 
 
-def blocky(frame, width, height):
-    """A uint8 hxwx3 frame scaled up by nearest neighbour to width x height."""
-    h, w = frame.shape[:2]
-    if (h, w) == (height, width):
-        return frame
-    rows = np.arange(height) * h // height
-    cols = np.arange(width) * w // width
-    return np.ascontiguousarray(frame[rows][:, cols])
-
-
 class BlockyEngine:
     """A diffusion engine rendering a smaller picture, each frame scaled up by nearest neighbour to `settings`'
     size (pytti's pixel_size for diffusion). Motion stays in frame pixels: translate and zoom are scaled to the
@@ -207,7 +198,7 @@ class BlockyEngine:
         return dataclasses.replace(request, motion=motion)
 
     def render(self, request):
-        return blocky(self.inner.render(self._request(request)), self.settings.width, self.settings.height)
+        return nearest(self.inner.render(self._request(request)), self.settings.width, self.settings.height)
 
     def reset(self):
         self.inner.reset()

@@ -23,3 +23,14 @@ class VideoFrame:
     index: int  # the source's frame number: decode order from its start (a stream counts from connecting)
     time: float  # seconds on the source's own timeline (its presentation time)
     decoded_at: float  # time.monotonic() when it was decoded
+
+
+def nearest(frame, width, height):
+    """A uint8 hxwx3 frame at width x height by nearest neighbour (pixel_size's blocks; a smaller frame of the live
+    show's out-of-memory fallback among full-size ones), C-contiguous; the frame itself when already that size."""
+    h, w = frame.shape[:2]
+    if (h, w) == (height, width):
+        return frame
+    rows = np.arange(height) * h // height
+    cols = np.arange(width) * w // width
+    return np.ascontiguousarray(frame[rows[:, None], cols[None, :]])

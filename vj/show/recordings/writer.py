@@ -31,6 +31,7 @@ import numpy as np
 from vj import __version__
 from vj.show.recordings import layout
 from vj.show.recordings.layout import RecordingError
+from vj.video.frames import nearest
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,6 @@ def _plain(value):
 def _tick(t, fps):
     """The first output frame n (shown at n / fps) that shows a frame shown at show time t."""
     return math.ceil(t * fps - TICK_EPSILON)
-
-
-def _resized(rgb, height, width):
-    """The frame at (height, width), nearest neighbour (the out-of-memory fallback renders smaller), C-contiguous."""
-    h, w = rgb.shape[:2]
-    if (h, w) == (height, width):
-        return rgb
-    rows = np.arange(height) * h // height
-    cols = np.arange(width) * w // width
-    return np.ascontiguousarray(rgb[rows[:, None], cols[None, :]])
 
 
 class _Counted:
@@ -426,7 +417,7 @@ class Recorder:
         while self._next_frame < tick:
             self._encode(self._current, self._next_frame)
             self._next_frame += 1
-        self._current = _resized(rgb, self._stream.height, self._stream.width)
+        self._current = nearest(rgb, self._stream.width, self._stream.height)
 
     def _open_video(self, rgb):
         import av
