@@ -492,3 +492,16 @@ def test_rehearsal_without_an_audio_output_suggests_no_playback(preset_file, tmp
     with pytest.raises(LiveAudioError) as err:
         open_audio(args, load_preset(preset_file), Clock())
     assert "--no-playback" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_reload_action_reaches_the_audio_as_a_file_change_does(preset_file):
+    """OSC's /vj/reload (an action) reloads as the file watcher does: new filters reach the analysis too."""
+    loop, clock = tiny_loop(preset_file)
+    loop.step()
+    assert "fLo" not in loop.audio.analyzer.names
+    preset_file.write_text(PRESET + "input_audio_filters:\n  - {variable_name: fLo, f_center: 100, f_width: 50}\n")
+    loop.state.watcher._next = float("inf")  # the watcher does not look: only the action reloads
+    loop.inbox.put(act.ReloadPreset(), "osc")
+    clock.t = 0.5
+    loop.step()
+    assert loop.state.reloads == 1 and "fLo" in loop.audio.analyzer.names

@@ -130,8 +130,9 @@ class EngineLoop:
             self.state.apply(action, now, values)
             if recording is not None:
                 recording.action(action, source, now)
-        reloaded = self.state.reload_if_changed() is not None
+        self.state.reload_if_changed()
         changes = self.state.taken_changes()
+        reloaded = any(kind == "reload" for kind, *_ in changes)  # the file watched, or a reload action (OSC, MIDI)
         if recording is not None and changes:
             recording.changes(changes, now)
             recording.preset_used(self.state.preset, now)
