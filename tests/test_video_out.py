@@ -659,9 +659,10 @@ def test_ndi_sender_reaches_a_receiver_through_the_ndi_library(tmp_path):
     sent = {g["sent"]: g["t"] for g in lines(out) if "sent" in g}
     median = statistics.median(g["t"] - sent[g["code"]] for g in frames) * 1000
     print(f"\nNDI: {count} frames from #{codes[0]}, median send->receive latency {median:.1f} ms")
-    # the receiver left after its frames; the sender went on without an error
+    # the receiver left after its frames; the sender, stopped after it, had no error (under load it may have sent
+    # no frame more than the receiver took: the receiver's leaving and the stop can come together)
     final = lines(out)[-1]
-    assert final["stats"]["errors"] == 0 and final["stats"]["sent"] > count, (final, err[-2000:])
+    assert final["stats"]["errors"] == 0 and final["stats"]["sent"] >= codes[0] + count, (final, err[-2000:])
 
 
 # --- virtual camera, Spout, Syphon: fake backends, the real code path ---

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from vj.engine.diffusion.conditioning import ConditioningCache, crossfade, prompt_conditioning
+from vj.engine.diffusion.controlnet import controlled_unet_model
 from vj.engine.devices import synchronize
 from vj.engine.errors import EngineError, out_of_memory
 from vj.engine.motion import Motion, warp
@@ -20,7 +21,6 @@ from vj.engine.diffusion.sampler import (
     img2img_schedule,
     noise_scales,
     txt2img_schedule,
-    unet_model,
 )
 from vj.engine.vocabulary import INFILL_MODES, SAMPLING_MODES
 
@@ -165,6 +165,7 @@ class FrameEngine:
         self.warp = warp  # moves the previous frame by the request's motion: 2D, or a DepthWarp (3D mode)
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
         self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
+        self.controls = []  # ControlNets steering the frames (vj.engine.diffusion.controlnet.Control)
 
     def reset(self):
         self.previous = None
@@ -260,7 +261,7 @@ class FrameEngine:
                     latents = self.encode(image, generator)
                 noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
                 latents = latents * keep + noise * add  # = scheduler.add_noise(latents, noise, timesteps[:1])
-            model = unet_model(c.unet, cond, self._timestep_cond)
+            model = controlled_unet_model(c.unet, cond, self._timestep_cond, self.controls, timesteps)
             if guided:
                 model = self._steered(model, request, reference)
             with timer.stage("unet"):
