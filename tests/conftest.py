@@ -48,6 +48,23 @@ def run_vj(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "vj", *map(str, args)], cwd=cwd, capture_output=True, text=True)
 
 
+def interrupt_after_frames(args, frames=5):
+    """Start `vj ARGS`, send it a real SIGINT once its progress bar shows `frames` frames or more, and return (exit
+    status, what it printed after the signal)."""
+    import re
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "vj", *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while not any(int(n) >= frames for n in re.findall(r"(\d+)/\d+ \[", seen)):
+        char = proc.stderr.read(1)
+        assert char, f"vj {args[0]} ended before frame {frames}: {seen[-500:]}"
+        seen += char
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    return proc.wait(timeout=60), rest
+
+
 def closed_port():
     """A loopback port nothing listens on: a connection to it is refused at once."""
     with socket.socket() as sock:

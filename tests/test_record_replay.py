@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from pythonosc.udp_client import SimpleUDPClient
 
-from conftest import ROOT, run_vj
+from conftest import ROOT, interrupt_after_frames, run_vj
 from test_video_out import udp_port
 from vj.config.loading import load_preset
 from vj.show.recordings.reader import RecordedAnalysis, Recording, Timeline
@@ -312,15 +312,8 @@ def test_ctrl_c_mid_rerender_leaves_a_playable_file(recorded, tmp_path):
 
     out = tmp_path / "cut.mp4"
     args = ["replay", recorded, "-o", out, "--fps", "120", "--width", "128", "--height", "128", "--device", "cpu"]
-    proc = subprocess.Popen([sys.executable, "-m", "vj", *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    while not any(int(n) >= 5 for n in re.findall(r"(\d+)/\d+ \[", seen)):
-        char = proc.stderr.read(1)
-        assert char, f"vj replay ended before frame 5: {seen[-500:]}"
-        seen += char
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, rest[-2000:]
+    status, rest = interrupt_after_frames(args)
+    assert status == 130, rest[-2000:]
     done = int(re.search(r"interrupted; (\d+) of \d+ frames", rest).group(1))
     assert done >= 5 and "Traceback" not in rest
     with av.open(str(out)) as container:

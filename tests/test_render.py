@@ -1,14 +1,12 @@
 import json
 import re
-import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_vj, tone
+from conftest import interrupt_after_frames, run_vj, tone
 from vj.engine.errors import EngineError
 from vj.engine.diffusion.frames import FrameEngine
 from vj.commands import render
@@ -86,20 +84,8 @@ def test_ctrl_c_mid_render_leaves_a_playable_file(setup, tmp_path):
     """A real SIGINT to a running `vj render`, sent once the progress bar shows 5 frames or more."""
     preset, track = setup
     out = tmp_path / "cut.mp4"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vj", "render", str(preset), "--audio", str(track), "-o", str(out), "--duration", "600"],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    seen = ""
-    while not any(int(n) >= 5 for n in re.findall(r"(\d+)/4800", seen)):
-        char = proc.stderr.read(1)
-        assert char, f"vj render ended before frame 5: {seen[-500:]}"
-        seen += char
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130
+    status, rest = interrupt_after_frames(["render", preset, "--audio", track, "-o", out, "--duration", "600"])
+    assert status == 130
     done = int(re.search(r"interrupted; (\d+) of 4800 frames", rest).group(1))
     assert 5 <= done < 4800 and "Traceback" not in rest
     streams = probe(out)
