@@ -101,12 +101,10 @@ def recorded(tmp_path_factory):
         show.until(lambda s: frames_recorded(s) >= 4)
         show.send("/vj/scene", 2)
         show.send("/vj/control/knob1", 0.9)
-        seen = show.until(lambda s: s["scene"] == 1 and s["variables"]["knob1"] == 0.9)
-        events = seen["recording"]["events"]
+        show.until(lambda s: s["scene"] == 1 and s["variables"]["knob1"] == 0.9)
         show.preset.write_text(PRESET.replace("the sea", "the deep sea:2").replace("knob1*4", "knob1*6"))
-        reloaded = show.until(
-            lambda s: s["recording"]["events"] > events and frames_recorded(s) >= frames_recorded(seen) + 4
-        )
+        taken = show.until(lambda s: s["reloads"] == 1)
+        reloaded = show.until(lambda s: frames_recorded(s) >= frames_recorded(taken) + 3)
         show.send("/vj/prompt", 1, "a red fox:1 | fog:0.5")
         show.until(
             lambda s: (

@@ -431,6 +431,7 @@ class Show:
             "frozen": self.loop.frozen.is_set(),
             "hud": self.hud,
             "engine_errors": self.loop.errors,
+            "reloads": state.reloads,  # hot reloads taken (a controller sees its edit arrive)
             "variables": {k: round(float(v), 6) for k, v in variables.items()},
             **({"outputs": {output.target: output.stats() for output in self.outputs}} if self.outputs else {}),
             **({"video_in": state.video.stats()} if state.video is not None else {}),
