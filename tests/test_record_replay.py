@@ -248,8 +248,8 @@ def test_the_analysis_again_equals_the_live_one_with_taps_and_a_new_analyzer(tmp
             return block
 
     recording = ShowRecording.start(tmp_path / "rec", {}, PRESET, RATE, 8, 0.0)
-    recording.preset_used(first, 0.0)
-    recording.preset_used(second, 0.0)  # version 0 for both: the analyzer event names what the show had
+    recording.preset_used(first)
+    recording.preset_used(second)  # version 0 for both: the analyzer event names what the show had
     seen = []
 
     class Observer:

@@ -92,7 +92,7 @@ class EngineLoop:
     def record(self, recording):
         """Report every frame and what changes before it to `recording` from now on."""
         self.recording = recording
-        recording.preset_used(self.state.preset, self.clock())
+        recording.preset_used(self.state.preset)
         recording.settings(self.settings, "start")
 
     def start(self):
@@ -135,7 +135,7 @@ class EngineLoop:
         reloaded = any(kind == "reload" for kind, *_ in changes)  # the file watched, or a reload action (OSC, MIDI)
         if recording is not None and changes:
             recording.changes(changes, now)
-            recording.preset_used(self.state.preset, now)
+            recording.preset_used(self.state.preset)
         if reloaded:
             self._settings_changed()
         elif self.state.preset is not self._preset:

@@ -71,7 +71,7 @@ class ShowRecording:
         """The engine was (re)made with `settings` (the start, a reload that changed them, out of memory)."""
         self._event("settings", why=why, settings={k: _plain(v) for k, v in dataclasses.asdict(settings).items()})
 
-    def preset_used(self, preset, t):
+    def preset_used(self, preset):
         """The state's preset changed (hot reload or typed prompt, recorded by `changes`): note its version."""
         self._versions[id(preset)] = self.version
 
