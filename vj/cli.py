@@ -192,15 +192,10 @@ def cmd_live(args):
     if args.stats:
         _output_file(args.stats, "--stats")
     if args.record:
-        _new_folder(args.record, "--record")
+        from vj.show.recordings.layout import check_new_folder
+
+        check_new_folder(args.record, "--record")  # before any model loads
     return live.main(args)
-
-
-def _new_folder(path, option):
-    """A folder a command will create and fill: it may exist only empty."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"{option} {path}: {'is a file' if not path.is_dir() else 'is not empty'}: give a new folder")
 
 
 def _preset_override(text):

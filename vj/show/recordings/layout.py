@@ -48,6 +48,16 @@ class RecordingError(VjError):
     """A recording folder that cannot be written or read; the message is one line naming the folder."""
 
 
+def check_new_folder(folder, label="recording folder"):
+    """Refuse, in one line, a recording folder that exists as a file or holds anything (a recording is never
+    mixed into other files); `label` names it as the user gave it (`--record`)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RecordingError(f"{label} {folder} is a file: give a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise RecordingError(f"{label} {folder} is not empty: give a new folder")
+
+
 def preset_name(version):
     """The path, inside the folder, of the preset file's text at `version`: presets/0003.yaml."""
     return f"{PRESETS}/{int(version):04d}.yaml"

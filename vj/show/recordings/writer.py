@@ -135,11 +135,8 @@ class Recorder:
     def _create(self):
         folder = self.folder
         try:
-            if folder.exists() and not folder.is_dir():
-                raise RecordingError(f"recording folder {folder} is a file: give a new folder")
+            layout.check_new_folder(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            if any(folder.iterdir()):
-                raise RecordingError(f"recording folder {folder} is not empty: give a new folder")
             (folder / layout.PRESETS).mkdir()
             (folder / layout.AUDIO).mkdir()
             self._write_info()
