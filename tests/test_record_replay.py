@@ -18,7 +18,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from conftest import ROOT, interrupt_after_frames, run_vj
 from test_video_out import udp_port
 from vj.config.loading import load_preset
-from vj.show.recordings.reader import RecordedAnalysis, Recording, Timeline
+from vj.show.recordings.reader import RecordedAnalysis, Recording, RecordedTimeline
 from vj.show.recordings.layout import RecordingError
 
 RATE = 48000
@@ -196,7 +196,7 @@ def test_a_rerender_at_another_size_and_rate_keeps_the_performance(recorded, tmp
     assert np.corrcoef(sound[at : at + n], samples[at - offset : at - offset + n])[0, 1] > 0.95
     # the scene changed when the live show changed it, and the blackout is black where it was
     presets = recording.presets({"frames_per_second": 10})
-    timeline = Timeline(recording, presets)
+    timeline = RecordedTimeline(recording, presets)
     change = recording.kind("scene")[0]
     assert timeline.position(change["t"] - 0.01).scene == 0 and timeline.position(change["t"] + 0.6).scene == 1
     on, off = [e["t"] for e in recording.kind("action") if e["action"] == "Blackout"]

@@ -21,7 +21,7 @@ from vj.engine.diffusion.frames import EngineSettings
 from vj.live.recording import digest
 from vj.show.director import Director
 from vj.show.engines import engine_settings
-from vj.show.recordings.reader import RecordedAnalysis, Recording, Timeline
+from vj.show.recordings.reader import RecordedAnalysis, Recording, RecordedTimeline
 from vj.show.recordings.layout import RecordingError
 from vj.show.session import ShowSession
 from vj.show.timeline import ScenePosition
@@ -130,7 +130,7 @@ def _interrupted(writer, fps, count):
 def replay(recording, presets, session, args):
     """The live frames again, each from what was recorded with it; returns the exit status."""
     factory = session.engines
-    timeline = Timeline(recording, presets)
+    timeline = RecordedTimeline(recording, presets)
     frames = recording.frames
     fps = recording.fps
     first = presets[0]
@@ -233,7 +233,7 @@ def rerender(recording, presets, session, args):
     first = presets[0]
     fps = first.frames_per_second
     count = max(1, int(round(recording.end * fps)))
-    timeline = Timeline(recording, presets)
+    timeline = RecordedTimeline(recording, presets)
     analysis = RecordedAnalysis(recording, presets)
     factory = session.engines
     version, preset = 0, first

@@ -156,7 +156,7 @@ class RecordedAnalysis:
         return self.values(int(round(t * self.rate)))
 
 
-class Timeline:
+class RecordedTimeline:
     """What was in effect at a show time, from the recorded events: preset version, scene position, controls,
     blackout and freeze."""
 
