@@ -8,8 +8,9 @@ One FrameEngine at WxH (`--steps` denoising steps), a fixed prompt, img2img at s
 (random weights: `tiny` for --model tiny, `arch:sd21` for arch:sd-turbo), each with its own random control map at
 the frame's size, scale 1 over all steps; the txt2img first frame and `--warmup` frames are rendered untimed, then
 `--frames` frames are timed one by one. Reported: median ms per frame and per frame's UNet stage (ControlNets
-included), and their ratio to 0 nets. The preprocessors (edges, depth, pose ...) that would make the control maps
-from the frames are not built yet: their cost is not included.
+included), and their ratio to 0 nets. With `--preprocessor canny` or `depth` each net's map is made from the
+previous frame (moved by the frame's motion) every frame, as `image: previous` does, so the preprocessor's cost is
+in the frame (`depth` loads the depth model that fits --model: tiny, or Depth Anything small's architecture).
 """
 
 import argparse
@@ -20,7 +21,8 @@ import time
 import torch
 
 from vj.engine.devices import synchronize
-from vj.engine.diffusion.controlnet import Control, control_image, load_controlnet
+from vj.engine.diffusion.control_maps import ControlInput
+from vj.engine.diffusion.controlnet import load_controlnet
 from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest, StageTimer
 from vj.engine.diffusion.models import load_components
 from vj.engine.motion import Motion
@@ -28,37 +30,45 @@ from vj.engine.motion import Motion
 NETS = {"tiny": "tiny", "arch:sd-turbo": "arch:sd21"}  # the ControlNet that fits each model
 
 
-def request(i):
+DEPTH = {"tiny": "tiny", "arch:sd-turbo": "arch:depth-anything-small"}  # the depth model that goes with each
+
+
+def request(i, controls=()):
     return FrameRequest(
-        i, (("a misty forest", 1.0), ("sparks", 0.3)), strength=0.5, motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0)
+        i,
+        (("a misty forest", 1.0), ("sparks", 0.3)),
+        strength=0.5,
+        motion=Motion(1.0, 0.5, 0.5, 2.0, 2.0),
+        controls=controls,
     )
 
 
-def controls(c, net_name, count, width, height):
-    """`count` Controls, each a net (all the same random weights: load_controlnet seeds them) with its own random
-    control map."""
-    out = []
+def controls(c, net_name, count, width, height, preprocessor):
+    """({name: net}, ControlInputs) of `count` nets, each with its own random weights and random control map (or,
+    with a preprocessor, its map made from the moved previous frame)."""
+    nets, inputs = {}, []
     for k in range(count):
-        net = load_controlnet(net_name, c.device, c.dtype)
-        generator = torch.Generator().manual_seed(100 + k)
-        image = control_image(torch.rand(1, 3, height, width, generator=generator), height, width, c.device, c.dtype)
-        out.append(Control(net, image))
-    return out
+        nets[f"net{k}"] = load_controlnet(net_name, c.device, c.dtype, seed=k)
+        image = torch.randint(0, 256, (height, width, 3), generator=torch.Generator().manual_seed(100 + k))
+        previous = preprocessor != "none"
+        image = None if previous else image.to(torch.uint8).numpy()
+        inputs.append(ControlInput(f"net{k}", 1.0, image, previous=previous, preprocessor=preprocessor))
+    return nets, inputs
 
 
-def time_frames(engine, warmup, frames):
+def time_frames(engine, controls, warmup, frames):
     """(per-frame seconds, per-frame UNet-stage seconds) of `frames` frames after the first and `warmup` frames."""
     device = engine.c.device
     engine.reset()
     engine.timer = StageTimer(device)
     for i in range(1 + warmup):  # the txt2img first frame, then img2img warm-up
-        engine.render(request(i))
+        engine.render(request(i, controls))
     totals, unets = [], []
     for i in range(frames):
         engine.timer.totals.clear()
         synchronize(device)
         start = time.perf_counter()
-        engine.render(request(1 + warmup + i))
+        engine.render(request(1 + warmup + i, controls))
         synchronize(device)
         totals.append(time.perf_counter() - start)
         unets.append(engine.timer.totals.get("unet", 0.0))
@@ -72,11 +82,14 @@ def run(args):
         raise SystemExit(f"no ControlNet known for --model {args.model}: pass --net")
     c = load_components(args.model, args.vae, args.device, args.dtype)
     engine = FrameEngine(c, EngineSettings(width=args.width, height=args.height, steps=args.steps))
-    all_nets = controls(c, net_name, max(net_counts), args.width, args.height)
+    engine.controlnets, inputs = controls(c, net_name, max(net_counts), args.width, args.height, args.preprocessor)
+    if args.preprocessor == "depth":
+        from vj.engine.depth.models import load_depth_model
+
+        engine.depth = load_depth_model(DEPTH.get(args.model, "tiny"), c.device, c.dtype, args.depth_input_size).metres
     rows = []
     for count in net_counts:
-        engine.controls = all_nets[:count]
-        totals, unets = time_frames(engine, args.warmup, args.frames)
+        totals, unets = time_frames(engine, tuple(inputs[:count]), args.warmup, args.frames)
         rows.append(
             {
                 "nets": count,
@@ -94,7 +107,10 @@ def run(args):
         "model": args.model,
         "vae": args.vae,
         "controlnet": net_name,
-        "controlnet_params_m": sum(p.numel() for p in all_nets[0].net.parameters()) / 1e6 if all_nets else None,
+        "controlnet_params_m": sum(p.numel() for p in engine.controlnets["net0"].parameters()) / 1e6
+        if engine.controlnets
+        else None,
+        "preprocessor": args.preprocessor,
         "unet_params_m": sum(p.numel() for p in c.unet.parameters()) / 1e6,
         "device": str(c.device),
         "dtype": str(c.dtype),
@@ -118,6 +134,8 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=20, help="timed frames per net count")
     parser.add_argument("--warmup", type=int, default=3, help="untimed img2img frames after the first")
     parser.add_argument("--nets", default="0,1,2", help="net counts, comma-separated")
+    parser.add_argument("--preprocessor", default="none", choices=("none", "canny", "depth"))
+    parser.add_argument("--depth-input-size", type=int, default=266, help="the depth model's input size (depth)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--json", action="store_true")
@@ -127,7 +145,8 @@ def main(argv=None):
         print(json.dumps(result, indent=2))
         return 0
     print(
-        f"{result['model']} ({result['vae']} VAE) + {result['controlnet']} nets on {result['device']} "
+        f"{result['model']} ({result['vae']} VAE) + {result['controlnet']} nets (preprocessor "
+        f"{result['preprocessor']}) on {result['device']} "
         f"{result['dtype']}, {result['size']}, {result['steps']} step(s), median of {result['frames']} frames"
     )
     for r in result["results"]:

@@ -31,7 +31,8 @@ from vj.engine.devices import pick_device, resolve_dtype, synchronize  # noqa: E
 
 
 def timed(work, frames, warmup, device):
-    """Median and mean milliseconds of `work()` over `frames` calls after `warmup` calls."""
+    """Median, mean, min and max milliseconds of `work()` over `frames` calls after `warmup` calls (each
+    synchronized: on a GPU the wall time is the device's). bench_preprocessors.py times with it too."""
     for _ in range(warmup):
         work()
     synchronize(device)
@@ -41,7 +42,12 @@ def timed(work, frames, warmup, device):
         work()
         synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
-    return {"median_ms": round(statistics.median(times), 2), "mean_ms": round(statistics.fmean(times), 2)}
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "mean_ms": round(statistics.fmean(times), 3),
+        "min_ms": round(min(times), 3),
+        "max_ms": round(max(times), 3),
+    }
 
 
 def camera_warp(size):

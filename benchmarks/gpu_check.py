@@ -10,9 +10,11 @@ driver, no audio input, --stats), `vj prerender` of a two-scene latent-blend pre
 CLIP-guided frame (ViT-B-32 with random weights), `vj morph` to a PNG strip. Figures: `vj bench` with and
 without `--compile` (the compiled one last, with whatever time is left: "skipped: over budget" when it does not
 finish), `benchmarks/bench_transitions.py` (a 30-frame transition), `benchmarks/bench_guidance.py` (one guided
-step) and `benchmarks/bench_depth.py` (a depth map and the 3D warp). Nothing is downloaded: `arch:sd-turbo` and its
-perceptor are built from packaged configs with random weights (the depth model from its config in
-vj/engine/depth/models.py), and HF_HUB_OFFLINE is set for every step.
+step), `benchmarks/bench_depth.py` (a depth map and the 3D warp), `benchmarks/bench_controlnet.py` (0, 1 and 2
+ControlNets with the canny preprocessor on the moved previous frame) and `benchmarks/bench_preprocessors.py` (canny
+against OpenCV, the depth map). Nothing is downloaded: `arch:sd-turbo`, its perceptor and its ControlNet (`arch:sd21`)
+are built from packaged configs with random weights (the depth model from its config in vj/engine/depth/models.py),
+and HF_HUB_OFFLINE is set for every step.
 
 The JSON line also goes to $OUT/gpu_check.json (or --out), and every step's command and full output to
 gpu_check.log beside it.
@@ -35,7 +37,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("render", "live", "prerender", "guided", "morph")
-FIGURES = ("bench", "bench_transitions", "bench_guidance", "bench_depth", "bench_compile")
+FIGURES = (
+    "bench",
+    "bench_transitions",
+    "bench_guidance",
+    "bench_depth",
+    "bench_controlnet",
+    "bench_preprocessors",
+    "bench_compile",
+)
 MIN_STEP_SECONDS = 15.0  # a step is not started with less time than this left in the budget
 PROGRESS = re.compile(r"\d+%\||\d+/\d+ \[")  # tqdm's bars: not an error's last line
 
@@ -310,6 +320,24 @@ def check_bench_depth(done):
     return figures
 
 
+def check_bench_controlnet(done):
+    result = json_from(done.stdout)
+    figures = {key: result[key] for key in ("controlnet", "preprocessor", "size", "steps")}
+    figures["nets"] = {
+        str(r["nets"]): {"frame_ms": round(r["frame_ms"], 2), "ratio": r["ratio"] and round(r["ratio"], 3)}
+        for r in result["results"]
+    }
+    return figures
+
+
+def check_bench_preprocessors(done):
+    result = json_from(done.stdout)
+    return {
+        str(row["size"]): {key: row[key]["median_ms"] for key in ("canny", "cv2_roundtrip", "depth_map") if key in row}
+        for row in result["results"]
+    }
+
+
 # -- the plan --------------------------------------------------------------------------------------------------
 def steps(args, work):
     """Every step, in the order they run: the smoke tests, then the figures, the compiled engine last."""
@@ -463,6 +491,37 @@ def steps(args, work):
             limit,
             check=check_bench_depth,
         ),
+        Step(
+            "bench_controlnet",
+            [
+                python,
+                ROOT / "benchmarks" / "bench_controlnet.py",
+                *engine,
+                *sized,
+                "--preprocessor",
+                "canny",
+                "--frames",
+                args.controlnet_frames,
+                "--json",
+            ],
+            limit,
+            check=check_bench_controlnet,
+        ),
+        Step(
+            "bench_preprocessors",
+            [
+                python,
+                ROOT / "benchmarks" / "bench_preprocessors.py",
+                "--device",
+                args.device,
+                "--dtype",
+                args.dtype,
+                "--frames",
+                args.preprocessor_frames,
+            ],
+            limit,
+            check=check_bench_preprocessors,
+        ),
         Step("bench_compile", [*bench, "--compile"], args.compile_limit, check=check_bench, over_budget_is_skip=True),
     ]
 
@@ -541,6 +600,8 @@ def parse_args(argv=None):
     p.add_argument("--guidance-frames", default="10", help="bench_guidance.py --frames")
     p.add_argument("--cutouts", default="32", help="bench_guidance.py --cutouts")
     p.add_argument("--depth-frames", default="30", help="bench_depth.py --frames")
+    p.add_argument("--controlnet-frames", default="30", help="bench_controlnet.py --frames")
+    p.add_argument("--preprocessor-frames", default="100", help="bench_preprocessors.py --frames")
     p.add_argument("--smoke-cutouts", type=int, default=16, help="cutouts of the guided render")
     p.add_argument(
         "--jobs",

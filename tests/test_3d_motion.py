@@ -348,7 +348,9 @@ def test_a_reload_into_3d_says_it_waits_for_a_restart(tmp_path):
     factory = build_engines(flat, device="cpu")
     engine = factory(engine_settings(flat))
     warnings = factory.use_preset(preset3d(tmp_path, "translate_z_3d: 5\n"), engine)
-    assert "3D and depth stabilization need the depth model: they take effect at restart" in warnings
+    assert "3D, depth stabilization and the depth preprocessor need the depth model: they take effect at restart" in (
+        warnings
+    )
     assert not isinstance(engine.warp, DepthWarp)
 
 

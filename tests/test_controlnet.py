@@ -11,13 +11,13 @@ from test_engine import SIZE, pipeline
 from vj.engine.diffusion.controlnet import (
     Control,
     check_fits,
-    control_image,
     controlled_unet_model,
     controlnet_config,
     keep,
     load_controlnet,
     tiny_controlnet,
 )
+from vj.engine.diffusion.control_maps import ControlInput
 from vj.engine.diffusion.frames import EngineSettings, FrameEngine, FrameRequest
 from vj.engine.diffusion.models import CONFIGS
 from vj.engine.errors import ModelError
@@ -31,25 +31,33 @@ def nets():
 
 
 def maps(count):
-    """Control maps as HxWx3 uint8 at another size than the frame's (they are resized as the pipeline resizes)."""
+    """Control maps as HxWx3 uint8 at the frame's size."""
     rng = np.random.default_rng(3)
-    return [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(count)]
+    return [rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def as_tensor(image):
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
 
 
 def engine_frame(c, controls, strength, steps, seed=9):
+    """A frame of the engine steered by `controls` ((net, ControlInput) pairs) on a random previous frame."""
     engine = FrameEngine(c, EngineSettings(width=SIZE, height=SIZE, steps=steps))
-    engine.controls = controls
+    engine.controlnets = {wanted.model: net for net, wanted in controls}
     rng = np.random.default_rng(0)
     engine.previous = torch.from_numpy(rng.uniform(-1, 1, (1, 3, SIZE, SIZE)).astype(np.float32))
     image01 = engine.previous / 2 + 0.5
-    frame = engine.render_tensor(FrameRequest(1, ((PROMPT, 1.0),), strength=strength, seed=seed))
+    request = FrameRequest(
+        1, ((PROMPT, 1.0),), strength=strength, seed=seed, controls=tuple(wanted for _, wanted in controls)
+    )
+    frame = engine.render_tensor(request)
     return (frame / 2 + 0.5).clamp(0, 1), image01
 
 
 def controls_of(nets, images, scales, ranges):
     return [
-        Control(net, control_image(image, SIZE, SIZE, "cpu", torch.float32), scale, start, end)
-        for net, image, scale, (start, end) in zip(nets, images, scales, ranges)
+        (net, ControlInput(f"net{i}", scale, image, start=start, end=end))
+        for i, (net, image, scale, (start, end)) in enumerate(zip(nets, images, scales, ranges))
     ]
 
 
@@ -71,7 +79,7 @@ def test_frames_equal_diffusers_controlnet_img2img(model, nets, count, scales, r
     def kind(**parts):
         return StableDiffusionControlNetImg2ImgPipeline(controlnet=nets[0] if count == 1 else nets[:count], **parts)
 
-    as_tensors = [torch.from_numpy(m).permute(2, 0, 1)[None].float() / 255.0 for m in images]
+    as_tensors = [as_tensor(m) for m in images]
     ref = pipeline(kind, model)(
         PROMPT,
         image=image01,
@@ -108,25 +116,12 @@ def test_a_net_acts_only_in_its_steps(tiny, nets):
     assert [keep(0.3, 0.7, i, 2) for i in range(2)] == [0.0, 0.0]
     x, t = torch.randn(1, 4, 8, 8), torch.tensor(999.0)
     cond = torch.randn(1, 77, 32)
-    image = control_image(maps(1)[0], SIZE, SIZE, "cpu", torch.float32)
+    image = as_tensor(maps(1)[0])
     plain = controlled_unet_model(tiny.unet, cond, None, [], torch.tensor([999.0, 500.0]))(x, t)
     late = Control(nets[0], image, 1.0, 0.5, 1.0)  # acts at step 1 (t = 500) only
     model = controlled_unet_model(tiny.unet, cond, None, [late], torch.tensor([999.0, 500.0]))
     assert torch.equal(model(x, t), plain)
     assert not torch.allclose(model(x, torch.tensor(500.0)), tiny.unet(x, 500.0, cond, return_dict=False)[0])
-
-
-def test_control_image_is_prepared_as_the_pipeline_does():
-    from diffusers.image_processor import VaeImageProcessor
-
-    (image,) = maps(1)
-    as_tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-    processor = VaeImageProcessor(vae_scale_factor=8, do_convert_rgb=True, do_normalize=False)
-    expected = processor.preprocess(as_tensor, height=SIZE, width=SIZE).float()
-    ours = control_image(image, SIZE, SIZE, "cpu", torch.float32)
-    assert ours.shape == (1, 3, SIZE, SIZE) and 0 <= ours.min() and ours.max() <= 1
-    assert torch.equal(ours, expected)
-    assert torch.equal(control_image(as_tensor[0], SIZE, SIZE, "cpu", torch.float32), expected)
 
 
 def test_fit_checks_name_the_problem_in_one_line(tiny):

@@ -73,12 +73,15 @@ LAYERS = {
     "vj.engine": BASE,
     "vj.language": BASE + SHARED_WORDS,
     # a preset that names open_clip `perceptors` is checked against open_clip's own list of models
-    "vj.config": BASE + SHARED_WORDS + ["vj.language", "vj.engine.guidance.perceptors"],
+    # ... and a preset's ControlNets are checked against the model from their saved configs (torch-free)
+    "vj.config": BASE + SHARED_WORDS + ["vj.language", "vj.engine.guidance.perceptors", "vj.engine.diffusion.net_fit"],
     "vj.audio": BASE + ["vj.config", "vj.language"],
     "vj.video": BASE + ["vj.config"],
     "vj.show": BASE + ["vj", "vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video"],
     "vj.live": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show"],
     "vj.commands": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show", "vj.live"],
+    # the cluster spreads commands over Ray workers: it drives them, they never import it
+    "vj.cluster": BASE + ["vj.engine", "vj.config", "vj.language", "vj.audio", "vj.video", "vj.show", "vj.commands"],
 }
 
 

@@ -44,6 +44,9 @@ def cmd_check(args):
         guided = perceptor_names(preset)
         if guided:
             print(f"{path}: CLIP guidance: {', '.join(guided)}, {preset.cutouts} cutouts")
+        if preset.controlnets:
+            nets = ", ".join(f"{c.model} ({c.preprocessor} of {Path(c.image).name})" for c in preset.controlnets)
+            print(f"{path}: ControlNet: {nets}")
         for warning in preset.warnings:
             print(f"{path}: warning: {warning}")
     return 1 if failed else 0
@@ -83,6 +86,7 @@ def _at_least_two(value):
 _positive = _numeric(POSITIVE.convert)
 _non_negative = _numeric(NON_NEGATIVE.convert)
 _positive_integer = _numeric(POSITIVE_INTEGER.convert, integer=True)
+_non_negative_integer = _numeric(lambda value: int(NON_NEGATIVE.convert(value)), integer=True)
 _size = _preset_key("width")  # width and height take the same values
 _block_size = _numeric(in_range(0, 65536, integer=True).convert, integer=True)
 
@@ -152,6 +156,10 @@ def cmd_render(args):
     _output_file(args.output, "-o", (".mp4",), args.overwrite)
     if args.frames:
         _output_folder(args.frames, "--frames")
+    if args.ray is not None:
+        from vj.cluster import render as cluster_render
+
+        return cluster_render.main(args)
     return render.main(args)
 
 
@@ -165,7 +173,39 @@ def cmd_morph(args):
 def cmd_prerender(args):
     from vj.commands import prerender
 
+    if args.ray is not None:
+        from vj.cluster import prerender as cluster_prerender
+
+        return cluster_prerender.main(args)
     return prerender.main(args)
+
+
+def _cluster_options(p, segments=True):
+    """--ray [ADDRESS] and the options of a job spread over a Ray cluster (vj.cluster)."""
+    from vj.cluster.segments import DEFAULT_WARMUP
+
+    g = p.add_argument_group("Ray cluster (pip install 'vj[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the work over a Ray cluster: the head's HOST:PORT (ray start --head), or no address for a "
+        "local Ray instance on this machine",
+    )
+    g.add_argument("--workers", type=_positive_integer, help="workers (default: one per GPU, or per CPU without GPUs)")
+    if segments:
+        g.add_argument(
+            "--segments", type=_positive_integer, help="segments the timeline is cut into (default: one per worker)"
+        )
+        g.add_argument(
+            "--warmup",
+            type=_non_negative_integer,
+            default=DEFAULT_WARMUP,
+            metavar="K",
+            help=f"frames each segment renders before its first and throws away (default {DEFAULT_WARMUP}: "
+            "the seams measured invisible on the shipped presets)",
+        )
 
 
 def _check_video_options(args):
@@ -224,6 +264,10 @@ def cmd_replay(args):
         _output_file(args.output, "-o", (".mp4",), args.overwrite)
     if args.frames:
         _output_folder(args.frames, "--frames")
+    if args.ray is not None:
+        from vj.cluster import replay as cluster_replay
+
+        return cluster_replay.main(args)
     return replay.main(args)
 
 
@@ -367,6 +411,7 @@ def build_parser():
     p.add_argument("--frames", metavar="DIR", help="also save every frame as PNG into DIR")
     _strict_option(p)
     _engine_options(p)
+    _cluster_options(p)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser(
@@ -473,6 +518,7 @@ def build_parser():
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT.mp4 if it exists")
     _engine_options(p)
+    _cluster_options(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser(
@@ -490,6 +536,7 @@ def build_parser():
         help="every ordered pair of scenes, not only each to the next (a show may jump anywhere)",
     )
     _engine_options(p)
+    _cluster_options(p, segments=False)
     p.set_defaults(func=cmd_prerender)
 
     p = sub.add_parser(

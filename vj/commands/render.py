@@ -51,7 +51,9 @@ def requests(preset, director, track, start, count):
         source.close()
 
 
-def main(args):
+def render_preset(args):
+    """The preset of a render (the command line's overrides applied, refused before any model loads when it cannot
+    render) and its plan: (preset, track, duration, count)."""
     overrides = {
         "model": args.model,
         "vae": args.vae,
@@ -66,27 +68,40 @@ def main(args):
         raise PresetError([preset.video_problem])
     if preset.audio_problem:  # input_audio's file is missing and no --audio: refused before any model loads
         raise PresetError([preset.audio_problem])
+    track, duration, count = plan(preset, args)
+    return preset, track, duration, count
+
+
+def prepared_session(preset, start, duration, device, dtype, compile=False):
+    """The render's ShowSession, its latent-blend transitions of the scene changes between `start` and `start +
+    duration` computed (or found in the cache) before the first frame, as a show does while a scene plays."""
+    session = ShowSession.open(preset, device, dtype, compile)
+    try:
+        if session.blends():
+            pairs = scene_changes(preset, start, duration)
+            if pairs:
+                session.prepare(pairs)
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+def main(args):
+    preset, track, duration, count = render_preset(args)
     for warning in preset.warnings:  # what was approximated or ignored, and a drawn random seed to repeat the render
         print(f"vj render: warning: {warning}", file=sys.stderr)
     out = Path(args.output)  # checked by the command line: it can be written
-    track, duration, count = plan(preset, args)
     if preset.tempo_source == "link":
         print(
             "vj render: note: tempo_source: link applies to live shows; this render takes the beat from the track",
             file=sys.stderr,
         )
-    session = ShowSession.open(preset, args.device, args.dtype, args.compile)
+    session = prepared_session(preset, args.start, duration, args.device, args.dtype, args.compile)
     try:
         engine = session.engine()
-        if (
-            session.blends()
-        ):  # computed (or found in the cache) before the first frame, as a show does while a scene plays
-            pairs = scene_changes(preset, args.start, duration)
-            if pairs:
-                session.prepare(pairs)
         director = session.director()
-        offset = preset.input_audio_offset + args.start
-        audio = read_track(track, offset, count / preset.frames_per_second) if track else None
+        audio = read_track(track, preset.input_audio_offset + args.start, duration) if track else None
         frames_dir = Path(args.frames) if args.frames else None
         if frames_dir:
             frames_dir.mkdir(parents=True, exist_ok=True)

@@ -45,18 +45,35 @@ def quality_overrides(args):
     return {k: v for k, v in given.items() if v is not None}
 
 
+def open_recording(folder, overrides):
+    """(the Recording in `folder`, its preset versions with `overrides`); a version that no longer loads is a
+    RecordingError naming it."""
+    recording = Recording.open(folder)
+    try:
+        return recording, recording.presets(overrides)
+    except PresetError as exc:
+        raise RecordingError(str(exc).splitlines()[0]) from None
+
+
+def open_session(recording, presets, device, dtype, compile=False):
+    """The replay's ShowSession on `device` and `dtype` ('auto': as recorded)."""
+    device = device if device != "auto" else recording.info.get("device", "auto")
+    dtype = dtype if dtype != "auto" else recording.info.get("dtype", "auto")
+    return ShowSession.open(presets[0], device, dtype, compile or bool(recording.info.get("compile")))
+
+
+def open_rerender(folder, overrides, device, dtype, compile=False):
+    """(recording, presets, session) of a re-render (a cluster worker opens its own)."""
+    recording, presets = open_recording(folder, overrides)
+    return recording, presets, open_session(recording, presets, device, dtype, compile)
+
+
 def main(args):
-    recording = Recording.open(args.folder)
     overrides = quality_overrides(args)
     if overrides and args.verify:
         raise RecordingError("--verify compares the live frames: leave out the quality options to replay them")
-    try:
-        presets = recording.presets(overrides)
-    except PresetError as exc:
-        raise RecordingError(str(exc).splitlines()[0]) from None
-    device = args.device if args.device != "auto" else recording.info.get("device", "auto")
-    dtype = args.dtype if args.dtype != "auto" else recording.info.get("dtype", "auto")
-    session = ShowSession.open(presets[0], device, dtype, args.compile or bool(recording.info.get("compile")))
+    recording, presets = open_recording(args.folder, overrides)
+    session = open_session(recording, presets, args.device, args.dtype, args.compile)
     try:
         if overrides:
             return rerender(recording, presets, session, args)
@@ -137,7 +154,7 @@ def replay(recording, presets, session, args):
     count = int(np.ceil(recording.end * fps - 1e-9))
     writer = _Writer(args, recording, fps, (first.width, first.height), count)
     pending = [e for e in recording.events if e.get("kind") in ("settings", "preset", "prompt")]
-    engine, director, preset = None, Director(first), first
+    engine, director, preset = None, Director(first, control_images=session.control_images), first
     matched, first_bad, digests = 0, None, []
     shown, n = None, 0  # the newest replayed frame, and the next MP4 frame
     progress = _progress(len(frames), "replay")
@@ -150,7 +167,7 @@ def replay(recording, presets, session, args):
                         engine = factory(EngineSettings(**event["settings"]))
                     else:
                         preset = presets[event["version"]]
-                        director = Director(preset)
+                        director = Director(preset, control_images=session.control_images)
                         if session.blends():
                             session.transitions.use_preset(preset)
                         if engine is not None:
@@ -228,45 +245,93 @@ def live_against_offline(recording, presets):
         yield f"variable {name}: largest difference live - offline {diff:.3g}"
 
 
-def rerender(recording, presets, session, args):
-    """The performance at another quality: frame i at show time i/fps."""
+@dataclasses.dataclass(frozen=True)
+class RerenderStep:
+    """One output frame of a re-render: the preset version it shows, its request (while frozen: the last one made),
+    whether that request is new (not frozen), and whether the audience saw black."""
+
+    index: int
+    preset: object
+    request: object
+    fresh: bool
+    black: bool
+
+
+def rerender_count(recording, presets):
+    """The re-render's frame count: the show's length at the first preset's frame rate."""
+    return max(1, int(round(recording.end * presets[0].frames_per_second)))
+
+
+def rerender_steps(recording, presets, session):
+    """The re-render's steps, frame i at show time i/fps: the Director and the analysis advance through every frame
+    (as the live show's did); its latent-blend transitions are prepared first."""
     first = presets[0]
     fps = first.frames_per_second
-    count = max(1, int(round(recording.end * fps)))
     timeline = RecordedTimeline(recording, presets)
     analysis = RecordedAnalysis(recording, presets)
-    factory = session.engines
-    version, preset = 0, first
-    engine = factory(engine_settings(first))
-    director = session.director()
     if session.blends():
         pairs = sorted({(e["from"], e["to"]) for e in recording.kind("scene")})
         if pairs:
             session.prepare(pairs)
+    version, preset, director, held = 0, first, session.director(), None
+    for i in range(rerender_count(recording, presets)):
+        t = i / fps
+        if timeline.version(t) != version:
+            version = timeline.version(t)
+            preset = presets[version]
+            director = Director(
+                preset,
+                transitions=session.transitions if session.blends() else None,
+                control_images=session.control_images,
+            )
+            if session.blends():
+                session.transitions.use_preset(preset)
+        fresh = held is None or not timeline.is_frozen(t)
+        if fresh:
+            inputs = analysis.at(max(0.0, t - recording.audio_start))
+            inputs.update(timeline.controls(t, preset.control_names))
+            held = director.request(int(round(t * fps)), t, inputs, timeline.position(t))
+        yield RerenderStep(i, preset, held, fresh, timeline.is_blackout(t))
+
+
+def rendered_steps(session, steps, start=0, end=None):
+    """(step, frame) for the steps from frame `start` to `end` (the steps before `start` only advance the plan): a
+    new engine at `start`, the session's factory following the steps' preset versions, a frozen step repeating the
+    last frame (or rendering its request when there is none yet)."""
+    factory, first = session.engines, session.preset
+    engine, used, last = None, None, None
+    for step in steps:
+        if end is not None and step.index >= end:
+            return
+        if step.index < start:
+            continue
+        if engine is None:
+            engine = factory(engine_settings(step.preset))
+            if step.preset is not first:
+                factory.use_preset(step.preset, engine)
+        elif step.preset is not used:
+            factory.use_preset(step.preset, engine)
+            if engine_settings(step.preset) != engine.settings:
+                engine = factory(engine_settings(step.preset))
+        used = step.preset
+        if step.fresh or last is None:
+            last = engine.render(step.request)
+        yield step, last
+
+
+def rerender(recording, presets, session, args):
+    """The performance at another quality: frame i at show time i/fps."""
+    first = presets[0]
+    fps = first.frames_per_second
+    count = rerender_count(recording, presets)
     writer = _Writer(args, recording, fps, (first.width, first.height), count)
     progress = _progress(count, "re-render")
     started = time.perf_counter()
-    last = None
     try:
         try:
-            for i in range(count):
-                t = i / fps
-                if timeline.version(t) != version:
-                    version = timeline.version(t)
-                    preset = presets[version]
-                    director = Director(preset, transitions=session.transitions if session.blends() else None)
-                    if session.blends():
-                        session.transitions.use_preset(preset)
-                    factory.use_preset(preset, engine)
-                    if engine_settings(preset) != engine.settings:
-                        engine = factory(engine_settings(preset))
-                if last is None or not timeline.is_frozen(t):
-                    inputs = analysis.at(max(0.0, t - recording.audio_start))
-                    inputs.update(timeline.controls(t, preset.control_names))
-                    request = director.request(int(round(t * fps)), t, inputs, timeline.position(t))
-                    last = engine.render(request)
-                writer.png(last, i)
-                writer.video(last, timeline.is_blackout(t))
+            for step, rgb in rendered_steps(session, rerender_steps(recording, presets, session)):
+                writer.png(rgb, step.index)
+                writer.video(rgb, step.black)
                 progress.update(1)
         finally:
             writer.close()

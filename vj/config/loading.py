@@ -21,8 +21,12 @@ from vj.config.pytti import PYTTI_KEYS, is_overlay, translate
 from vj.config.yaml_lines import DuplicateKeyError, LineDict, LineList, load_yaml
 from vj.config.video_keys import CAMERA_PREFIX, NDI_PREFIX, STREAM_SCHEMES, scheme_of
 from vj.language.scenes import SceneError, bracket_image_paths, parse_scenes, split_scenes
+from vj.engine.diffusion.net_fit import name_problem, net_for_model, preset_fit_problem
+from vj.engine.vocabulary import CONTROL_IMAGES
+from vj.language.value_ranges import out_of_range
 from vj.config.schema import (
     CONTROL_FIELDS,
+    CONTROLNET_FIELDS,
     DEPTH_VARIABLES,
     EXPRESSION,
     FIELDS,
@@ -31,6 +35,7 @@ from vj.config.schema import (
     MIDI_FIELDS,
     MOTION_3D_KEYS,
     NOTE_FIELDS,
+    ControlNetItem,
     GuideImage,
     Preset,
     constant_out_of_range,
@@ -462,6 +467,89 @@ def _guide_images(raw_list, line, problems, base, variables, image_model):
     return tuple(guides)
 
 
+def picture_problem(path):
+    """Why the file at `path` is not a picture PIL reads (one line), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def _control_image(item, label, values, problems, base):
+    """The control image of a `controlnets` item: `video`, `previous`, or a picture or video file (resolved Path, and
+    whether it is a video); None after recording a problem."""
+    written = str(item["image"]).strip()
+    where = (_line(item, "image"), f"{label}.image")
+    if written in CONTROL_IMAGES:
+        if written == "video" and values["animation_mode"] != "Video Source":
+            problems.add(
+                *where,
+                "`video` is the Video Source frame: set animation_mode: Video Source (with video_path, or "
+                "`vj live --video-in`), or give a picture or video file",
+            )
+            return None
+        return written, False
+    path = resolve_path(written, base)
+    if not path.is_file():
+        remedy = f"give a picture or video file relative to the preset, or one of {', '.join(CONTROL_IMAGES)}"
+        problems.add(*where, f"'{written}' {not_found(written, base, remedy)}")
+        return None
+    if picture_problem(path) is None:
+        return path, False
+    if probe_video(path) is None:
+        return path, True
+    problems.add(*where, f"'{written}' is neither a picture nor a video vj can read")
+    return None
+
+
+def _controlnets(raw_list, line, problems, base, variables, values):
+    """ControlNetItems from the (list-checked) `controlnets` items: keys, the net's name and fit with the model (from
+    the configs on the disk), the image, the steps and the scale expression."""
+    nets = []
+    items = _items(raw_list, line, "controlnets", CONTROLNET_FIELDS, problems, "{model: tiny, image: previous}")
+    for label, item, item_line, fields, ok in items:
+        if values["image_model"] != "diffusion":
+            problems.add(
+                item_line, label, f"ControlNets steer the diffusion model; image_model is {values['image_model']}"
+            )
+            continue
+        if not ok:
+            continue
+        name = written = fields["model"].strip()
+        if resolve_path(name, base).is_dir():  # a local folder, relative to the preset like its other files
+            name = str(resolve_path(name, base))
+        problem = name_problem(name) or preset_fit_problem(net_for_model(name, values["model"]), values["model"])
+        if problem:
+            problems.add(_line(item, "model"), f"{label}.model", f"'{written}' for model {values['model']}: {problem}")
+        if fields["start"] >= fields["end"]:
+            problems.add(
+                _line(item, "end"), f"{label}.end", f"end {fields['end']:g} must be more than start {fields['start']:g}"
+            )
+        if fields["low_threshold"] > fields["high_threshold"]:
+            problems.add(
+                _line(item, "low_threshold"),
+                f"{label}.low_threshold",
+                f"{fields['low_threshold']:g} is more than high_threshold {fields['high_threshold']:g}",
+            )
+        image = _control_image(item, label, values, problems, base)
+        try:
+            fields["scale"] = EXPRESSION.convert(item.get("scale", 1), variables)
+            reason = out_of_range("control scale", fields["scale"](None)) if fields["scale"].is_constant else None
+        except ExpressionError as exc:
+            reason = str(exc)
+        if reason:
+            problems.add(_line(item, "scale"), f"{label}.scale", reason)
+        if problem or image is None or reason:
+            continue
+        fields["model"], (fields["image"], fields["video_file"]) = name, image
+        nets.append(ControlNetItem(**fields))
+    return tuple(nets)
+
+
 def _guidance(raw, values, scenes, variables, problems, base, warnings):
     """CLIP guidance keys that go together and the files they name; returns the parsed direct image prompts."""
     if values["image_model"] != "diffusion" and values["transition_mode"] == "latent_blend":
@@ -638,6 +726,9 @@ def parse_preset(raw, name="<preset>", base=Path("."), path=None, strict=False, 
     direct = _guidance(raw, values, scenes, variables, problems, base, warnings)
     _transition_plan(raw, values, problems)
     _video(raw, values, problems, base, warnings)
+    values["controlnets"] = _controlnets(
+        values["controlnets"], _line(raw, "controlnets"), problems, base, variables, values
+    )
     if len(values["scene_duration"]) > max(len(scenes), 1):
         problems.add(
             _line(raw, "scene_duration"),

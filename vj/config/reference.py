@@ -7,7 +7,7 @@ import json
 
 from vj.config.bands import Band
 from vj.config.keys import markdown_table, object_schema
-from vj.config.schema import AREAS, GuideImage, Preset
+from vj.config.schema import AREAS, ControlNetItem, GuideImage, Preset
 
 
 def json_schema():
@@ -26,7 +26,8 @@ def json_schema_text():
 
 
 def key_tables():
-    """README's tables of the preset keys (one per area), the filter keys and the guide image keys, in markdown."""
+    """README's tables of the preset keys (one per area), the filter keys, the guide image keys and the ControlNet
+    keys, in markdown."""
     areas = "\n".join(f"{title}:\n\n{markdown_table(Preset, area)}" for area, title in AREAS.items())
     return (
         areas
@@ -34,4 +35,6 @@ def key_tables():
         + markdown_table(Band)
         + "\nGuide images (items of `guide_images`):\n\n"
         + markdown_table(GuideImage)
+        + "\nControlNets (items of `controlnets`; see ControlNet):\n\n"
+        + markdown_table(ControlNetItem)
     )

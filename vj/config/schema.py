@@ -1,5 +1,5 @@
 """The preset schema: every key defined once (check, default, meaning, area) as a field of `Preset`, `Band`,
-`ControlItem`, `GuideImage` or the MIDI bindings; vj.config.loading checks a file against it.
+`ControlItem`, `GuideImage`, `ControlNetItem` or the MIDI bindings; vj.config.loading checks a file against it.
 
 Keys follow pytti's names where the concept is the same.
 """
@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from vj.engine.vocabulary import BORDER_MODES, DEFAULT_DEPTH_MODEL, INFILL_MODES, QUALITIES, SAMPLING_MODES
+from vj.engine.vocabulary import (
+    BORDER_MODES,
+    CONTROL_PREPROCESSORS,
+    DEFAULT_DEPTH_MODEL,
+    INFILL_MODES,
+    QUALITIES,
+    SAMPLING_MODES,
+)
 from vj.config.bands import Band
 from vj.config.musical import MUSICAL_VARIABLES, hit_name
 from vj.config.keys import (
@@ -274,6 +281,55 @@ class GuideImage:
     bos_cap: float = key(in_range(0, 1), 0.15, "the most the first token (BOS) takes: more gives noise (about 0.35)")
 
 
+@dataclass(frozen=True)
+class ControlNetItem:
+    """One item of `controlnets`: a ControlNet steering every frame's structure with a control map."""
+
+    model: str = key(
+        TEXT,
+        REQUIRED,
+        "the ControlNet: a hub id or local diffusers folder that fits the model (SD 2.1-based nets for "
+        "stabilityai/sd-turbo); `tiny` and `arch:sd21` (random weights) as for the model; with --model tiny every "
+        "net is `tiny`, with arch:sd-turbo `arch:sd21`",
+    )
+    image: str = key(
+        TEXT,
+        REQUIRED,
+        "the control image: `video` (the Video Source frame), `previous` (the previous frame moved by this frame's "
+        "motion), or a picture or video file relative to the preset (a video plays from the show's start, looped)",
+    )
+    preprocessor: str = key(
+        choice(*CONTROL_PREPROCESSORS),
+        "none",
+        "how the image becomes the control map: `none` (it is one already), `canny` (edges as OpenCV's Canny), "
+        "`depth` (inverse depth by `depth_model`, near white)",
+    )
+    scale: Expression = key(
+        EXPRESSION, 1, "the net's weight, an expression held to 0..10 (diffusers' conditioning scale)"
+    )
+    start: float = key(in_range(0, 1), 0, "the fraction of the denoising steps where the net starts acting")
+    end: float = key(in_range(0, 1), 1, "the fraction of the steps where it stops (more than `start`)")
+    low_threshold: float = key(NON_NEGATIVE, 100, "canny: edges weaker than this are dropped (OpenCV's units)")
+    high_threshold: float = key(
+        NON_NEGATIVE, 200, "canny: edges at least this strong start a line (weaker ones join when connected)"
+    )
+    invert: bool = key(
+        BOOLEAN,
+        False,
+        "the map's black and white swapped after the preprocessor (a dark logo on white for a net "
+        "that wants white lines on black)",
+    )
+    video_file: bool = False  # parsed: `image` is a video file (decoded at show time), not a picture
+
+    @property
+    def options(self):
+        """The preprocessor's options as (name, value) pairs (vj.engine.diffusion.control_maps.ControlInput)."""
+        pairs = (("invert", self.invert),)
+        if self.preprocessor == "canny":
+            pairs += (("low_threshold", self.low_threshold), ("high_threshold", self.high_threshold))
+        return pairs
+
+
 # Items are checked one by one against their dataclass's keys (with lines and name clashes) by _filters,
 # _controls and _midi.
 FILTERS = list_of(Band, "list of filters (below)", "{variable_name, f_center, f_width, order}")
@@ -282,6 +338,11 @@ CONTROLS = list_of(
 )
 GUIDE_IMAGES = list_of(
     GuideImage, "list of `{image, method, strength, ...}` (below)", "{image: ref.png, method: linear, strength: 0.3}"
+)
+CONTROLNETS = list_of(
+    ControlNetItem,
+    "list of `{model, image, preprocessor, scale, ...}` (below)",
+    "{model: thibaud/controlnet-sd21-canny-diffusers, image: logo.png, preprocessor: canny, scale: fLo}",
 )
 MIDI = mapping_of(
     MidiSection,
@@ -637,6 +698,13 @@ class Preset:
         "README)",
         area="diffusion",
     )
+    controlnets: tuple = key(
+        CONTROLNETS,
+        (),
+        "ControlNets keeping the frames' structure (edges, depth) to a picture, a video or the previous frame "
+        "(diffusion; see ControlNet in README)",
+        area="diffusion",
+    )
     ViTB32: bool | None = key(
         FLAG,
         None,
@@ -795,6 +863,7 @@ CONTROL_FIELDS = keys(ControlItem)
 MIDI_FIELDS = keys(MidiSection)
 NOTE_FIELDS = keys(NoteBinding)
 GUIDE_FIELDS = keys(GuideImage)
+CONTROLNET_FIELDS = keys(ControlNetItem)
 
 
 def input_variables_of(bands):

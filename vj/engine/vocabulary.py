@@ -22,3 +22,7 @@ PYTTI_FLAGS = {
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 # latent-blending transition qualities: name -> leaves of the tree, endpoints included (vj.engine.transitions.plans)
 QUALITIES = {"lowest": 5, "low": 9, "medium": 13, "high": 21, "ultra": 33}
+# ControlNet (vj.engine.diffusion.controlnet): the control images that are not files (the Video Source frame, the
+# previous frame moved by this frame's motion), and the preprocessors that turn an image into a control map
+CONTROL_IMAGES = ("video", "previous")
+CONTROL_PREPROCESSORS = ("none", "canny", "depth")

@@ -25,6 +25,7 @@ RANGES = {
     "guidance scale": (0.0, 1e3, "clip_guidance_scale"),
     "guidance weight": (-1e6, 1e6, "weight"),
     "video weight": (0.0, 1.0, "video_weight"),
+    "control scale": (0.0, 10.0, "ControlNet scale"),
 }
 # preset keys whose expressions are held to a range, and their kinds
 KEY_KINDS = {

@@ -37,6 +37,7 @@ KEY_ACTIONS = {
     pygame.K_b: act.Blackout,
     pygame.K_f: act.Freeze,
     pygame.K_h: act.ToggleHud,
+    pygame.K_c: act.ToggleControlPreview,
     pygame.K_F11: act.ToggleFullscreen,
     pygame.K_ESCAPE: act.Quit,
     pygame.K_q: act.Quit,
@@ -103,6 +104,8 @@ class Display:
     crossfades between engine frames when the engine is slower than the display. `clock` (e.g. the show clock) stamps
     TapTempo and Downbeat keys; `timer` (monotonic seconds) times presents and fades, replaceable in tests.
     """
+
+    shows_previews = True  # draws the control-map thumbnails `present` is given (the show asks; --headless does not)
 
     def __init__(
         self,
@@ -300,8 +303,9 @@ class Display:
         t = self._presents
         return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
-    def present(self, frame=None, blackout=False, hud_lines=None, hud_levels=None):
-        """Draw `frame` (a ShownFrame; None: the last one, or black before any) or black, the HUD if given, flip."""
+    def present(self, frame=None, blackout=False, hud_lines=None, hud_levels=None, previews=()):
+        """Draw `frame` (a ShownFrame; None: the last one, or black before any) or black, the control-map
+        `previews` ((h, w, 3) uint8 thumbnails) at the bottom left and the HUD at the top left if given, flip."""
         screen = self._screen
         now = self._timer()
         if frame is not None and frame is not self._last_frame:
@@ -310,6 +314,8 @@ class Display:
             screen.fill(BLACK)
         else:
             self._draw_frame(now)
+        if previews:
+            self._hud.draw_previews(screen, previews)
         if hud_lines or hud_levels:
             self._hud.draw(screen, hud_lines or (), hud_levels or ())
         pygame.display.flip()

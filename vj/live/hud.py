@@ -2,7 +2,7 @@
 
 The builders take plain values (numbers, names, dicts) so the show, tests and other outputs can use them without
 pygame; `Hud.draw` renders each distinct string once (cached) and refreshes the text a few times a second, while
-the level bars follow every frame.
+the level bars follow every frame. `Hud.draw_previews` puts the control-map thumbnails at the bottom left.
 """
 
 import math
@@ -16,6 +16,8 @@ BAR_BACK = (60, 60, 60)
 PANEL = (0, 0, 0, 150)  # translucent black behind the HUD
 MARGIN = 8  # pixels between the window corner and the panel, and inside the panel
 NOT_LEVELS = ("bpm", "beat_count")  # musical variables that are not 0..1
+PREVIEW_BORDER = (230, 230, 230)  # the thin frame around each control-map thumbnail
+PREVIEW_HEIGHT = 1 / 3  # the control-map preview takes at most this share of the window's height
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Hud:
         self._key = None
         self._layout = None
         self._font_inited = False
+        self._previews = None  # (thumbnails, window size, their panel or None): built once per frame's thumbnails
 
     def _font(self, size):
         import pygame
@@ -238,6 +241,59 @@ class Hud:
             surface.fill(BAR, (x, y, round(bar_w * lv.value), bar_h))
         return pygame.Rect(origin, panel_size)
 
+    def draw_previews(self, surface, previews):
+        """Draw control-map thumbnails ((h, w, 3) uint8 arrays) side by side at the bottom left of `surface`, each in
+        a thin frame under its label 'control N', on a translucent panel, shrunk to fit the window; returns the
+        panel's Rect (None: the window is too small for them). The panel is built once per set of thumbnails."""
+        import pygame
+
+        size = surface.get_size()
+        if self._previews is None or self._previews[0] is not previews or self._previews[1] != size:
+            self._previews = (previews, size, self._preview_panel(size, previews))
+        panel = self._previews[2]
+        if panel is None:
+            return None
+        origin = (MARGIN, size[1] - MARGIN - panel.get_height())
+        surface.blit(panel, origin)
+        return pygame.Rect(origin, panel.get_size())
+
+    def _preview_panel(self, size, previews):
+        """The labelled, framed thumbnails on a translucent panel, scaled to fit `size`; None if they cannot."""
+        import numpy as np
+        import pygame
+
+        width, height = size
+        font_size = max(14, height // 40)
+        font = self._font(font_size)
+        labels = [self._text(font, font_size, f"control {i + 1}", TEXT) for i in range(len(previews))]
+        label_h = font.get_linesize()
+        n = len(previews)
+        room_w = width - 2 * MARGIN - (n + 1) * MARGIN - 2 * n  # the window's margins, the gaps, the frames
+        room_h = height * PREVIEW_HEIGHT - 2 * MARGIN - label_h - 2
+        scale = min(1.0, room_w / sum(p.shape[1] for p in previews), room_h / max(p.shape[0] for p in previews))
+        if scale <= 0:
+            return None
+        thumbs = []
+        for p in previews:
+            h, w = p.shape[:2]
+            thumb = pygame.image.frombuffer(np.ascontiguousarray(p), (w, h), "RGB")
+            fit = (max(1, round(w * scale)), max(1, round(h * scale)))
+            thumbs.append(pygame.transform.smoothscale(thumb, fit) if fit != (w, h) else thumb.copy())
+        cells = [max(t.get_width() + 2, label.get_width()) for t, label in zip(thumbs, labels)]
+        panel_size = (
+            MARGIN + sum(c + MARGIN for c in cells),
+            2 * MARGIN + label_h + 2 + max(t.get_height() for t in thumbs),
+        )
+        panel = pygame.Surface(panel_size, pygame.SRCALPHA)
+        panel.fill(PANEL)
+        x, y = MARGIN, MARGIN + label_h
+        for thumb, label, cell in zip(thumbs, labels, cells):
+            panel.blit(label, (x, MARGIN))
+            pygame.draw.rect(panel, PREVIEW_BORDER, (x, y, thumb.get_width() + 2, thumb.get_height() + 2), 1)
+            panel.blit(thumb, (x + 1, y + 1))
+            x += cell + MARGIN
+        return panel
+
     def close(self):
         """Quit pygame.font if this HUD started it."""
         if self._font_inited:
@@ -247,3 +303,4 @@ class Hud:
             self._font_inited = False
         self._fonts.clear()
         self._texts.clear()
+        self._previews = None

@@ -10,6 +10,12 @@ KEY_HELP = (
     ("B / F", "blackout / freeze", "blackout / freeze on-off"),
     ("H", "HUD", "HUD on-off"),
     (
+        "C",
+        "control maps",
+        "control-map preview on-off: thumbnails of what the ControlNets follow, at the bottom left of the window "
+        "(with or without the HUD; never in outputs or recordings)",
+    ),
+    (
         "F11",
         "fullscreen",
         "fullscreen on-off (fullscreen covers the monitor from its origin, with or without a window "

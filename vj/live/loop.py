@@ -19,6 +19,7 @@ from vj.engine.errors import OutOfMemory
 from vj.live.controls import actions as act
 from vj.live import hud
 from vj.live.slot import ShownFrame
+from vj.live.thumbnails import thumbnails
 from vj.show.engine_thread import EngineThread
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ MIN_SIZE = 64
 IDLE_PRESENT = 0.25  # without HUD or blend the picture is presented again at least this often
 HUD_FPS = 30  # with the HUD, its level bars move this often between engine frames
 POLL_SECONDS = 1.0 / 60  # the longest the display loop waits for a frame between two looks at the keys
+NO_CONTROLNETS = "control preview: this preset has no ControlNets"
+NO_PREVIEW_HERE = "control preview: nothing to show it on (--headless)"
 
 
 def _toggle(current, wanted):
@@ -80,6 +83,8 @@ class EngineLoop:
         self._thread = EngineThread(self._paced_step, self._failed)
         self.stop = self._thread.stop
         self.frozen = threading.Event()
+        self.control_preview = threading.Event()  # set: each frame carries thumbnails of its control maps
+        self._said_no_maps = False  # the preview is on, and the HUD was told the engine has no control maps
         self.rate = Rate()
         self.errors = 0
         self.last_values = {}
@@ -153,10 +158,31 @@ class EngineLoop:
         except OutOfMemory as exc:
             self._shrink(exc)
             return
-        self.slot.put(ShownFrame(rgb, request.index, heard_at, time.monotonic()))
+        made_at = time.monotonic()
+        preview = self.control_preview.is_set()
+        previews = self._previews() if preview else ()
+        if not preview:
+            self._said_no_maps = False  # the next time it is on, the HUD is told again
+        self.slot.put(ShownFrame(rgb, request.index, heard_at, made_at, previews))
         self.rate.tick()
         if recording is not None:
             recording.frame(request, rgb, now, self.state.position, self.state.inputs, audio_time)
+
+    def _previews(self):
+        """Thumbnails of the maps the ControlNets followed for the frame just rendered (only paid for while the
+        preview is on); without any, a note in the HUD, once. A failure costs the preview, never the frame."""
+        maps = getattr(self.engine, "control_maps", ())  # pixel models and fakes have none
+        if not maps:
+            if not self._said_no_maps:
+                self.state.notes.add(NO_CONTROLNETS)
+                self._said_no_maps = True
+            return ()
+        self._said_no_maps = False
+        try:
+            return thumbnails(maps)
+        except Exception as exc:
+            self.state.warnings.add(f"control preview: {type(exc).__name__}: {exc}")
+            return ()
 
     def _preset_changed(self):
         self._preset = self.state.preset
@@ -257,6 +283,8 @@ class Show:
                 self.loop.frozen.set()
             else:
                 self.loop.frozen.clear()
+        elif isinstance(action, act.ToggleControlPreview):
+            self._control_preview(_toggle(self.loop.control_preview.is_set(), action.on))
         elif isinstance(action, (act.Learn, act.LearnNext)):
             if self.midi is None:
                 self.loop.state.warnings.add("MIDI learn needs --midi PORT")
@@ -272,6 +300,17 @@ class Show:
             action, (act.Blackout, act.Freeze, act.TapTempo, act.Downbeat)
         ):
             self.loop.recording.display_action(action, self.clock())
+
+    def _control_preview(self, on):
+        """Ask the engine thread for thumbnails from its next frame on (or no longer); a display that draws no
+        pictures (--headless) keeps it off and says so."""
+        if on and not getattr(self.display, "shows_previews", False):
+            self.loop.state.notes.add(NO_PREVIEW_HERE)
+            on = False
+        if on:
+            self.loop.control_preview.set()
+        else:
+            self.loop.control_preview.clear()
 
     def _step_learning(self, step):
         """The control after (or before) the one being learned, in the preset's order; None past either end."""
@@ -332,7 +371,14 @@ class Show:
             return
         self._presented_at = now
         lines, levels = self.hud_content() if self.hud else (None, None)
-        self.display.present(frame if new else None, blackout=self.blackout, hud_lines=lines, hud_levels=levels)
+        extra = {}
+        if frame is not None and frame.previews and self.loop.control_preview.is_set():
+            # the newest frame's thumbnails, repeats included; passed only when there are some, as only displays
+            # that draw them (shows_previews) take them. The outputs and the recording get frame.rgb alone.
+            extra["previews"] = frame.previews
+        self.display.present(
+            frame if new else None, blackout=self.blackout, hud_lines=lines, hud_levels=levels, **extra
+        )
         if new and frame is not None:  # the audio's arrival to the flip that put the frame on screen
             flipped = self.display.flipped_at or time.monotonic()
             self.latency_ms = max(0.0, (flipped - frame.heard_at) * 1000.0)
@@ -401,9 +447,10 @@ class Show:
         return "  ".join(parts) or None
 
     def _input_warnings(self):
-        video = self.loop.state.video
+        video, images = self.loop.state.video, self.loop.state.control_images
         return [
             self.loop.audio.warning,
+            images.warning if images is not None else None,
             self.midi.warning if self.midi is not None else None,
             video.warning if video is not None else None,
             self.loop.recording.warning if self.loop.recording is not None else None,
@@ -430,6 +477,7 @@ class Show:
             "blackout": self.blackout,
             "frozen": self.loop.frozen.is_set(),
             "hud": self.hud,
+            "control_preview": self.loop.control_preview.is_set(),
             "engine_errors": self.loop.errors,
             "reloads": state.reloads,  # hot reloads taken (a controller sees its edit arrive)
             "variables": {k: round(float(v), 6) for k, v in variables.items()},

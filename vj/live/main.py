@@ -73,7 +73,9 @@ def build(args, stack):
     from vj.show.blends import TransitionWorker
 
     transitions = session.transitions
-    state = ShowState(preset, controls, overrides, transitions=transitions, video=session.video)
+    state = ShowState(
+        preset, controls, overrides, transitions=transitions, video=session.video, control_images=session.control_images
+    )
     loop = EngineLoop(state, make_engine, session.settings, audio, FrameSlot(), clock)
     loop.worker = TransitionWorker(transitions) if transitions else None  # idle unless latent_blend
     if loop.worker is not None:
@@ -145,6 +147,11 @@ def start_recording(args, stack, preset, text, overrides, session, audio, loop, 
         raise RecordingError(
             "--record: a show with video in (Video Source) cannot be recorded yet: its video frames would be "
             "missing from the replay; record without --video-in"
+        )
+    if any(c.video_file for c in preset.controlnets):
+        raise RecordingError(
+            "--record: a ControlNet playing a video file cannot be recorded yet: a live show plays it by the wall "
+            "clock, so a replay could not find its frames; use a picture or `previous`"
         )
     info = {
         "preset": str(Path(args.preset).absolute()),

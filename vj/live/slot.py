@@ -8,12 +8,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ShownFrame:
-    """An engine frame and what the HUD reports about it."""
+    """An engine frame and what the HUD reports about it (and shows beside it: the control-map thumbnails)."""
 
     rgb: np.ndarray  # (height, width, 3) uint8
     index: int  # frame number of the engine
     heard_at: float  # time.monotonic() when the newest audio the frame's variables used arrived
     made_at: float  # time.monotonic() when the engine finished it
+    previews: tuple = ()  # (h, w, 3) uint8 thumbnails of its control maps, while the control preview is on
 
 
 class FrameSlot:

@@ -94,9 +94,12 @@ class PresetWatcher:
 class ShowState:
     """The preset, its Director, the live scenes and the controls; `apply` actions, then `request` a frame."""
 
-    def __init__(self, preset, controls, overrides=None, warnings=None, transitions=None, video=None):
+    def __init__(
+        self, preset, controls, overrides=None, warnings=None, transitions=None, video=None, control_images=None
+    ):
         self.overrides = overrides or {}
         self.video = video  # the VideoSource of Video Source mode (--video-in or video_path), or None
+        self.control_images = control_images  # the ControlNets' picture and video files (show.control_images)
         self.transitions = transitions  # latent-blend Transitions shared with a worker, or None
         self.controls = controls
         self.warnings = warnings or Warnings()
@@ -115,7 +118,13 @@ class ShowState:
         self.position = None  # the last request's ScenePosition
 
     def _use(self, preset):
-        director = Director(preset, transitions=self.transitions, notify=self.warnings.add, video=self.video)
+        director = Director(
+            preset,
+            transitions=self.transitions,
+            notify=self.warnings.add,
+            video=self.video,
+            control_images=self.control_images,
+        )
         self.preset = preset
         if self.transitions is not None:
             self.transitions.use_preset(preset)

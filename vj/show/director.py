@@ -2,11 +2,14 @@
 
 from dataclasses import replace
 
+from vj.engine.diffusion.control_maps import ControlInput
 from vj.engine.diffusion.frames import FrameRequest
+from vj.engine.diffusion.net_fit import net_for_model
 from vj.engine.depth.camera import Motion3D
 from vj.engine.motion import Motion
 from vj.config.loading import PresetError
 from vj.config.schema import DEPTH_VARIABLES, MOTION_KEYS
+from vj.engine.vocabulary import CONTROL_IMAGES
 from vj.show.guidance_inputs import guidance_request, uses_guidance
 from vj.language.scenes.edits import scene_prompts
 from vj.show.timeline import Timeline
@@ -25,11 +28,14 @@ def _faded(targets, k):
 class Director:
     """Evaluates the preset's expressions for each frame; shared by renders and the live show."""
 
-    def __init__(self, preset, seed=None, transitions=None, notify=None, video=None):
+    def __init__(self, preset, seed=None, transitions=None, notify=None, video=None, control_images=None):
         if video is None and preset.video_problem:  # Video Source without video_path, and no --video-in
             raise PresetError([preset.video_problem])
+        if control_images is None and any(c.image not in CONTROL_IMAGES for c in preset.controlnets):
+            raise ValueError("a preset with ControlNet image files needs the show's ControlImages")
         self.preset = preset
         self.video = video  # Video Source mode: a VideoSource (frame_for(t) -> VideoFrame | None), or None
+        self.control_images = control_images  # the ControlNets' picture and video files (show.control_images)
         self.cut = False  # whether the last request's video frame started a new shot
         self._video_rgb = None  # the video frame the last request used
         self.hold = ValueGuard(notify)  # every value reaching a tensor, in its range; `notify`: the live HUD
@@ -76,7 +82,26 @@ class Director:
             guidance=self._guidance(position, env) if self.guided else None,
             image_conditioning=tuple((str(i), max(0.0, g.strength(env))) for i, g in enumerate(preset.guide_images)),
         )
-        return request if self.video is None else self._with_video(request, t, env)
+        request = request if self.video is None else self._with_video(request, t, env)
+        return replace(request, controls=self._controls(t, env, request.video)) if preset.controlnets else request
+
+    def _controls(self, t, env, video):
+        """The ControlInputs of the frame at show time `t`: each net's scale, and its picture (`video`: the Video
+        Source frame of the request; a file's picture or video frame at `t`; none for `previous`, the engine's own)."""
+        p, hold = self.preset, self.hold
+        return tuple(
+            ControlInput(
+                net_for_model(c.model, p.model),
+                hold("control scale", f"controlnets[{i}].scale", c.scale(env)),
+                video if c.image == "video" else None if c.image == "previous" else self.control_images.image(c, t),
+                previous=c.image == "previous",
+                preprocessor=c.preprocessor,
+                options=c.options,
+                start=c.start,
+                end=c.end,
+            )
+            for i, c in enumerate(p.controlnets)
+        )
 
     def _motion_of(self, env):
         """The frame's Motion (2D), or in 3D mode its Motion3D: numbers, or when the expressions use pytti's depth

@@ -34,7 +34,9 @@ class EngineFactory:
     target_palette: object = None  # limited_palette: the picture whose colours seed the palette (uint8), or None
     guides: dict = dataclasses.field(default_factory=dict)  # guide image number (text) -> GuideEmbedding
     pictures: dict = dataclasses.field(default_factory=dict)  # (path, mtime, size) -> guide image embedding
-    depth: object = None  # the depth model (vj.engine.depth.models.DepthModel) of 3D and depth stabilization, or None
+    depth: object = None  # the depth model (vj.engine.depth.models.DepthModel) of 3D, depth stabilization and the
+    # ControlNets' depth preprocessor, or None
+    controlnets: dict = dataclasses.field(default_factory=dict)  # loaded name -> ControlNetModel
 
     def use_preset(self, preset, engine):
         """A changed preset (hot reload, typed prompt): new pictures, masks, cutouts and perceptors for `engine`
@@ -70,8 +72,13 @@ class EngineFactory:
                 warnings.append("a pixel model needs a perceptor: keeping the ones it has")
         except (EngineError, PresetError) as exc:
             return warnings + [f"guidance not changed: {str(exc).splitlines()[0]}"]
+        missing = sorted(set(controlnet_names(preset)) - set(self.controlnets))
+        if missing:
+            warnings.append(f"ControlNet {', '.join(missing)}: takes effect at restart (its weights load then)")
         if self.depth is None and needs_depth(preset):
-            warnings.append("3D and depth stabilization need the depth model: they take effect at restart")
+            warnings.append(
+                "3D, depth stabilization and the depth preprocessor need the depth model: they take effect at restart"
+            )
         elif self.depth is not None and depth_model_name(preset) != depth_model_name(self.preset):
             warnings.append(f"depth_model {preset.depth_model}: takes effect at restart")
         elif self.depth is not None:
@@ -88,10 +95,14 @@ class EngineFactory:
         return warnings
 
     def __call__(self, settings):
-        return self._use_warp(self._engine(settings))
+        engine = self._use_warp(self._engine(settings))
+        if self.components is not None:
+            engine.controlnets = self.controlnets
+            engine.depth = self.depth_loss()
+        return engine
 
     def depth_loss(self):
-        """The objective's depth function (depth stabilization): the depth model's metres, or None."""
+        """The depth model's metres (the objective's depth stabilization, the depth preprocessor), or None."""
         return None if self.depth is None else self.depth.metres
 
     def _use_warp(self, engine):
@@ -302,16 +313,43 @@ def build_engines(preset, device="auto", dtype="auto", compile=False, init=None,
             perceptors, load_assets(preset, init), cutout_settings(preset), None if depth is None else depth.metres
         )
     palette = read_picture(preset.target_palette) if guidance and preset.target_palette else None
-    factory = EngineFactory(preset, components, objective, init, device, palette, depth=depth)
+    nets = load_controlnets(preset, components) if guidance else {}  # prerender and morph: the scenes alone
+    factory = EngineFactory(preset, components, objective, init, device, palette, depth=depth, controlnets=nets)
     if guidance and components is not None:
         factory.guides = factory.embed_guides(preset)
     return factory
 
 
 def needs_depth(preset):
-    """Whether the preset uses the depth model: 3D mode, or a depth stabilization weight."""
+    """Whether the preset uses the depth model: 3D mode, a depth stabilization weight, or a depth preprocessor."""
     weight = preset.depth_stabilization_weight
-    return preset.animation_mode == "3D" or not (weight.is_constant and weight(None) == 0)
+    return (
+        preset.animation_mode == "3D"
+        or not (weight.is_constant and weight(None) == 0)
+        or any(c.preprocessor == "depth" for c in preset.controlnets)
+    )
+
+
+def controlnet_names(preset):
+    """The ControlNets the preset's show loads, by name (with the tiny and arch: models, their random nets)."""
+    from vj.engine.diffusion.net_fit import net_for_model
+
+    return list(dict.fromkeys(net_for_model(c.model, preset.model) for c in preset.controlnets))
+
+
+def load_controlnets(preset, components):
+    """{name: ControlNetModel} of the preset's nets on the components' device and dtype; ModelError (one line naming
+    the net) for one that is missing or does not fit the model's UNet."""
+    from vj.engine.diffusion.controlnet import check_fits, load_controlnet
+    from vj.engine.errors import ModelError
+
+    nets = {}
+    for i, name in enumerate(controlnet_names(preset) if components is not None else ()):
+        net = nets[name] = load_controlnet(name, components.device, components.dtype, seed=i)
+        problem = check_fits(net, components.unet)
+        if problem:
+            raise ModelError(f"ControlNet '{name}' for model {preset.model}: {problem}")
+    return nets
 
 
 def depth_model_name(preset):

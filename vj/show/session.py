@@ -3,7 +3,7 @@
 `vj render`, `vj live`, `vj prerender` and `vj morph` each open a ShowSession and differ only in the clock, the
 inputs and the driver around it: a render steps frame i at start + i/fps from the track's analysis into an MP4, a
 live show steps by the wall clock from the sound card into a window, prerender computes the transitions and morph
-renders txt2img frames. Later sources and outputs (replay, video in, ControlNet) plug in here too.
+renders txt2img frames. Replay, video in and the ControlNets' images plug in here too.
 """
 
 import dataclasses
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vj.config.loading import PresetError
+from vj.show.control_images import ControlImages
 from vj.show.director import Director
 from vj.show.engines import build_engines, engine_settings
 
@@ -51,6 +52,7 @@ class ShowSession:
     preset: object
     engines: object  # EngineFactory: EngineSettings -> a frame engine (diffusion or pixel model)
     video: object = None  # the VideoSource of Video Source mode, or None
+    control_images: object = None  # ControlImages: the ControlNets' picture and video files
     _transitions: object = None
 
     @classmethod
@@ -61,17 +63,20 @@ class ShowSession:
         the diffusion components load: no perceptors, guide images, init image, palette picture or video."""
         init = load_image(preset.init_image, preset.width, preset.height) if guidance and preset.init_image else None
         video = open_show_video(preset, video_in, live) if guidance else None
+        images = ControlImages(preset.width, preset.height, live)
         try:
-            return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance), video)
+            return cls(preset, build_engines(preset, device, dtype, compile, init, guidance=guidance), video, images)
         except BaseException:
             if video is not None:
                 video.close()
             raise
 
     def close(self):
-        """Let the video source go (the models go with the session)."""
+        """Let the video sources go (the models go with the session)."""
         if self.video is not None:
             self.video.close()
+        if self.control_images is not None:
+            self.control_images.close()
 
     @property
     def components(self):
@@ -114,4 +119,9 @@ class ShowSession:
 
     def director(self):
         """A Director for the preset, playing latent-blend transitions when the preset blends."""
-        return Director(self.preset, transitions=self.transitions if self.blends() else None, video=self.video)
+        return Director(
+            self.preset,
+            transitions=self.transitions if self.blends() else None,
+            video=self.video,
+            control_images=self.control_images,
+        )

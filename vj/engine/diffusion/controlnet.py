@@ -5,9 +5,7 @@ by wrapping it (the sampler does not know), numerically as diffusers' StableDiff
 import inspect
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from vj.engine.devices import pick_device, resolve_dtype
@@ -15,46 +13,26 @@ from vj.engine.diffusion.models import CONFIGS
 from vj.engine.diffusion.sampler import unet_model
 from vj.engine.errors import ModelError
 from vj.engine.fetching import Fetcher
+from vj.engine.diffusion.net_fit import ARCHITECTURES, TINY_CONTROLNET, fit_problem, name_problem
 
 _HOW_TO_GET = (
     "where there is internet run `hf download {source}` (then copy ~/.cache/huggingface here), or pass a "
     "local diffusers ControlNet folder; without weights use `tiny` (random, with --model tiny) or arch:sd21 "
     "(random, with arch:sd-turbo)"
 )
-# the base models by cross-attention width, and a model of vj's that each fits
-_FAMILIES = {
-    768: ("SD 1.x", "an SD 1.5-based model such as SimianLuo/LCM_Dreamshaper_v7"),
-    1024: ("SD 2.x", "an SD 2.1-based model such as stabilityai/sd-turbo"),
-    2048: ("SDXL", "no model of vj's yet (SDXL is not supported)"),
-    32: ("tiny", "--model tiny"),
-}
 
 
 @dataclass(frozen=True)
 class Control:
-    """One ControlNet steering the frames: the net, its control image (1, 3, H, W) in [0, 1] on the device at the
-    frame's size (`control_image`), its weight and the part of the denoising it acts in (`start`..`end`, fractions
-    of the steps, as diffusers' control_guidance_start/end)."""
+    """One ControlNet steering the frames: the net, its control map (1, 3, H, W) in [0, 1] on the device at the
+    frame's size (vj.engine.diffusion.control_maps), its weight and the part of the denoising it acts in
+    (`start`..`end`, fractions of the steps, as diffusers' control_guidance_start/end)."""
 
     net: torch.nn.Module = field(compare=False)
     image: torch.Tensor = field(compare=False)
     scale: float = 1.0
     start: float = 0.0
     end: float = 1.0
-
-
-def control_image(image, height, width, device, dtype):
-    """A control map as the ControlNet pipelines prepare a [0, 1] tensor: (1, 3, height, width) in [0, 1], resized
-    by nearest neighbour when its size differs. `image`: HxWx3 uint8 (0..255), or a (3, h, w) or (1, 3, h, w) tensor
-    in [0, 1]."""
-    if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-    image = image.float()
-    if image.ndim == 3:
-        image = image[None]
-    if image.shape[-2:] != (height, width):
-        image = torch.nn.functional.interpolate(image, size=(height, width))
-    return image.to(device=device, dtype=dtype)
 
 
 def keep(start, end, step, steps):
@@ -131,16 +109,7 @@ def tiny_controlnet(seed=0):
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    net = ControlNetModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        in_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-        norm_num_groups=32,
-        conditioning_embedding_out_channels=(8, 8, 16, 16),
-    )
+    net = ControlNetModel(**TINY_CONTROLNET)
     _reset_zero_convolutions(net)
     return net
 
@@ -158,34 +127,25 @@ def controlnet_config(arch):
     return config
 
 
-ARCHITECTURES = {"sd21": "sd-turbo"}  # arch:NAME of a ControlNet -> the packaged UNet architecture it fits
-
-
-def load_controlnet(name, device="auto", dtype="auto"):
+def load_controlnet(name, device="auto", dtype="auto", seed=0):
     """A ControlNetModel on `device` in `dtype`: 'tiny' (random, for --model tiny), 'arch:sd21' (random, SD 2.1's
-    shape: for arch:sd-turbo), or a hub id / local diffusers folder (weights from the hub cache; ModelError when
-    they are missing)."""
+    shape: for arch:sd-turbo), both seeded by `seed` (a preset's nets differ by their place in the list), or a hub
+    id / local diffusers folder (weights from the hub cache; ModelError when they are missing)."""
     from diffusers import ControlNetModel
 
     device = pick_device(device)
     dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, device)
+    problem = name_problem(name)
+    if problem:
+        raise ModelError(problem)
     if name == "tiny":
-        net = tiny_controlnet()
+        net = tiny_controlnet(seed)
     elif name.startswith("arch:"):
-        arch = ARCHITECTURES.get(name[5:])
-        if arch is None:
-            known = ", ".join(f"arch:{a}" for a in ARCHITECTURES)
-            raise ModelError(f"unknown ControlNet architecture '{name}'; known: {known}")
-        torch.manual_seed(0)
-        net = ControlNetModel.from_config(controlnet_config(arch))
+        torch.manual_seed(seed)
+        net = ControlNetModel.from_config(controlnet_config(ARCHITECTURES[name[5:]]))
         _reset_zero_convolutions(net)
-    elif "/" in name or Path(name).exists():
-        net = Fetcher(_HOW_TO_GET)(name, "controlnet", lambda **kw: ControlNetModel.from_pretrained(name, **kw))
     else:
-        raise ModelError(
-            f"unknown ControlNet '{name}': use a hub id (e.g. thibaud/controlnet-sd21-canny-diffusers), a local "
-            "diffusers folder, 'tiny' or 'arch:sd21'"
-        )
+        net = Fetcher(_HOW_TO_GET)(name, "controlnet", lambda **kw: ControlNetModel.from_pretrained(name, **kw))
     try:
         torch.nn.Module.to(net, device=device, dtype=dtype).eval().requires_grad_(False)
     except torch.OutOfMemoryError:
@@ -195,29 +155,7 @@ def load_controlnet(name, device="auto", dtype="auto"):
     return net
 
 
-def _family(width):
-    return _FAMILIES.get(width, (f"width-{width}", f"models with cross-attention width {width}"))
-
-
 def check_fits(net, unet):
     """Why `net` (a ControlNetModel, or anything with its `.config`) cannot steer `unet`, in one line naming what
     would fit; None when it fits."""
-    n, u = net.config, unet.config
-    width, wanted = n.get("cross_attention_dim"), u.get("cross_attention_dim")
-    if width != wanted:
-        (family, fits), (model_family, _) = _family(width), _family(wanted)
-        return (
-            f"this ControlNet is {family}-based (cross-attention {width}) and cannot steer this {model_family}-shaped "
-            f"model (cross-attention {wanted}): it fits {fits}; this model needs {model_family}-based ControlNets"
-        )
-    for key in ("in_channels", "block_out_channels", "down_block_types", "layers_per_block"):
-        if _plain(n.get(key)) != _plain(u.get(key)):
-            return (
-                f"this ControlNet's {key} ({_plain(n.get(key))}) differs from the model UNet's ({_plain(u.get(key))}): "
-                f"its residuals would not fit; use a ControlNet trained for this model's architecture"
-            )
-    return None
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
+    return fit_problem(net.config, unet.config)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from vj.engine.diffusion.conditioning import ConditioningCache, crossfade, prompt_conditioning
-from vj.engine.diffusion.controlnet import controlled_unet_model
+from vj.engine.diffusion.control_maps import ControlMaps
+from vj.engine.diffusion.controlnet import Control, controlled_unet_model
 from vj.engine.devices import synchronize
 from vj.engine.errors import EngineError, out_of_memory
 from vj.engine.motion import Motion, warp
@@ -75,6 +76,7 @@ class FrameRequest:
     video_weight: float = 0.0
     video_cut: bool = False
     video_stabilization: bool = False
+    controls: tuple = ()  # ControlInputs (vj.engine.diffusion.control_maps): the ControlNets' weights and pictures
 
 
 class _NoTimer:
@@ -165,7 +167,10 @@ class FrameEngine:
         self.warp = warp  # moves the previous frame by the request's motion: 2D, or a DepthWarp (3D mode)
         self._noise_scales = {}  # (N, begin index) -> (a, b) of the scheduler's add_noise
         self._timestep_cond = guidance_embedding(c.unet, settings.guidance_scale, 1, c.device, c.dtype)
-        self.controls = []  # ControlNets steering the frames (vj.engine.diffusion.controlnet.Control)
+        self.controlnets = {}  # preset name -> ControlNetModel, for the requests' ControlInputs
+        self.depth = None  # the depth model's metres(image01), for the depth preprocessor, or None
+        self.control_maps = ()  # the control maps that steered the last frame, (1, 3, H, W) in [0, 1]
+        self._maps = None  # ControlMaps, made on first use
 
     def reset(self):
         self.previous = None
@@ -201,6 +206,26 @@ class FrameEngine:
             return vae.encode(image).latents * vae.config.scaling_factor
         return vae.encode(image).latent_dist.sample(generator) * vae.config.scaling_factor
 
+    def _controls(self, request, moved):
+        """The Controls of the request's ControlInputs (`moved`: the previous frame moved by this frame's motion, or
+        None); a net without a picture this frame, or not loaded (a reload added it), rests."""
+        if not request.controls:
+            self.control_maps = ()
+            return []
+        if self._maps is None:
+            s, c = self.settings, self.c
+            self._maps = ControlMaps(s.height, s.width, c.device, c.dtype)
+        self._maps.depth = self.depth  # the factory may give it after the engine is made
+        controls, shown = [], []
+        for wanted, image in zip(request.controls, self._maps.maps(request.controls, moved)):
+            net = self.controlnets.get(wanted.model)
+            if image is None or net is None:
+                continue
+            shown.append(image)
+            controls.append(Control(net, image, wanted.scale, wanted.start, wanted.end))
+        self.control_maps = tuple(shown)
+        return controls
+
     def _guided(self, request):
         g = request.guidance
         return self.objective is not None and g is not None and g.scale > 0 and g.steps > 0 and g.active()
@@ -228,6 +253,7 @@ class FrameEngine:
             with timer.stage("conditioning"):
                 cond = self.conditioning(request)
             source = self.previous if self.previous is not None else self.init
+            moved = None  # the previous frame moved by this frame's motion
             video = None
             if request.video is not None:  # Video Source: at the engine's size (a live show may have shrunk)
                 video = fitted(image_to_tensor(request.video, c.device, c.dtype), s.height, s.width)
@@ -244,8 +270,10 @@ class FrameEngine:
                     image = (
                         None if source is None else self.warp(source, request.motion, s.infill_mode, s.sampling_mode)
                     )
-                    if guided and self.previous is not None:  # the first frame has no previous frame
-                        reference = (image / 2 + 0.5).float()
+                    if self.previous is not None:  # the first frame has no previous frame
+                        moved = image
+                        if guided:
+                            reference = (image / 2 + 0.5).float()
                     if video is not None:  # the first frame without an init image: img2img of the video frame
                         image = video_input(image, video, request.video_weight)
                         if guided and request.video_stabilization:
@@ -261,7 +289,9 @@ class FrameEngine:
                     latents = self.encode(image, generator)
                 noise = torch.randn(latents.shape, generator=generator, device=c.device, dtype=c.dtype)
                 latents = latents * keep + noise * add  # = scheduler.add_noise(latents, noise, timesteps[:1])
-            model = controlled_unet_model(c.unet, cond, self._timestep_cond, self.controls, timesteps)
+            with timer.stage("control maps"):
+                controls = self._controls(request, moved)
+            model = controlled_unet_model(c.unet, cond, self._timestep_cond, controls, timesteps)
             if guided:
                 model = self._steered(model, request, reference)
             with timer.stage("unet"):

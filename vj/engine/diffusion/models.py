@@ -10,9 +10,9 @@ import torch
 from vj.engine.devices import pick_device, resolve_dtype
 from vj.engine.errors import ModelError
 from vj.engine.fetching import Fetcher
+from vj.engine.diffusion.net_fit import CONFIGS, TINY_UNET
 from vj.engine.tokenizer import clip_tokenizer
 
-CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 TAESD = "madebyollin/taesd"
 _HOW_TO_GET = (
@@ -82,18 +82,7 @@ def build_tiny():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    # attention_head_dim is diffusers' legacy name for the number of heads: 2 heads of 32 channels
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-    )
+    unet = UNet2DConditionModel(**TINY_UNET)
     autoencoder = _random_taesd(tiny=True)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

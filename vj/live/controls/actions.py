@@ -61,6 +61,14 @@ class Freeze:
 
 
 @dataclass(frozen=True)
+class ToggleControlPreview:
+    """Thumbnails of the control maps the ControlNets follow, at the bottom left of the window: on, off, or toggle
+    (`on` None). A performer's aid: outputs and recordings never show them."""
+
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
 class TapTempo:
     """A tap at time `t` (seconds, the show clock; None: when the show applies it)."""
 

@@ -34,6 +34,7 @@ from vj.live.controls.actions import (
     ReplacePrompt,
     SetControl,
     TapTempo,
+    ToggleControlPreview,
     ToggleHud,
     Warn,
 )
@@ -232,6 +233,7 @@ class OscInput:
             "/vj/scene/previous": _trigger(PreviousScene()),
             "/vj/blackout": lambda args: Blackout(_flag(args)),
             "/vj/freeze": lambda args: Freeze(_flag(args)),
+            "/vj/control_preview": lambda args: ToggleControlPreview(_flag(args)),
             "/vj/prompt": self._prompt,
             "/vj/tap": _trigger(TapTempo()),
             "/vj/downbeat": _trigger(Downbeat()),
