@@ -29,11 +29,12 @@ its input per frame).
 Seams (--seams N): chosen among the scene start (where plan_segments cuts), the middle of the first scene and the
 middle of the transition, else spread evenly, each >= max K (so every K fits) and within the render and
 --max-frame. --budget-s caps each preset's segment renders: after a few serial frames give the seconds per frame,
-seams are dropped (least important first, down to one), then the largest K but the largest one, until
-sum over seams and K of (K + M + 1) frames fits (0: no cap). What ran is reported (`warmups`, `seams`).
+seams are dropped (least important first, down to one), then K values (keeping 0, the largest and a spread), until
+sum over seams and K of (K + M + 1) frames fits (0: no cap). What ran is reported (`warmups`, `seams`). A K
+larger than the seam (--seam-frames) is not run: plan_segments starts that segment at frame 0, as the serial render.
 
 A fresh engine from frame 0 is checked to reproduce the serial frames bit for bit (`check_max_diff`, 0).
-torch runs --threads threads (1: on the 2-core CPU the tiny model's small ops run ~10x faster than on 2).
+torch runs --threads threads (1: on a 2-core CPU the tiny model's small ops run several times faster than on 2).
 Prints one JSON object; progress goes to stderr.
 """
 
@@ -166,21 +167,33 @@ def candidate_seams(preset, count, lowest, highest, n):
     return chosen[:n]
 
 
+def bisection_order(values):
+    """`values` (sorted) most telling first: both ends, then the middle, then the middles of each half, ..."""
+    order, spans = [0, len(values) - 1], [(0, len(values) - 1)]
+    while spans:
+        lo, hi = spans.pop(0)
+        if hi - lo > 1:
+            mid = (lo + hi) // 2
+            order.append(mid)
+            spans += [(lo, mid), (mid, hi)]
+    return [values[i] for i in dict.fromkeys(order)]
+
+
 def fit_budget(seams, warmups, after, seconds_per_frame, budget):
     """(seams, warmups) cut down until their segment frames' cost fits `budget` seconds: seams dropped from the end
-    (least important) down to one, then the largest K but the largest one."""
+    (least important) down to one, then K values in reverse `bisection_order` (0 and the largest stay)."""
     if budget <= 0:
         return seams, warmups
 
     def cost(s, w):
         return seconds_per_frame * len(s) * sum(k + after + 1 for k in w)
 
-    seams, warmups = list(seams), sorted(warmups)
-    while len(seams) > 1 and cost(seams, warmups) > budget:
+    seams, order = list(seams), bisection_order(sorted(warmups))
+    while len(seams) > 1 and cost(seams, order) > budget:
         seams.pop()
-    while len(warmups) > 2 and cost(seams, warmups) > budget:
-        warmups.pop(-2)
-    return seams, warmups
+    while len(order) > 2 and cost(seams, order) > budget:
+        order.pop()
+    return seams, sorted(order)
 
 
 def mad(a, b):
@@ -298,13 +311,14 @@ def bench_preset(name, args, video):
         mine = [r for r in runs if r.seam == s]
         at_seam = [r.diffs[0] for r in mine]
         rate, used, bound = decay([r.warmup for r in mine], at_seam, FIT_FLOOR)
-        window_strength = statistics.median(strengths[max(0, s - max(warmups)) : s + 1])
+        diffusion = preset.image_model == "diffusion"  # pixel models have no strength
+        window_strength = statistics.median(strengths[max(0, s - max(warmups)) : s + 1]) if diffusion else None
         rows.append(
             {
                 "seam": s,
                 "chosen_as": what,
                 "where": where(preset, s),
-                "strength": round(window_strength, 3),
+                "strength": round(window_strength, 3) if diffusion else None,
                 "normal": round(normal, 4),
                 "diff": {str(r.warmup): round(max(r.diffs), 4) for r in mine},
                 "diff_at_seam": {str(r.warmup): round(r.diffs[0], 4) for r in mine},
@@ -314,7 +328,7 @@ def bench_preset(name, args, video):
                 "decay_per_frame": None if rate is None else round(rate, 4),
                 "decay_is_bound": bound,
                 "decay_points": used,
-                "one_minus_strength": round(1.0 - window_strength, 3),
+                "one_minus_strength": round(1.0 - window_strength, 3) if diffusion else None,
             }
         )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vj.cluster.connect import LOCAL, ClusterError, connect, disconnect, ray_module, worker_resources
 from vj.cluster.segmented import run_segments
-from vj.cluster.segments import plan_segments, scene_starts
+from vj.cluster.segments import PIXEL_MODELS_NOTE, plan_segments, scene_starts, segment_count
 from vj.cluster.workers import RenderJob, SegmentRenderer
 from vj.commands.render import RenderError, render_preset
 from vj.video.outputs.mp4 import Mp4Writer, read_track
@@ -37,7 +37,10 @@ def main(args):
         options, capacity = worker_resources(args.device, resources)
         fps = preset.frames_per_second
         boundaries = scene_starts(preset.scene_durations(), fps, args.start)
-        segments = plan_segments(count, args.segments or capacity, args.warmup, boundaries)
+        wanted = segment_count(preset.image_model, args.segments or capacity)
+        if wanted == 1 and (args.segments or capacity) > 1:
+            print(f"vj render: note: {PIXEL_MODELS_NOTE}", file=sys.stderr)
+        segments = plan_segments(count, wanted, args.warmup, boundaries)
         workers = min(capacity, len(segments))
         local_cpu = args.ray == LOCAL and "num_gpus" not in options
         threads = max(1, (os.cpu_count() or 1) // workers) if local_cpu else 0

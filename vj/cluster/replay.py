@@ -11,7 +11,7 @@ import time
 
 from vj.cluster.connect import LOCAL, ClusterError, connect, disconnect, ray_module, worker_resources
 from vj.cluster.segmented import run_segments
-from vj.cluster.segments import plan_segments
+from vj.cluster.segments import PIXEL_MODELS_NOTE, plan_segments, segment_count
 from vj.cluster.workers import ReplayRenderer
 from vj.commands.render import RenderError
 from vj.commands.replay import _Writer, open_recording, quality_overrides, rerender_count
@@ -31,7 +31,10 @@ def main(args):
     resources = connect(args.ray, args.workers)
     try:
         options, capacity = worker_resources(args.device, resources)
-        segments = plan_segments(count, args.segments or capacity, args.warmup, boundaries)
+        wanted = segment_count(first.image_model, args.segments or capacity)
+        if wanted == 1 and (args.segments or capacity) > 1:
+            print(f"vj replay: note: {PIXEL_MODELS_NOTE}", file=sys.stderr)
+        segments = plan_segments(count, wanted, args.warmup, boundaries)
         workers = min(capacity, len(segments))
         local_cpu = args.ray == LOCAL and "num_gpus" not in options
         threads = max(1, (os.cpu_count() or 1) // workers) if local_cpu else 0

@@ -31,12 +31,17 @@ class Stitcher:
         self.turn = 0  # the segment being written
         self.chunks = {s.index: [] for s in segments}  # spooled chunk files, per segment
         self.received = {s.index: 0 for s in segments}  # frames received, per segment
+        self.skip = 0  # frames of the segment being written that are already in the file (it ran again)
         self.done = set()
         self.written = 0
 
     def add(self, segment, chunk):
         frames, blacks = chunk
         self.received[segment.index] += len(frames)
+        if segment.index == self.turn and self.skip:  # a re-run gives the same frames: those written stay
+            kept = max(0, len(frames) - self.skip)
+            self.skip -= len(frames) - kept
+            frames, blacks = frames[len(frames) - kept :], blacks[len(blacks) - kept :]
         if segment.index == self.turn:
             self._write(frames, blacks)
         else:
@@ -48,9 +53,11 @@ class Stitcher:
         self._advance()
 
     def drop(self, segment):
-        """A lost segment's frames so far: gone (it runs again). Returns how many there were."""
-        if segment.index == self.turn and self.received[segment.index]:
-            raise ClusterError(f"segment {segment.index + 1} lost its worker while being written; run it again")
+        """A lost segment's frames so far: gone (it runs again; of the segment being written, the frames already in
+        the file are skipped when they come again: a segment renders the same frames every time). Returns how many
+        frames it had sent."""
+        if segment.index == self.turn:
+            self.skip = self.received[segment.index]
         for path in self.chunks[segment.index]:
             path.unlink()
         self.chunks[segment.index].clear()
@@ -81,7 +88,7 @@ def run_segments(ray, worker, arguments, options, workers, segments, count, emit
     progress = tqdm(total=count, unit="frame", desc=desc, file=sys.stderr, dynamic_ncols=True)
 
     def lost(segment, times):
-        progress.write(f"vj: a worker was lost; segment {segment.index + 1} runs again (time {times})")
+        progress.write(f"vj: a worker was lost; segment {segment.index + 1} runs again (time {times})", file=sys.stderr)
 
     spool = Path(tempfile.mkdtemp(prefix="vj-segments-"))
     stitcher = Stitcher(segments, emit, spool)

@@ -10,7 +10,17 @@ arithmetic: no torch, no Ray.
 
 from dataclasses import dataclass
 
-DEFAULT_WARMUP = 24  # frames; measured on the shipped presets (docs/benchmarks.md, "Segment seams")
+DEFAULT_WARMUP = 24  # frames; see docs/benchmarks.md, "Segment seams" (the tiny model needs 1; real models more)
+PIXEL_MODELS_NOTE = (
+    "pytti's pixel models carry their palette and optimizer from frame to frame and a fresh one never catches up "
+    "(measured: docs/benchmarks.md, Segment seams): rendered as one segment"
+)
+
+
+def segment_count(image_model, wanted):
+    """How many segments a render of `image_model` is cut into when `wanted` are asked for: one for the pixel
+    models, whose state no warm-up rebuilds."""
+    return wanted if image_model == "diffusion" else 1
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,8 @@ def plan_segments(count, segments, warmup=DEFAULT_WARMUP, boundaries=()):
     for k in range(1, segments):
         even = round(k * length)
         near = [b for b in boundaries if abs(b - even) <= length / 4 and 0 < b < count]
-        cut = min(near, key=lambda b: (abs(b - even), b)) if near else even
-        if cuts and cut <= cuts[-1]:
-            cut = even if even > cuts[-1] else cuts[-1] + 1
-        if cut < count:
-            cuts.append(cut)
+        # cuts stay in order: evens are at least `length` - 1 apart and a cut moves by at most `length` / 4
+        cuts.append(min(near, key=lambda b: (abs(b - even), b)) if near else even)
     edges = [0, *cuts, count]
     spans = [(first, end) for first, end in zip(edges, edges[1:]) if end > first]
     return [Segment(i, first, end, min(warmup, first)) for i, (first, end) in enumerate(spans)]

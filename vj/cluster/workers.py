@@ -103,12 +103,13 @@ class TransitionComputer:
         return self.pid, None, self.problem
 
     def compute(self, a, b):
-        """Scene pair a -> b: (its cache key, the cache's arrays, whether this worker found it in its cache)."""
+        """Scene pair a -> b, as one streamed item: (its cache key, the cache's arrays, whether this worker found it in
+        its cache)."""
         transitions = self.session.transitions
         cached = transitions.ready(a, b)
         transitions.compute(a, b)
         key = transitions.key(a, b)
-        return key, transitions.cache.get(key), cached
+        yield key, transitions.cache.get(key), cached
 
 
 class ReplayRenderer:
