@@ -58,6 +58,19 @@ def worker_resources(device, resources):
     return {"num_cpus": 1}, max(1, int(resources.get("CPU", 1)))
 
 
+def worker_threads(address, options, workers):
+    """torch threads per worker: on a local instance of CPU workers, this machine's cores shared among them; else
+    0 (torch's default: the worker has its node's cores or a GPU)."""
+    if address == LOCAL and "num_gpus" not in options:
+        return max(1, (os.cpu_count() or 1) // workers)
+    return 0
+
+
+def describe(address):
+    """The cluster as messages name it."""
+    return "a local Ray instance" if address == LOCAL else address
+
+
 def disconnect():
     """Leave the cluster (a local one stops)."""
     ray = ray_module()

@@ -6,13 +6,12 @@ which writes it into this machine's transition cache; a worker also keeps it in 
 finds every pair in the workers' caches (and the driver's cache was filled by the first).
 """
 
-import os
 import sys
 import time
 
 from tqdm import tqdm
 
-from vj.cluster.connect import LOCAL, connect, disconnect, ray_module, worker_resources
+from vj.cluster.connect import connect, disconnect, ray_module, worker_resources, worker_threads
 from vj.cluster.pool import LOST, Pool
 from vj.cluster.workers import TransitionComputer
 
@@ -29,8 +28,7 @@ def main(args):
     try:
         options, capacity = worker_resources(args.device, resources)
         workers = min(capacity, args.workers or capacity, len(pairs))
-        local_cpu = args.ray == LOCAL and "num_gpus" not in options
-        threads = max(1, (os.cpu_count() or 1) // workers) if local_cpu else 0
+        threads = worker_threads(args.ray, options, workers)
         cache = TransitionCache()
         started = time.perf_counter()
         arguments = (str(args.preset), overrides, args.device, args.dtype, args.compile, threads)

@@ -9,14 +9,13 @@ MP4 of the frames written so far. The frames of the first segment are the serial
 it only near their start (their warm-up; docs/benchmarks.md measures how much).
 """
 
-import os
 import sys
 import time
 from pathlib import Path
 
-from vj.cluster.connect import LOCAL, ClusterError, connect, disconnect, ray_module, worker_resources
-from vj.cluster.segmented import run_segments
-from vj.cluster.segments import PIXEL_MODELS_NOTE, plan_segments, scene_starts, segment_count
+from vj.cluster.connect import ClusterError, connect, describe, disconnect, ray_module
+from vj.cluster.segmented import lay_out, run_segments
+from vj.cluster.segments import scene_starts
 from vj.cluster.workers import RenderJob, SegmentRenderer
 from vj.commands.render import RenderError, render_preset
 from vj.video.outputs.mp4 import Mp4Writer, read_track
@@ -34,20 +33,13 @@ def main(args):
     values["seed"] = preset.seed  # a seed drawn from ${now} once, here, for every worker
     resources = connect(args.ray, args.workers)
     try:
-        options, capacity = worker_resources(args.device, resources)
-        fps = preset.frames_per_second
-        boundaries = scene_starts(preset.scene_durations(), fps, args.start)
-        wanted = segment_count(preset.image_model, args.segments or capacity)
-        if wanted == 1 and (args.segments or capacity) > 1:
-            print(f"vj render: note: {PIXEL_MODELS_NOTE}", file=sys.stderr)
-        segments = plan_segments(count, wanted, args.warmup, boundaries)
-        workers = min(capacity, len(segments))
-        local_cpu = args.ray == LOCAL and "num_gpus" not in options
-        threads = max(1, (os.cpu_count() or 1) // workers) if local_cpu else 0
+        boundaries = scene_starts(preset.scene_durations(), preset.frames_per_second, args.start)
+        layout = lay_out(args, resources, preset.image_model, count, boundaries, "render")
+        options, workers, segments, threads = layout
         job = RenderJob(values, threads)
         print(
             f"vj render: {count} frames in {len(segments)} segments (warm-up {args.warmup} frames) on {workers} "
-            f"workers of {'a local Ray instance' if args.ray == LOCAL else args.ray}",
+            f"workers of {describe(args.ray)}",
             file=sys.stderr,
         )
         audio = read_track(track, preset.input_audio_offset + args.start, duration) if track else None

@@ -5,13 +5,11 @@ the live frames' bit-identical replay (and `--verify`) needs every frame in orde
 workers and stitching are a render's (vj.cluster.segmented); the MP4 gets the recorded audio and the blackouts.
 """
 
-import os
 import sys
 import time
 
-from vj.cluster.connect import LOCAL, ClusterError, connect, disconnect, ray_module, worker_resources
-from vj.cluster.segmented import run_segments
-from vj.cluster.segments import PIXEL_MODELS_NOTE, plan_segments, segment_count
+from vj.cluster.connect import ClusterError, connect, describe, disconnect, ray_module
+from vj.cluster.segmented import lay_out, run_segments
 from vj.cluster.workers import ReplayRenderer
 from vj.commands.render import RenderError
 from vj.commands.replay import _Writer, open_recording, quality_overrides, rerender_count
@@ -30,18 +28,11 @@ def main(args):
     boundaries = sorted({round(e["t"] * fps) for e in recording.kind("scene") if "t" in e})
     resources = connect(args.ray, args.workers)
     try:
-        options, capacity = worker_resources(args.device, resources)
-        wanted = segment_count(first.image_model, args.segments or capacity)
-        if wanted == 1 and (args.segments or capacity) > 1:
-            print(f"vj replay: note: {PIXEL_MODELS_NOTE}", file=sys.stderr)
-        segments = plan_segments(count, wanted, args.warmup, boundaries)
-        workers = min(capacity, len(segments))
-        local_cpu = args.ray == LOCAL and "num_gpus" not in options
-        threads = max(1, (os.cpu_count() or 1) // workers) if local_cpu else 0
+        options, workers, segments, threads = lay_out(args, resources, first.image_model, count, boundaries, "replay")
         arguments = (str(args.folder), overrides, args.device, args.dtype, args.compile, threads)
         print(
             f"vj replay: re-rendering {count} frames in {len(segments)} segments (warm-up {args.warmup} frames) on "
-            f"{workers} workers of {'a local Ray instance' if args.ray == LOCAL else args.ray}",
+            f"{workers} workers of {describe(args.ray)}",
             file=sys.stderr,
         )
         writer = _Writer(args, recording, fps, (first.width, first.height), count)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vj.cluster.connect import ClusterError
+from vj.cluster.connect import ClusterError, worker_resources, worker_threads
 from vj.cluster.pool import LOST, Pool
+from vj.cluster.segments import PIXEL_MODELS_NOTE, plan_segments, segment_count
 
 CHUNK = 8  # frames per message from a worker
 
@@ -79,6 +80,19 @@ class Stitcher:
         for rgb, black in zip(frames, blacks):
             self.emit(self.written, rgb, bool(black))
             self.written += 1
+
+
+def lay_out(args, resources, image_model, count, boundaries, command):
+    """(what a worker asks of the cluster, how many workers, the segments, torch threads per worker) of a job of
+    `count` frames from `--segments`, `--warmup`, `--device` and the cluster's `resources`; pixel models get one
+    segment, with a note on stderr from `vj COMMAND`."""
+    options, capacity = worker_resources(args.device, resources)
+    wanted = segment_count(image_model, args.segments or capacity)
+    if wanted == 1 and (args.segments or capacity) > 1:
+        print(f"vj {command}: note: {PIXEL_MODELS_NOTE}", file=sys.stderr)
+    segments = plan_segments(count, wanted, args.warmup, boundaries)
+    workers = min(capacity, len(segments))
+    return options, workers, segments, worker_threads(args.ray, options, workers)
 
 
 def run_segments(ray, worker, arguments, options, workers, segments, count, emit, desc):
